@@ -1,0 +1,84 @@
+"""Parity trace, Keras side: run a model on numpy inputs and return numpy results.
+
+Twin of ``segmentation_torch/harness.py``; the trace keys are documented in ``shared.trace``.
+Inputs and outputs are canonical: images ``(N, C, H, W)``, weights in ``shared.layout`` layout;
+this module transposes to and from Keras's ``(N, H, W, C)`` at its edges.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from segmentation_tf.device import resolve_device
+from segmentation_tf.losses import BinaryCrossEntropyLoss, CrossEntropyLoss
+from segmentation_tf.optimizers import build_optimizer
+from segmentation_tf.registry import build_model
+from segmentation_tf.weights import from_canonical, tensor_refs, to_canonical
+from shared.layout import permute_axes, randomize_batch_norm
+from shared.synthetic import one_hot
+from shared.trace import TraceSettings
+
+FRAMEWORK = "tf"
+
+
+def versions() -> dict[str, str]:
+    return {"tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def random_weights(spec, seed: int) -> dict[str, np.ndarray]:
+    """Canonical weights from Keras's default initialisers (seeded), BN tensors randomised."""
+    keras.utils.set_random_seed(seed)
+    model = build_model(spec.name, **spec.options())
+    return randomize_batch_norm(to_canonical(model), spec, seed)
+
+
+def _nchw(t) -> np.ndarray:
+    return np.transpose(keras.ops.convert_to_numpy(t), (0, 3, 1, 2))
+
+
+def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
+                  settings: TraceSettings, device: str = "cpu") -> dict:
+    """Every quantity of ``shared.trace`` for ``spec`` with ``weights`` on ``images (N, C, H, W)``."""
+    with tf.device(resolve_device(device)):
+        model = build_model(spec.name, **spec.options())
+        x = tf.constant(np.transpose(images, (0, 2, 3, 1)).astype(np.float32))
+        y = tf.constant(np.asarray(labels, dtype=np.int64))
+        t = tf.constant(np.transpose(one_hot(labels, spec.num_classes, settings.ignore_index), (0, 2, 3, 1)))
+        losses = {"bce": (BinaryCrossEntropyLoss(), t),
+                  "ce": (CrossEntropyLoss(settings.class_weights, settings.ignore_index), y)}
+        trace: dict = {}
+
+        from_canonical(model, weights)
+        trace["logits_eval"] = _nchw(model(x, training=False))
+
+        for name, (loss_fn, target) in losses.items():
+            from_canonical(model, weights)  # each training forward moves the BN running statistics
+            refs = {k: v for k, v in tensor_refs(model).items() if v[0].trainable}
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                logits = model(x, training=True)
+                loss = loss_fn(target, logits)
+            grads = tape.gradient(loss, [x] + [ref[0] for ref in refs.values()])
+            trace["logits_train"] = _nchw(logits)
+            trace[f"loss_{name}"] = keras.ops.convert_to_numpy(loss)
+            trace[f"grad_input_{name}"] = _nchw(grads[0])
+            trace[f"grad_weights_{name}"] = {
+                key: permute_axes(keras.ops.convert_to_numpy(g), axes, canon)
+                for (key, (_, axes, canon)), g in zip(refs.items(), grads[1:])
+            }
+        after_forward = to_canonical(model)
+        trace["bn_running"] = {k: v for k, v in after_forward.items() if k.endswith((".mean", ".var"))}
+
+        for opt_name, kwargs in (("sgd", dict(lr=settings.sgd_lr, momentum=settings.sgd_momentum)),
+                                 ("adam", dict(lr=settings.adam_lr, betas=settings.adam_betas, eps=settings.adam_eps))):
+            from_canonical(model, weights)
+            optimizer = build_optimizer(model, opt_name, **kwargs)
+            variables = model.trainable_variables
+            with tf.GradientTape() as tape:
+                logits = model(x, training=True)
+                loss = losses["bce"][0](t, logits) + losses["ce"][0](y, logits)
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            trace[f"weights_after_{opt_name}"] = to_canonical(model)
+    return trace

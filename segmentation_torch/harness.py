@@ -1,0 +1,81 @@
+"""Parity trace, PyTorch side: run a model on numpy inputs and return numpy results.
+
+Twin of ``segmentation_tf/harness.py``; the trace keys are documented in ``shared.trace``.
+Inputs and outputs are canonical: images ``(N, C, H, W)``, weights in ``shared.layout`` layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from segmentation_torch.device import resolve_device
+from segmentation_torch.losses import BinaryCrossEntropyLoss, CrossEntropyLoss
+from segmentation_torch.optimizers import build_optimizer
+from segmentation_torch.registry import build_model
+from segmentation_torch.weights import from_canonical, tensor_refs, to_canonical
+from shared.layout import randomize_batch_norm
+from shared.synthetic import one_hot
+from shared.trace import TraceSettings
+
+FRAMEWORK = "torch"
+
+
+def versions() -> dict[str, str]:
+    return {"torch": torch.__version__}
+
+
+def random_weights(spec, seed: int) -> dict[str, np.ndarray]:
+    """Canonical weights from torch's default initialisers (seeded), BN tensors randomised."""
+    torch.manual_seed(seed)
+    model = build_model(spec.name, **spec.options())
+    return randomize_batch_norm(to_canonical(model), spec, seed)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
+                  settings: TraceSettings, device: str = "cpu") -> dict:
+    """Every quantity of ``shared.trace`` for ``spec`` with ``weights`` on ``images (N, C, H, W)``."""
+    dev = resolve_device(device)
+    model = build_model(spec.name, **spec.options()).to(dev)
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(dev)
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(dev)
+    t = torch.from_numpy(one_hot(labels, spec.num_classes, settings.ignore_index)).to(dev)
+    losses = {"bce": (BinaryCrossEntropyLoss(), t),
+              "ce": (CrossEntropyLoss(settings.class_weights, settings.ignore_index).to(dev), y)}
+    trace: dict = {}
+
+    from_canonical(model, weights)
+    model.eval()
+    with torch.no_grad():
+        trace["logits_eval"] = _numpy(model(x))
+
+    model.train()
+    for name, (loss_fn, target) in losses.items():
+        from_canonical(model, weights)  # each training forward moves the BN running statistics
+        refs = {k: v for k, v in tensor_refs(model).items() if v[0].requires_grad}
+        x_in = x.clone().requires_grad_(True)
+        logits = model(x_in)
+        loss = loss_fn(logits, target)
+        grads = torch.autograd.grad(loss, [x_in] + [ref[0] for ref in refs.values()])
+        trace["logits_train"] = _numpy(logits)
+        trace[f"loss_{name}"] = _numpy(loss)
+        trace[f"grad_input_{name}"] = _numpy(grads[0])
+        trace[f"grad_weights_{name}"] = {key: _numpy(g) for key, g in zip(refs, grads[1:])}  # torch axes == canonical
+    after_forward = to_canonical(model)
+    trace["bn_running"] = {k: v for k, v in after_forward.items() if k.endswith((".mean", ".var"))}
+
+    for opt_name, kwargs in (("sgd", dict(lr=settings.sgd_lr, momentum=settings.sgd_momentum)),
+                             ("adam", dict(lr=settings.adam_lr, betas=settings.adam_betas, eps=settings.adam_eps))):
+        from_canonical(model, weights)
+        optimizer = build_optimizer(model, opt_name, **kwargs)
+        optimizer.zero_grad()
+        logits = model(x)
+        loss = losses["bce"][0](logits, t) + losses["ce"][0](logits, y)
+        loss.backward()
+        optimizer.step()
+        trace[f"weights_after_{opt_name}"] = to_canonical(model)
+    return trace

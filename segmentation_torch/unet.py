@@ -1,0 +1,90 @@
+"""U-Net in PyTorch. Input ``(N, C_in, H, W)`` float32, output ``(N, num_classes, H', W')`` logits.
+
+``H' = H`` with ``padding="same"``; with ``padding="valid"`` see ``shared.geometry`` (572 -> 388).
+Attribute paths (``encoder.0.conv1``) equal the Keras layer names in ``segmentation_tf/unet.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segmentation_torch.layers import BatchNorm, center_crop, conv3x3, upsample_bilinear_2x
+from shared.specs import UNetSpec
+from shared.validation import check_image_batch
+
+
+class DoubleConv(nn.Module):
+    """conv3x3 -> [BN] -> ReLU -> conv3x3 -> [BN] -> ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec):
+        super().__init__()
+        bn = spec.batch_norm
+        self.conv1 = conv3x3(in_channels, out_channels, padding=spec.padding, bias=not bn)
+        self.bn1 = BatchNorm(out_channels, eps=spec.bn_eps, momentum=spec.bn_momentum) if bn else None
+        self.conv2 = conv3x3(out_channels, out_channels, padding=spec.padding, bias=not bn)
+        self.bn2 = BatchNorm(out_channels, eps=spec.bn_eps, momentum=spec.bn_momentum) if bn else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        if self.bn1 is not None:
+            x = self.bn1(x)
+        x = F.relu(x)
+        x = self.conv2(x)
+        if self.bn2 is not None:
+            x = self.bn2(x)
+        return F.relu(x)
+
+
+class UpBlock(DoubleConv):
+    """Up-sample x2 (halving channels), concatenate ``[skip, up]`` on channels, then DoubleConv."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec):
+        super().__init__(2 * out_channels, out_channels, spec=spec)
+        self.upsample = spec.upsample
+        bias = not spec.batch_norm  # up -> concat -> conv1 -> BN: BN cancels a per-channel bias here
+        if spec.upsample == "transpose":
+            self.up = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2, bias=bias)
+        else:
+            self.up = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=bias)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        if self.upsample == "transpose":
+            x = self.up(x)
+        else:
+            x = self.up(upsample_bilinear_2x(x))
+        skip = center_crop(skip, x.shape[2], x.shape[3])
+        return super().forward(torch.cat([skip, x], dim=1))
+
+
+class UNet(nn.Module):
+    """U-Net; arguments as ``shared.specs.UNetSpec``."""
+
+    def __init__(self, in_channels: int, num_classes: int, base_channels: int = 64, depth: int = 4,
+                 padding: str = "same", upsample: str = "transpose", batch_norm: bool = True,
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1):
+        super().__init__()
+        self.spec = UNetSpec(in_channels, num_classes, base_channels, depth, padding, upsample, batch_norm,
+                             bn_eps, bn_momentum)
+        ch = self.spec.stage_channels()
+        self.encoder = nn.ModuleList(
+            DoubleConv(in_channels if i == 0 else ch[i - 1], ch[i], spec=self.spec) for i in range(depth)
+        )
+        self.bottleneck = DoubleConv(ch[depth - 1], ch[depth], spec=self.spec)
+        self.decoder = nn.ModuleList(
+            UpBlock(ch[depth - j], ch[depth - j - 1], spec=self.spec) for j in range(depth)
+        )
+        self.head = nn.Conv2d(ch[0], num_classes, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(tuple(x.shape), str(x.dtype).removeprefix("torch."), spec=self.spec, layout="NCHW")
+        skips = []
+        for stage in self.encoder:
+            x = stage(x)
+            skips.append(x)
+            x = F.max_pool2d(x, kernel_size=2, stride=2)
+        x = self.bottleneck(x)
+        for stage, skip in zip(self.decoder, reversed(skips)):
+            x = stage(x, skip)
+        return self.head(x)

@@ -1,0 +1,60 @@
+"""Canonical weights <-> a PyTorch model (layout table in ``shared.layout``).
+
+For each canonical tensor: the torch attribute that holds it and torch's axis order.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared.checkpoint import check_tensors, read_checkpoint, write_checkpoint
+from shared.layout import layer_table, permute_axes, CANONICAL_AXES
+
+# layer kind -> canonical tensor -> (torch attribute, torch axes)
+TORCH_TENSORS = {
+    "conv2d": {"weight": ("weight", "OIHW"), "bias": ("bias", "O")},
+    "conv_transpose2d": {"weight": ("weight", "IOHW"), "bias": ("bias", "O")},
+    "batch_norm": {"scale": ("weight", "C"), "bias": ("bias", "C"), "mean": ("running_mean", "C"),
+                   "var": ("running_var", "C")},
+}
+
+
+def tensor_refs(model: nn.Module) -> dict[str, tuple[torch.Tensor, str, str]]:
+    """Canonical key -> (the model's tensor, torch axes, canonical axes), in layer-table order."""
+    refs = {}
+    for entry in layer_table(model.spec):
+        layer = model.get_submodule(entry.path)
+        for tensor in entry.tensor_shapes():
+            attribute, axes = TORCH_TENSORS[entry.kind][tensor]
+            refs[f"{entry.path}.{tensor}"] = (getattr(layer, attribute), axes, CANONICAL_AXES[entry.kind][tensor])
+    return refs
+
+
+def to_canonical(model: nn.Module) -> dict[str, np.ndarray]:
+    """Every weight of ``model`` as float32 numpy arrays in canonical layout."""
+    return {key: permute_axes(t.detach().cpu().numpy().astype(np.float32), axes, canon)
+            for key, (t, axes, canon) in tensor_refs(model).items()}
+
+
+def from_canonical(model: nn.Module, tensors: dict[str, np.ndarray]) -> nn.Module:
+    """Copy canonical ``tensors`` into ``model`` in place, after checking every key and shape."""
+    check_tensors(tensors, model.spec, source="canonical tensors")
+    with torch.no_grad():
+        for key, (t, axes, canon) in tensor_refs(model).items():
+            t.copy_(torch.from_numpy(permute_axes(tensors[key], canon, axes)))
+    return model
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Write ``model``'s weights as a canonical safetensors checkpoint (atomically)."""
+    write_checkpoint(path, to_canonical(model), model.spec)
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a canonical checkpoint into ``model``; the stored spec and every key/shape are checked first."""
+    tensors, _ = read_checkpoint(path, expected_spec=model.spec)
+    return from_canonical(model, tensors)

@@ -1,0 +1,100 @@
+"""The canonical checkpoint: a safetensors file both framework packages read and write.
+
+File = tensors named and shaped as ``shared.layout.expected_tensors(spec)`` (float32) + metadata:
+``format`` = ``"segparity.canonical"``, ``format_version`` = ``"1"``, ``spec`` = ``spec_to_json``.
+No pickle anywhere: safetensors stores raw little-endian arrays and a JSON header.
+Writes are atomic (temporary file in the same folder, then ``os.replace``), so an interrupted save
+never leaves a truncated checkpoint where a good one was.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
+
+from shared.layout import expected_tensors
+from shared.specs import spec_differences, spec_from_json, spec_to_json
+
+FORMAT = "segparity.canonical"
+FORMAT_VERSION = "1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not match the model: names the file, keys and shapes."""
+
+
+def check_tensors(tensors: dict[str, np.ndarray], spec, source: str) -> None:
+    """Raise ``CheckpointError`` listing every missing, unexpected, mis-shaped or non-float32 tensor."""
+    expected = expected_tensors(spec)
+    problems: list[str] = []
+    for key, shape in expected.items():
+        if key not in tensors:
+            problems.append(f"missing key {key!r} (expected shape {shape})")
+        elif tuple(tensors[key].shape) != shape:
+            problems.append(f"key {key!r}: expected shape {shape}, found {tuple(tensors[key].shape)}")
+        elif tensors[key].dtype != np.float32:
+            problems.append(f"key {key!r}: expected dtype float32, found {tensors[key].dtype}")
+    for key in tensors:
+        if key not in expected:
+            problems.append(f"unexpected key {key!r} (shape {tuple(tensors[key].shape)})")
+    for key, array in tensors.items():
+        if key in expected and array.dtype == np.float32 and not np.all(np.isfinite(array)):
+            problems.append(f"key {key!r}: contains NaN or infinity")
+    if problems:
+        raise CheckpointError(f"{source} does not match {spec.name} {spec.options()}:\n  " + "\n  ".join(problems))
+
+
+def write_checkpoint(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec) -> Path:
+    """Check ``tensors`` against ``spec`` and write them atomically to ``path``."""
+    path = Path(path)
+    check_tensors(tensors, spec, source=f"tensors to write to {path}")
+    ordered = {key: np.ascontiguousarray(tensors[key]) for key in expected_tensors(spec)}
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec_to_json(spec)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(ordered, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, expected_spec=None):
+    """Read ``path``; return ``(tensors, spec)``.
+
+    With ``expected_spec``, the stored spec must equal it and every tensor must match its layer
+    table; errors name the file, the option or key, and the expected and found values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a segparity canonical checkpoint (metadata format={metadata.get('format')!r}, "
+            f"expected {FORMAT!r})"
+        )
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {metadata.get('format_version')!r} is not supported "
+                              f"(this version reads {FORMAT_VERSION!r})")
+    spec = spec_from_json(metadata.get("spec", ""), source=str(path))
+    if expected_spec is not None:
+        diffs = spec_differences(expected_spec, spec)
+        if diffs:
+            raise CheckpointError(f"{path} holds a different architecture than the model:\n  " + "\n  ".join(diffs))
+    check_tensors(tensors, spec, source=str(path))
+    return tensors, spec

@@ -1,0 +1,149 @@
+"""The canonical weight layout: tensor names, axis orders and per-architecture layer tables.
+
+A canonical key is ``<layer path>.<tensor>``. The layer path is the torch attribute path, which is
+also the Keras layer name (``decoder.0.up`` in both). Axis orders follow ONNX, a layout neither
+framework owns:
+
+================  ========  ==========================  ==============  ==================
+layer kind        tensor    canonical axes              torch           Keras
+================  ========  ==========================  ==============  ==================
+conv2d            weight    O I H W (out, in, kh, kw)   weight  OIHW    kernel  HWIO
+conv2d            bias      O                           bias            bias
+conv_transpose2d  weight    I O H W (in, out, kh, kw)   weight  IOHW    kernel  HWOI
+conv_transpose2d  bias      O                           bias            bias
+batch_norm        scale     C                           weight          gamma
+batch_norm        bias      C                           bias            beta
+batch_norm        mean      C                           running_mean    moving_mean
+batch_norm        var       C (unbiased running var)    running_var     moving_variance
+================  ========  ==========================  ==============  ==================
+
+All tensors are float32. torch's ``num_batches_tracked`` is not stored (it only matters when BN
+momentum is ``None``, which segparity never uses).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+CANONICAL_AXES: dict[str, dict[str, str]] = {
+    "conv2d": {"weight": "OIHW", "bias": "O"},
+    "conv_transpose2d": {"weight": "IOHW", "bias": "O"},
+    "batch_norm": {"scale": "C", "bias": "C", "mean": "C", "var": "C"},
+}
+
+# Tensors an optimiser updates; the others (BN mean/var) are running statistics.
+TRAINABLE = {("conv2d", "weight"), ("conv2d", "bias"), ("conv_transpose2d", "weight"),
+             ("conv_transpose2d", "bias"), ("batch_norm", "scale"), ("batch_norm", "bias")}
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """One layer with weights: where it lives and the shapes of its canonical tensors."""
+
+    path: str  # torch attribute path == Keras layer name
+    kind: str  # a key of CANONICAL_AXES
+    in_channels: int
+    out_channels: int
+    kernel_size: int = 1
+    bias: bool = True
+
+    def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Canonical tensor name -> shape, for this layer."""
+        k, i, o = self.kernel_size, self.in_channels, self.out_channels
+        if self.kind == "conv2d":
+            shapes = {"weight": (o, i, k, k), "bias": (o,)}
+        elif self.kind == "conv_transpose2d":
+            shapes = {"weight": (i, o, k, k), "bias": (o,)}
+        elif self.kind == "batch_norm":
+            return {name: (o,) for name in CANONICAL_AXES["batch_norm"]}
+        else:
+            raise ValueError(f"unknown layer kind {self.kind!r}")
+        if not self.bias:
+            del shapes["bias"]
+        return shapes
+
+
+def permute_axes(array: np.ndarray, source: str, target: str) -> np.ndarray:
+    """Reorder the axes of ``array`` from the letter order ``source`` to ``target`` (e.g. HWIO -> OIHW)."""
+    if sorted(source) != sorted(target) or len(source) != array.ndim:
+        raise ValueError(f"cannot permute array of shape {array.shape} from {source!r} to {target!r}")
+    return np.ascontiguousarray(np.transpose(array, [source.index(axis) for axis in target]))
+
+
+def _double_conv(prefix: str, cin: int, cout: int, batch_norm: bool) -> list[LayerEntry]:
+    layers = [LayerEntry(f"{prefix}.conv1", "conv2d", cin, cout, 3, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(LayerEntry(f"{prefix}.bn1", "batch_norm", cout, cout))
+    layers.append(LayerEntry(f"{prefix}.conv2", "conv2d", cout, cout, 3, bias=not batch_norm))
+    if batch_norm:
+        layers.append(LayerEntry(f"{prefix}.bn2", "batch_norm", cout, cout))
+    return layers
+
+
+def unet_layer_table(spec) -> list[LayerEntry]:
+    """Every U-Net layer with weights, in execution order."""
+    ch = spec.stage_channels()
+    layers: list[LayerEntry] = []
+    cin = spec.in_channels
+    for i in range(spec.depth):
+        layers += _double_conv(f"encoder.{i}", cin, ch[i], spec.batch_norm)
+        cin = ch[i]
+    layers += _double_conv("bottleneck", ch[spec.depth - 1], ch[spec.depth], spec.batch_norm)
+    for j in range(spec.depth):
+        deep, shallow = ch[spec.depth - j], ch[spec.depth - j - 1]
+        if spec.upsample == "transpose":
+            layers.append(LayerEntry(f"decoder.{j}.up", "conv_transpose2d", deep, shallow, 2,
+                                     bias=not spec.batch_norm))
+        else:
+            layers.append(LayerEntry(f"decoder.{j}.up", "conv2d", deep, shallow, 1, bias=not spec.batch_norm))
+        layers += _double_conv(f"decoder.{j}", 2 * shallow, shallow, spec.batch_norm)
+    layers.append(LayerEntry("head", "conv2d", ch[0], spec.num_classes, 1))
+    return layers
+
+
+LAYER_TABLES = {"unet": unet_layer_table}
+
+
+def layer_table(spec) -> list[LayerEntry]:
+    """The layer table of any registered architecture."""
+    return LAYER_TABLES[spec.name](spec)
+
+
+def expected_tensors(spec) -> dict[str, tuple[int, ...]]:
+    """Canonical key -> shape for every tensor of ``spec``'s network, in execution order."""
+    out: dict[str, tuple[int, ...]] = {}
+    for entry in layer_table(spec):
+        for tensor, shape in entry.tensor_shapes().items():
+            out[f"{entry.path}.{tensor}"] = shape
+    return out
+
+
+def parameter_count(spec) -> int:
+    """Number of trainable scalars (BN running statistics excluded)."""
+    total = 0
+    for entry in layer_table(spec):
+        for tensor, shape in entry.tensor_shapes().items():
+            if (entry.kind, tensor) in TRAINABLE:
+                total += int(np.prod(shape))
+    return total
+
+
+def randomize_batch_norm(tensors: dict[str, np.ndarray], spec, seed: int) -> dict[str, np.ndarray]:
+    """Copy of ``tensors`` with BN scale/bias/mean/var drawn at random (so eval != train mode).
+
+    Fresh BN layers hold scale 1, bias 0, mean 0, var 1 in both frameworks, which hides layout bugs
+    in those tensors; parity checks use this on top of a framework's own initialisation.
+    """
+    rng = np.random.default_rng(seed)
+    out = dict(tensors)
+    for entry in layer_table(spec):
+        if entry.kind != "batch_norm":
+            continue
+        c = entry.out_channels
+        out[f"{entry.path}.scale"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+        out[f"{entry.path}.bias"] = rng.normal(0.0, 0.1, c).astype(np.float32)
+        out[f"{entry.path}.mean"] = rng.normal(0.0, 0.1, c).astype(np.float32)
+        out[f"{entry.path}.var"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+    return out

@@ -1,0 +1,76 @@
+"""What a parity run computes in each framework, and how two such traces are compared.
+
+A *trace* is a dict of numpy arrays (canonical layouts: activations ``(N, C, H, W)``, weights as in
+``shared.layout``), produced by ``segmentation_torch.harness.compute_trace`` and its Keras twin:
+
+==========================  ==========================================================================
+key                         value
+==========================  ==========================================================================
+``logits_eval``             model output in inference mode (BN uses running statistics)
+``logits_train``            model output in training mode (BN uses batch statistics)
+``loss_bce``, ``loss_ce``   BCE with logits against the one-hot target; CE with ignore_index and class weights
+``grad_input_bce/ce``       d(loss)/d(input image)
+``grad_weights_bce/ce``     dict: canonical key -> d(loss)/d(weight), canonical layout
+``bn_running``              dict: BN mean/var after one training forward (momentum/eps from the spec)
+``weights_after_sgd``       dict: all canonical tensors after one SGD step on loss_bce + loss_ce
+``weights_after_adam``      dict: the same after one Adam step
+==========================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.parity import ATOL, RTOL, Comparison, compare, merge
+
+QUANTITIES = ("logits_eval", "logits_train", "loss_bce", "loss_ce", "grad_input_bce", "grad_input_ce",
+              "grad_weights_bce", "grad_weights_ce", "bn_running", "weights_after_sgd", "weights_after_adam")
+GRADIENTS = ("grad_input_bce", "grad_input_ce", "grad_weights_bce", "grad_weights_ce")
+
+
+@dataclass(frozen=True)
+class TraceSettings:
+    """Loss and optimiser settings of a parity run, passed identically to both frameworks."""
+
+    class_weights: tuple[float, ...] | None = None  # CE class weights, one per class
+    ignore_index: int | None = 255  # CE label to skip
+    sgd_lr: float = 0.1
+    sgd_momentum: float = 0.9
+    adam_lr: float = 1e-3
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8  # torch placement: outside the sqrt of the bias-corrected second moment
+
+
+def compare_traces(actual: dict, expected: dict, *, rtol: float = RTOL, atol: float = ATOL) -> dict[str, list[Comparison]]:
+    """Quantity -> one Comparison per tensor (one for plain arrays, one per key for dicts)."""
+    out: dict[str, list[Comparison]] = {}
+    for quantity in QUANTITIES:
+        if quantity not in expected:
+            continue
+        a, b = actual.get(quantity), expected[quantity]
+        if isinstance(b, dict) and not b and not a:
+            continue  # e.g. bn_running of a network without BatchNorm
+        normalise = quantity in GRADIENTS
+        if isinstance(b, dict):
+            if not isinstance(a, dict) or set(a) != set(b):
+                missing = sorted(set(b) - set(a or {}))
+                out[quantity] = [Comparison(quantity, float("inf"), float("inf"), rtol, atol, False,
+                                            f"keys differ; missing: {missing}")]
+                continue
+            out[quantity] = [compare(a[k], b[k], rtol=rtol, atol=atol, quantity=f"{quantity}[{k}]",
+                                     normalise=normalise) for k in b]
+        else:
+            out[quantity] = [compare(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol, quantity=quantity,
+                                     normalise=normalise)]
+    return out
+
+
+def summarise(per_tensor: dict[str, list[Comparison]]) -> list[Comparison]:
+    """One Comparison per quantity (worst tensor wins), in QUANTITIES order."""
+    rows = []
+    for quantity, comparisons in per_tensor.items():
+        single = len(comparisons) == 1 and comparisons[0].quantity == quantity
+        rows.append(comparisons[0] if single else merge(comparisons, quantity))
+    return rows

@@ -1,0 +1,94 @@
+"""Input checks shared by both frameworks, raised before any framework code runs.
+
+Each framework passes plain facts (shape tuple, dtype name, layout string) and gets a clear
+``ValueError``/``TypeError`` naming the argument, the model and what would work instead.
+"""
+
+from __future__ import annotations
+
+from shared.geometry import nearest_valid_sizes, unet_output_size
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def describe(spec) -> str:
+    """Short model description for error messages, e.g. ``unet(depth=4, padding='same')``."""
+    return f"{spec.name}(depth={spec.depth}, padding={spec.padding!r})"
+
+
+def size_rule(spec) -> str:
+    if spec.padding == "same":
+        return f"height and width divisible by 2**depth = {2**spec.depth}"
+    return "height and width for which every unpadded stage keeps an even, positive size (see shared.geometry)"
+
+
+def check_image_batch(shape: tuple, dtype: str, *, spec, layout: str, name: str = "x") -> None:
+    """Check an image batch for ``spec``'s network.
+
+    ``shape`` may hold ``None`` for dimensions unknown while tracing; those are skipped.
+    ``layout`` is ``"NCHW"`` (torch) or ``"NHWC"`` (Keras).
+    """
+    shape = tuple(shape)
+    if len(shape) != 4:
+        raise ValueError(
+            f"{name} must be a 4-D batch in {layout} layout {tuple(layout)}, got rank {len(shape)} "
+            f"with shape {shape}; add a batch axis for a single image"
+        )
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a floating-point tensor (float32), got dtype {dtype}; "
+                        f"convert images with x.float() / tf.cast(x, 'float32') (and scale to [0, 1])")
+    dims = dict(zip(layout, shape))
+    channels = dims["C"]
+    if channels is not None and channels != spec.in_channels:
+        raise ValueError(
+            f"{name} has {channels} channels (axis {layout.index('C')} of {layout} shape {shape}) but "
+            f"{describe(spec)} was built with in_channels={spec.in_channels}"
+        )
+    for axis in ("H", "W"):
+        size = dims[axis]
+        if size is None:
+            continue
+        if unet_output_size(size, spec.depth, spec.padding) is None:
+            label = "height" if axis == "H" else "width"
+            nearest = nearest_valid_sizes(size, spec.depth, spec.padding)
+            raise ValueError(
+                f"{name} {label} {size} cannot go through {describe(spec)}: it needs {size_rule(spec)}; "
+                f"nearest valid sizes: {', '.join(map(str, nearest))}"
+            )
+
+
+def check_logits_and_target(logits_shape: tuple, target_shape: tuple, *, layout: str, labels: bool,
+                            input_name: str = "input", target_name: str = "target") -> None:
+    """Check that logits ``(N, C, H, W)``/``(N, H, W, C)`` and target agree in shape.
+
+    ``labels=True``: the target is an integer label map ``(N, H, W)``; otherwise it has the logits' shape.
+    """
+    logits_shape, target_shape = tuple(logits_shape), tuple(target_shape)
+    if len(logits_shape) != 4:
+        raise ValueError(f"{input_name} must be 4-D logits in {layout} layout, got shape {logits_shape}")
+    if labels:
+        c = layout.index("C")
+        expected = logits_shape[:c] + logits_shape[c + 1:]
+        what = "an integer label map (N, H, W)"
+    else:
+        expected = logits_shape
+        what = f"a float target of the logits' shape {layout}"
+    if len(target_shape) != len(expected) or any(
+        a is not None and b is not None and a != b for a, b in zip(target_shape, expected)
+    ):
+        raise ValueError(f"{target_name} must be {what} matching {input_name} {logits_shape}: "
+                         f"expected {expected}, got {target_shape}")
+
+
+def label_range_error(name: str, bad_value: int, num_classes: int, ignore_index: int | None) -> ValueError:
+    allowed = f"0..{num_classes - 1}" + ("" if ignore_index is None else f" or ignore_index={ignore_index}")
+    return ValueError(f"{name} holds label {bad_value}, outside the valid range {allowed}")
+
+
+def label_dtype_error(name: str, dtype: str) -> TypeError:
+    return TypeError(f"{name} must hold integer class labels, got dtype {dtype}; "
+                     f"round or cast a float mask to int64 first")
+
+
+def nan_error(name: str) -> ValueError:
+    return ValueError(f"{name} contains NaN or infinity")
