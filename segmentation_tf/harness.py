@@ -82,3 +82,9 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
             trace[f"weights_after_{opt_name}"] = to_canonical(model)
     return trace
+
+
+def count_parameters(spec) -> int:
+    """Trainable scalars of the Keras model built from ``spec``."""
+    model = build_model(spec.name, **spec.options())
+    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)

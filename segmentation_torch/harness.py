@@ -79,3 +79,9 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
         optimizer.step()
         trace[f"weights_after_{opt_name}"] = to_canonical(model)
     return trace
+
+
+def count_parameters(spec) -> int:
+    """Trainable scalars of the torch model built from ``spec``."""
+    model = build_model(spec.name, **spec.options())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,40 @@
+"""Report writing: the parity table for people and the same rows as JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+COLUMNS = ("arch", "config", "quantity", "max_abs", "max_rel", "rtol", "atol", "passed")
+
+
+def format_table(rows) -> str:
+    """A fixed-width text table (Markdown-compatible) of report rows."""
+    cells = [COLUMNS] + [
+        (r.arch, r.config, r.quantity, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}", f"{r.rtol:g}", f"{r.atol:g}",
+         "pass" if r.passed else "FAIL")
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in cells) for i in range(len(COLUMNS))]
+    lines = ["| " + " | ".join(str(v).ljust(w) for v, w in zip(row, widths)) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def write_json(rows, path: str | os.PathLike) -> Path:
+    """Write ``[row.to_json(), ...]`` to ``path`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump([r.to_json() for r in rows], handle, indent=1)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

@@ -1,0 +1,127 @@
+"""The parity suite behind ``segparity report``: which configurations, and how one is run.
+
+Each case builds random weights in one framework (alternating torch / Keras initialisers), runs the
+full trace (``shared.trace``) in both frameworks through their twin ``harness`` modules, and compares
+Keras against torch (torch is the reference for relative errors; either choice is arbitrary).
+The framework packages are imported here by name, only when a case runs; no module of ``shared``
+imports a framework at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+from dataclasses import dataclass
+
+from shared.geometry import center_crop_labels, unet_output_size
+from shared.parity import ATOL, RTOL
+from shared.specs import make_spec
+from shared.synthetic import synthetic_batch
+from shared.trace import TraceSettings, compare_traces, summarise
+
+FRAMEWORKS = ("torch", "tf")
+HARNESS_MODULES = {"torch": "segmentation_torch.harness", "tf": "segmentation_tf.harness"}
+DEVICE_MODULES = {"torch": "segmentation_torch.device", "tf": "segmentation_tf.device"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One architecture configuration on one synthetic batch."""
+
+    arch: str
+    options: dict
+    batch: int
+    size: int
+    seed: int
+    weights_from: str  # "torch" or "tf": whose initialisers make the random weights
+    in_channels: int = 3
+    num_classes: int = 3
+
+    def spec(self):
+        return make_spec(self.arch, in_channels=self.in_channels, num_classes=self.num_classes, **self.options)
+
+    def label(self) -> str:
+        o = self.options
+        bn = "bn" if o.get("batch_norm", True) else "no-bn"
+        return (f"{o['padding']}/{o['upsample']}/{bn} d{o['depth']} c{o['base_channels']} "
+                f"{self.batch}x{self.in_channels}x{self.size}x{self.size} w:{self.weights_from}")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the report; ``to_json`` gives the documented JSON object."""
+
+    arch: str
+    config: str
+    quantity: str
+    max_abs: float
+    max_rel: float
+    rtol: float
+    atol: float
+    passed: bool
+    detail: str = ""
+
+    def to_json(self) -> dict:
+        return {"arch": self.arch, "config": self.config, "quantity": self.quantity, "max_abs": self.max_abs,
+                "max_rel": self.max_rel, "rtol": self.rtol, "atol": self.atol, "passed": self.passed}
+
+
+def unet_cases(seed: int = 0) -> list[Case]:
+    """U-Net in both paddings, both up-samplings, BN on and off.
+
+    "same": depth 3, 2x3x32x32; "valid": depth 2, 2x3x60x60 (20x20 output). Sizes keep N*H*W of the
+    largest feature map under 8000 (the float32 gradient floor, ``shared.parity``).
+    """
+    cases = []
+    for i, (padding, upsample, bn) in enumerate(itertools.product(("same", "valid"), ("transpose", "bilinear"),
+                                                                  (True, False))):
+        depth, size = (3, 32) if padding == "same" else (2, 60)
+        options = dict(base_channels=8, depth=depth, padding=padding, upsample=upsample, batch_norm=bn)
+        cases.append(Case("unet", options, batch=2, size=size, seed=seed + i, weights_from=FRAMEWORKS[i % 2]))
+    return cases
+
+
+SUITES = {"unet": unet_cases}
+
+
+def harness(framework: str):
+    return importlib.import_module(HARNESS_MODULES[framework])
+
+
+def set_tf32(enabled: bool) -> str:
+    """Set TF32 in both frameworks; return the state line for the report."""
+    states = []
+    for framework in FRAMEWORKS:
+        device = importlib.import_module(DEVICE_MODULES[framework])
+        device.set_tf32(enabled)
+        states.append(device.tf32_state())
+    return "; ".join(states)
+
+
+def case_inputs(case: Case, settings: TraceSettings):
+    """Synthetic images ``(N, C, H, W)`` and labels cropped to the network's output size."""
+    spec = case.spec()
+    images, labels = synthetic_batch(case.batch, case.in_channels, case.size, case.size, case.num_classes,
+                                     case.seed, ignore_index=settings.ignore_index, ignore_fraction=0.05)
+    out = unet_output_size(case.size, spec.depth, spec.padding)
+    return images, center_crop_labels(labels, out, out)
+
+
+def run_case(case: Case, settings: TraceSettings | None = None, device: str = "cpu",
+             rtol: float = RTOL, atol: float = ATOL) -> tuple[list[Row], dict]:
+    """Run ``case`` in both frameworks; return report rows and the per-tensor comparisons."""
+    settings = settings or TraceSettings(class_weights=tuple(1.0 + 0.5 * c for c in range(case.num_classes)))
+    spec = case.spec()
+    weights = harness(case.weights_from).random_weights(spec, case.seed)
+    images, labels = case_inputs(case, settings)
+    reference = harness("torch").compute_trace(spec, weights, images, labels, settings, device)
+    other = harness("tf").compute_trace(spec, weights, images, labels, settings, device)
+    per_tensor = compare_traces(other, reference, rtol=rtol, atol=atol)
+    rows = [Row(case.arch, case.label(), c.quantity, c.max_abs, c.max_rel, c.rtol, c.atol, c.passed, c.detail)
+            for c in summarise(per_tensor)]
+    return rows, per_tensor
+
+
+def parameter_counts(case: Case) -> dict[str, int]:
+    """Trainable parameter count of ``case``'s network, as each framework reports it."""
+    return {framework: harness(framework).count_parameters(case.spec()) for framework in FRAMEWORKS}
