@@ -18,7 +18,7 @@ from shared.validation import check_logits_and_target, label_dtype_error, label_
 
 
 def _dtype_name(x) -> str:
-    return keras.backend.standardize_dtype(getattr(x, "dtype", np.asarray(x).dtype))
+    return keras.backend.standardize_dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
 
 
 def _check_finite(name: str, x) -> None:

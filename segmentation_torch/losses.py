@@ -25,6 +25,9 @@ class BinaryCrossEntropyLoss(nn.Module):
     Uses ``F.binary_cross_entropy_with_logits`` (log-sum-exp form, no clamping of probabilities).
     """
 
+    def __init__(self):
+        super().__init__()
+
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         check_logits_and_target(tuple(input.shape), tuple(target.shape), layout="NCHW", labels=False)
         _check_finite("input", input)

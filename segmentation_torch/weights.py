@@ -23,11 +23,16 @@ TORCH_TENSORS = {
 }
 
 
+def get_layer(model: nn.Module, path: str) -> nn.Module:
+    """The submodule at a torch attribute path (``decoder.0.up``); the Keras layer of the same name."""
+    return model.get_submodule(path)
+
+
 def tensor_refs(model: nn.Module) -> dict[str, tuple[torch.Tensor, str, str]]:
     """Canonical key -> (the model's tensor, torch axes, canonical axes), in layer-table order."""
     refs = {}
     for entry in layer_table(model.spec):
-        layer = model.get_submodule(entry.path)
+        layer = get_layer(model, entry.path)
         for tensor in entry.tensor_shapes():
             attribute, axes = TORCH_TENSORS[entry.kind][tensor]
             refs[f"{entry.path}.{tensor}"] = (getattr(layer, attribute), axes, CANONICAL_AXES[entry.kind][tensor])

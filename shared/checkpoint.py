@@ -1,7 +1,12 @@
 """The canonical checkpoint: a safetensors file both framework packages read and write.
 
-File = tensors named and shaped as ``shared.layout.expected_tensors(spec)`` (float32) + metadata:
-``format`` = ``"segparity.canonical"``, ``format_version`` = ``"1"``, ``spec`` = ``spec_to_json``.
+File = tensors named and shaped as ``shared.layout.expected_tensors(spec)`` (float32), and one
+metadata entry ``"segparity"`` whose value is sorted JSON::
+
+    {"format": "segparity.canonical", "format_version": "1", "spec": {"name": "unet", "options": {...}}}
+
+One entry, not three: safetensors writes metadata entries in hash-map order, so several entries would
+make two saves of the same weights differ byte for byte; with one, equal weights give equal files.
 No pickle anywhere: safetensors stores raw little-endian arrays and a JSON header.
 Writes are atomic (temporary file in the same folder, then ``os.replace``), so an interrupted save
 never leaves a truncated checkpoint where a good one was.
@@ -9,6 +14,7 @@ never leaves a truncated checkpoint where a good one was.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -18,10 +24,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from shared.layout import expected_tensors
-from shared.specs import spec_differences, spec_from_json, spec_to_json
+from shared.specs import spec_differences, spec_from_dict, spec_to_dict
 
 FORMAT = "segparity.canonical"
 FORMAT_VERSION = "1"
+METADATA_KEY = "segparity"
 
 
 class CheckpointError(ValueError):
@@ -49,12 +56,17 @@ def check_tensors(tensors: dict[str, np.ndarray], spec, source: str) -> None:
         raise CheckpointError(f"{source} does not match {spec.name} {spec.options()}:\n  " + "\n  ".join(problems))
 
 
+def header_json(spec) -> str:
+    """The metadata value written for ``spec``."""
+    return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec_to_dict(spec)}, sort_keys=True)
+
+
 def write_checkpoint(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec) -> Path:
     """Check ``tensors`` against ``spec`` and write them atomically to ``path``."""
     path = Path(path)
     check_tensors(tensors, spec, source=f"tensors to write to {path}")
     ordered = {key: np.ascontiguousarray(tensors[key]) for key in expected_tensors(spec)}
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec_to_json(spec)}
+    metadata = {METADATA_KEY: header_json(spec)}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -83,15 +95,18 @@ def read_checkpoint(path: str | os.PathLike, expected_spec=None):
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not a segparity canonical checkpoint (metadata format={metadata.get('format')!r}, "
-            f"expected {FORMAT!r})"
-        )
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {metadata.get('format_version')!r} is not supported "
+    try:
+        header = json.loads(metadata[METADATA_KEY])
+        found_format = header["format"]
+    except (KeyError, TypeError, ValueError):
+        header, found_format = {}, None
+    if found_format != FORMAT:
+        raise CheckpointError(f"{path} is not a segparity canonical checkpoint (no {METADATA_KEY!r} metadata "
+                              f"with format {FORMAT!r}); convert other weight files with the framework packages")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {header.get('format_version')!r} is not supported "
                               f"(this version reads {FORMAT_VERSION!r})")
-    spec = spec_from_json(metadata.get("spec", ""), source=str(path))
+    spec = spec_from_dict(header.get("spec"), source=str(path))
     if expected_spec is not None:
         diffs = spec_differences(expected_spec, spec)
         if diffs:

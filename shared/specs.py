@@ -8,7 +8,6 @@ it, so a checkpoint can be checked against the model it is loaded into.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,18 +93,17 @@ def make_spec(name: str, *, in_channels: int, num_classes: int, **options: Any) 
     return spec_cls(in_channels=in_channels, num_classes=num_classes, **options)
 
 
-def spec_to_json(spec: UNetSpec) -> str:
-    """The spec as the JSON text stored in a checkpoint's metadata."""
-    return json.dumps({"name": spec.name, "options": spec.options()}, sort_keys=True)
+def spec_to_dict(spec: UNetSpec) -> dict[str, Any]:
+    """``{"name": ..., "options": {...}}``: the spec as stored in a checkpoint's metadata."""
+    return {"name": spec.name, "options": spec.options()}
 
 
-def spec_from_json(text: str, *, source: str = "checkpoint") -> UNetSpec:
-    """Parse ``spec_to_json`` output; errors name ``source``."""
+def spec_from_dict(data: Any, *, source: str = "checkpoint") -> UNetSpec:
+    """Inverse of ``spec_to_dict``; errors name ``source``."""
     try:
-        data = json.loads(text)
         name, options = data["name"], dict(data["options"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{source}: architecture spec in metadata is not valid JSON spec: {exc}") from None
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{source}: architecture spec in metadata is malformed ({exc!r})") from None
     return make_spec(name, **options)
 
 

@@ -1,0 +1,83 @@
+"""Bad input gets a clear error from segparity's own checks, before any framework code runs."""
+
+import traceback
+
+import numpy as np
+import pytest
+import torch
+
+import segmentation_tf as ktf
+import segmentation_torch as kt
+
+
+def _raised_in_validation(excinfo) -> bool:
+    """The error comes from shared/validation.py, not from inside torch or TensorFlow."""
+    frames = traceback.extract_tb(excinfo.tb)
+    return frames[-1].filename.endswith(("shared/validation.py", "shared/specs.py"))
+
+
+@pytest.fixture(scope="module")
+def models():
+    options = dict(in_channels=3, num_classes=2, base_channels=4, depth=4)
+    return {"torch": kt.build_model("unet", **options), "tf": ktf.build_model("unet", **options)}
+
+
+def _call(models, framework, nchw):
+    if framework == "torch":
+        return models["torch"](torch.from_numpy(nchw))
+    return models["tf"](np.moveaxis(nchw, 1, -1) if nchw.ndim == 4 else nchw)
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_size_not_divisible_names_nearest_sizes(models, framework):
+    with pytest.raises(ValueError, match=r"height 100 cannot go through unet\(depth=4, padding='same'\).*"
+                                         r"divisible by 2\*\*depth = 16; nearest valid sizes: 96, 112") as exc:
+        _call(models, framework, np.zeros((1, 3, 100, 96), np.float32))
+    assert _raised_in_validation(exc)
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_valid_padding_size_error(framework):
+    build = kt.build_model if framework == "torch" else ktf.build_model
+    model = build("unet", in_channels=1, num_classes=2, base_channels=2, depth=4, padding="valid")
+    x = np.zeros((1, 1, 570, 572), np.float32)
+    with pytest.raises(ValueError, match=r"height 570 .*nearest valid sizes: 556, 572"):
+        model(torch.from_numpy(x)) if framework == "torch" else model(np.moveaxis(x, 1, -1))
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_wrong_channel_count(models, framework):
+    with pytest.raises(ValueError, match=r"x has 1 channels .* built with in_channels=3") as exc:
+        _call(models, framework, np.zeros((1, 1, 32, 32), np.float32))
+    assert _raised_in_validation(exc)
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_wrong_rank(models, framework):
+    with pytest.raises(ValueError, match=r"x must be a 4-D batch .* got rank 3.*add a batch axis") as exc:
+        if framework == "torch":
+            models["torch"](torch.zeros(3, 32, 32))
+        else:
+            models["tf"](np.zeros((32, 32, 3), np.float32))
+    assert _raised_in_validation(exc)
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_integer_images(models, framework):
+    with pytest.raises(TypeError, match=r"x must be a floating-point tensor \(float32\), got dtype (u)?int") as exc:
+        _call(models, framework, np.zeros((1, 3, 32, 32), np.uint8))
+    assert _raised_in_validation(exc)
+
+
+@pytest.mark.parametrize("build", [kt.build_model, ktf.build_model])
+def test_unknown_model_and_option(build):
+    with pytest.raises(ValueError, match="known models: unet"):
+        build("segnet2", in_channels=3, num_classes=2)
+    with pytest.raises(TypeError, match="unknown option.*'width'"):
+        build("unet", in_channels=3, num_classes=2, width=8)
+
+
+@pytest.mark.parametrize("build", [kt.build_model, ktf.build_model])
+def test_missing_required_arguments(build):
+    with pytest.raises(TypeError, match="in_channels"):
+        build("unet", num_classes=2)
