@@ -31,6 +31,9 @@ class BatchNorm(keras.layers.Layer):
 
     def call(self, x, training=False):
         if training:
+            static = x.shape[0] is not None and x.shape[1] is not None and x.shape[2] is not None
+            if static and x.shape[0] * x.shape[1] * x.shape[2] == 1:  # the check torch makes
+                raise ValueError(f"Expected more than 1 value per channel when training, got input shape {tuple(x.shape)}")
             # torch's CPU kernel accumulates batch statistics in float64; float32 sums here put
             # train-mode logits ~6x further from the exact value (pitfall "bn_stats_accumulation").
             mean, variance = ops.moments(ops.cast(x, "float64"), axes=[0, 1, 2])

@@ -35,14 +35,19 @@ def _report(args: argparse.Namespace) -> int:
     print(f"TF32 switched off for parity: {tf32}")
     print("Reference = torch; tolerance |tf - torch| <= atol + rtol*|torch|; gradients divided by the "
           "reference gradient's max |value| first.")
+    print(f"A batch whose only failures are gradients, with a ReLU/max-pool input within {suite.KINK_MARGIN:g} float32 "
+          f"errors of its kink, is set aside and the next one used (at most {suite.MAX_KINK_REDRAWS}; docs/pitfalls.md).")
     cases = [case for arch in args.arch for case in suite.SUITES[arch](seed=args.seed)]
     rows = []
     for case in tqdm(cases, desc="parity", unit="config", file=sys.stderr, disable=None):
         counts = suite.parameter_counts(case)
         same = "equal" if counts["torch"] == counts["tf"] else "DIFFERENT"
-        tqdm.write(f"{case.arch} [{case.label()}]: parameters torch {counts['torch']:,} / tf {counts['tf']:,} ({same})")
-        case_rows, _ = suite.run_case(case, device=args.device)
-        rows += case_rows
+        result = suite.run_case(case, device=args.device)
+        note = "".join(f"; batch {seed} set aside: gradients split at a ReLU/max-pool kink (margin {margin:.1f})"
+                       for seed, margin in result.redrawn)
+        tqdm.write(f"{case.arch} [{case.label()}]: parameters torch {counts['torch']:,} / tf {counts['tf']:,} "
+                   f"({same}); data seed {result.inputs.data_seed}{note}")
+        rows += result.rows
         if counts["torch"] != counts["tf"]:
             rows.append(suite.Row(case.arch, case.label(), "parameter_count", abs(counts["torch"] - counts["tf"]),
                                   1.0, 0.0, 0.0, False))

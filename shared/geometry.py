@@ -33,6 +33,18 @@ def unet_output_size(size: int, depth: int, padding: str) -> int | None:
     return s
 
 
+def unet_bottleneck_size(size: int, depth: int, padding: str) -> int | None:
+    """Height (or width) of the bottleneck's output for a valid input ``size``, else ``None``."""
+    if unet_output_size(size, depth, padding) is None:
+        return None
+    if padding == "same":
+        return size // 2**depth
+    s = size
+    for _ in range(depth):
+        s = (s - 4) // 2
+    return s - 4
+
+
 def nearest_valid_sizes(size: int, depth: int, padding: str, count: int = 2) -> list[int]:
     """The valid sizes closest to ``size`` (at most ``count``, smaller one first on ties)."""
     found: list[int] = []

@@ -46,6 +46,18 @@ def synthetic_batch(n: int, in_channels: int, height: int, width: int, num_class
     return images, labels
 
 
+def standardize(images: np.ndarray) -> np.ndarray:
+    """Per-channel zero mean and unit variance over the batch, ``(N, C, H, W)`` float32.
+
+    Parity runs feed standardised images, as a real pipeline does: raw [0, 1] images through a
+    narrow first layer can leave a BN channel with tiny batch variance, where float32 itself cannot
+    resolve input gradients to 1e-5 (pitfall "bn_small_variance_conditioning").
+    """
+    mean = images.mean(axis=(0, 2, 3), keepdims=True)
+    std = images.std(axis=(0, 2, 3), keepdims=True)
+    return ((images - mean) / np.maximum(std, 1e-6)).astype(np.float32)
+
+
 def one_hot(labels: np.ndarray, num_classes: int, ignore_index: int | None = None) -> np.ndarray:
     """``(N, H, W)`` labels -> ``(N, C, H, W)`` float32 one-hot; ignored pixels are all zeros."""
     labels = np.asarray(labels)

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.geometry import center_crop_labels, nearest_valid_sizes, smallest_valid_size, unet_output_size
+from shared.geometry import (center_crop_labels, nearest_valid_sizes, smallest_valid_size, unet_bottleneck_size,
+                             unet_output_size)
 from shared.layout import expected_tensors, parameter_count
 from shared.specs import UNetSpec, list_models, make_spec, spec_differences, spec_from_dict, spec_to_dict
 
@@ -14,6 +15,12 @@ PAPER = dict(in_channels=1, num_classes=2, base_channels=64, depth=4, padding="v
 
 def test_paper_unet_maps_572_to_388():
     assert unet_output_size(572, 4, "valid") == 388
+
+
+def test_bottleneck_sizes():
+    assert unet_bottleneck_size(572, 4, "valid") == 28  # the paper's 30x30 -> 28x28 bottom of the U
+    assert unet_bottleneck_size(64, 3, "same") == 8
+    assert unet_bottleneck_size(63, 3, "same") is None
 
 
 def test_paper_unet_parameter_count():

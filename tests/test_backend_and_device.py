@@ -1,0 +1,63 @@
+"""segmentation_tf makes sure Keras runs on TensorFlow; device selection fails clearly."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _python(code, **env):
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env}
+    return subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, env=full_env)
+
+
+def test_other_backend_in_environment_is_overridden_with_a_warning():
+    result = _python("import segmentation_tf, keras; print(keras.backend.backend())", KERAS_BACKEND="jax")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("tensorflow")
+    assert "KERAS_BACKEND='jax' overridden" in result.stderr
+
+
+def test_keras_already_imported_with_other_backend_is_a_clear_error():
+    result = _python("import keras\nimport segmentation_tf", KERAS_BACKEND="torch")
+    assert result.returncode != 0
+    assert "needs Keras 3 on the TensorFlow backend" in result.stderr
+    assert "'torch' backend" in result.stderr
+
+
+@pytest.mark.parametrize("module", ["segmentation_torch.device", "segmentation_tf.device"])
+def test_device_errors(module):
+    import importlib
+
+    device = importlib.import_module(module)
+    with pytest.raises(ValueError, match="device must be one of cpu, cuda, got 'tpu'"):
+        device.resolve_device("tpu")
+    assert "cpu" in str(device.resolve_device("cpu")).lower()
+
+
+def test_cuda_request_without_gpu_is_clear():
+    import tensorflow as tf
+    import torch
+
+    from segmentation_tf.device import resolve_device as tf_device
+    from segmentation_torch.device import resolve_device as torch_device
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA device"):
+            torch_device("cuda")
+    if not tf.config.list_physical_devices("GPU"):
+        with pytest.raises(ValueError, match="TensorFlow sees no GPU"):
+            tf_device("cuda")
+
+
+@pytest.mark.parametrize("module", ["segmentation_torch.device", "segmentation_tf.device"])
+def test_tf32_switch_is_reported(module):
+    import importlib
+
+    device = importlib.import_module(module)
+    device.set_tf32(False)
+    assert "False" in device.tf32_state()
+    device.set_tf32(True)
+    assert "True" in device.tf32_state()
+    device.set_tf32(False)

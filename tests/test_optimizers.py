@@ -1,0 +1,85 @@
+"""Optimiser formulas: torch's SGD and Adam and their Keras twins agree on identical gradients,
+at torch's default Adam epsilon, over several steps; Keras's stock Adam does not (pitfall)."""
+
+import keras
+import numpy as np
+import pytest
+import torch
+
+from segmentation_tf.optimizers import build_optimizer as build_keras
+from segmentation_torch.optimizers import build_optimizer as build_torch
+from shared.parity import assert_parity, compare
+
+
+class _TorchParams(torch.nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.from_numpy(w.copy()))
+
+
+class _KerasParams(keras.Model):
+    def __init__(self, w):
+        super().__init__()
+        self.w = self.add_weight(shape=w.shape, initializer="zeros", name="w")
+        self.w.assign(w)
+
+
+def _run(name, w0, grads, keras_optimizer=None, **kwargs):
+    tm, km = _TorchParams(w0), _KerasParams(w0)
+    t_opt = build_torch(tm, name, **kwargs)
+    k_opt = keras_optimizer or build_keras(km, name, **kwargs)
+    for g in grads:
+        tm.w.grad = torch.from_numpy(g.copy())
+        t_opt.step()
+        k_opt.apply_gradients([(keras.ops.convert_to_tensor(g), km.w)])
+    return tm.w.detach().numpy(), km.w.numpy()
+
+
+# Gradients spanning rounding level to large, where Adam's epsilon placement matters.
+W0 = np.random.default_rng(0).normal(size=200).astype(np.float32)
+GRADS = [np.random.default_rng(s).normal(size=200).astype(np.float32) * np.logspace(-9, 0, 200).astype(np.float32)
+         for s in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("kwargs", [dict(lr=0.1, momentum=0.0), dict(lr=0.1, momentum=0.9),
+                                    dict(lr=0.05, momentum=0.9, weight_decay=0.01)])
+def test_sgd_agrees(kwargs):
+    w_t, w_k = _run("sgd", W0, GRADS, **kwargs)
+    assert_parity(w_k, w_t, quantity="SGD, 3 steps")
+
+
+@pytest.mark.parametrize("kwargs", [dict(lr=1e-3), dict(lr=1e-3, eps=1e-8, betas=(0.8, 0.99)),
+                                    dict(lr=1e-2, weight_decay=0.1)])
+def test_adam_agrees_at_torch_default_epsilon(kwargs):
+    w_t, w_k = _run("adam", W0, GRADS, **kwargs)
+    assert_parity(w_k, w_t, quantity="Adam, 3 steps", atol=1e-7)
+
+
+def test_pitfall_keras_stock_adam_epsilon_placement():
+    """keras.optimizers.Adam adds epsilon after folding the bias corrections into the step size
+    ("epsilon hat"): on the first step its effective epsilon is eps / sqrt(1 - beta_2) = 31.6 eps."""
+    g = [np.full(200, 3e-7, np.float32) * np.linspace(0.1, 10, 200).astype(np.float32)]
+    stock = keras.optimizers.Adam(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    w_t, w_stock = _run("adam", W0, g, keras_optimizer=stock, lr=1e-3, eps=1e-8)
+    naive = compare(w_stock, w_t)
+    assert not naive.passed and naive.max_abs > 1e-4, naive
+    w_t, w_fixed = _run("adam", W0, g, lr=1e-3, eps=1e-8)
+    assert_parity(w_fixed, w_t, quantity="fixed Adam")
+
+
+def test_pitfall_adam_first_step_conditioning():
+    """Two gradients equal to within the proven gradient tolerance (1e-5 of max|g| = 1) give first
+    Adam steps 1e-4 apart at eps=1e-8 (slope lr/eps), in one and the same framework; with
+    eps >= lr * max|g| (the parity runs' setting) the steps agree within atol."""
+    g1 = np.array([1.0, 2e-8, -3e-8, 5e-7], np.float32)
+    g2 = g1 + np.array([0.0, 5e-9, 4e-9, -3e-8], np.float32)  # differences of float32 gradient rounding
+    assert compare(g2, g1, scale=1.0).passed
+    w0 = np.zeros(4, np.float32)
+    for eps, should_pass in ((1e-8, False), (1e-3, True)):
+        a = _TorchParams(w0); b = _TorchParams(w0)
+        for model, g in ((a, g1), (b, g2)):
+            opt = build_torch(model, "adam", lr=1e-3, eps=eps)
+            model.w.grad = torch.from_numpy(g)
+            opt.step()
+        result = compare(b.w.detach().numpy(), a.w.detach().numpy())
+        assert result.passed == should_pass, (eps, result)
