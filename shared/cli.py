@@ -8,6 +8,7 @@ synthetic batch, print the table; exit status 1 if any row fails.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -32,7 +33,9 @@ def _report(args: argparse.Namespace) -> int:
     tf32 = suite.set_tf32(False)
     print(f"segparity {__version__} parity report: python {platform.python_version()}, "
           + ", ".join(f"{k} {v}" for k, v in versions.items()) + f", device {args.device}")
-    print(f"TF32 switched off for parity: {tf32}")
+    print(f"TF32 switched off for parity: {tf32}; TensorFlow oneDNN ops: "
+          f"{'off' if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '0' else 'on'} (TF_ENABLE_ONEDNN_OPTS="
+          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')})")
     print("Reference = torch; tolerance |tf - torch| <= atol + rtol*|torch|; gradients divided by the "
           "reference gradient's max |value| first.")
     print(f"A batch whose only failures are gradients, with a ReLU/max-pool input within {suite.KINK_MARGIN:g} float32 "

@@ -7,7 +7,6 @@ reproducible from its log). Both keep example counts small for a 2-core machine 
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np  # noqa: E402

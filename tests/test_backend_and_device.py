@@ -8,7 +8,7 @@ import pytest
 
 
 def _python(code, **env):
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env}
+    full_env = {**os.environ, **env}
     return subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, env=full_env)
 
 
