@@ -18,7 +18,7 @@ from segmentation_tf.registry import build_model
 from segmentation_tf.weights import from_canonical, tensor_refs, to_canonical
 from shared.layout import permute_axes, randomize_batch_norm
 from shared.synthetic import one_hot
-from shared.trace import TraceSettings
+from shared.trace import TraceSettings, optimizer_steps, running_statistics
 
 FRAMEWORK = "tf"
 
@@ -68,11 +68,9 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
                 key: permute_axes(keras.ops.convert_to_numpy(g), axes, canon)
                 for (key, (_, axes, canon)), g in zip(refs.items(), grads[1:])
             }
-        after_forward = to_canonical(model)
-        trace["bn_running"] = {k: v for k, v in after_forward.items() if k.endswith((".mean", ".var"))}
+        trace["bn_running"] = running_statistics(to_canonical(model))
 
-        for opt_name, kwargs in (("sgd", dict(lr=settings.sgd_lr, momentum=settings.sgd_momentum)),
-                                 ("adam", dict(lr=settings.adam_lr, betas=settings.adam_betas, eps=settings.adam_eps))):
+        for opt_name, kwargs in optimizer_steps(settings):
             from_canonical(model, weights)
             optimizer = build_optimizer(model, opt_name, **kwargs)
             variables = model.trainable_variables

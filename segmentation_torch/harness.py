@@ -14,9 +14,9 @@ from segmentation_torch.losses import BinaryCrossEntropyLoss, CrossEntropyLoss
 from segmentation_torch.optimizers import build_optimizer
 from segmentation_torch.registry import build_model
 from segmentation_torch.weights import from_canonical, tensor_refs, to_canonical
-from shared.layout import randomize_batch_norm
+from shared.layout import permute_axes, randomize_batch_norm
 from shared.synthetic import one_hot
-from shared.trace import TraceSettings
+from shared.trace import TraceSettings, optimizer_steps, running_statistics
 
 FRAMEWORK = "torch"
 
@@ -64,12 +64,12 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
         trace["logits_train"] = _numpy(logits)
         trace[f"loss_{name}"] = _numpy(loss)
         trace[f"grad_input_{name}"] = _numpy(grads[0])
-        trace[f"grad_weights_{name}"] = {key: _numpy(g) for key, g in zip(refs, grads[1:])}  # torch axes == canonical
-    after_forward = to_canonical(model)
-    trace["bn_running"] = {k: v for k, v in after_forward.items() if k.endswith((".mean", ".var"))}
+        trace[f"grad_weights_{name}"] = {
+            key: permute_axes(_numpy(g), axes, canon) for (key, (_, axes, canon)), g in zip(refs.items(), grads[1:])
+        }
+    trace["bn_running"] = running_statistics(to_canonical(model))
 
-    for opt_name, kwargs in (("sgd", dict(lr=settings.sgd_lr, momentum=settings.sgd_momentum)),
-                             ("adam", dict(lr=settings.adam_lr, betas=settings.adam_betas, eps=settings.adam_eps))):
+    for opt_name, kwargs in optimizer_steps(settings):
         from_canonical(model, weights)
         optimizer = build_optimizer(model, opt_name, **kwargs)
         optimizer.zero_grad()

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from shared.atomic import atomic_write
 from shared.layout import expected_tensors
 from shared.specs import spec_differences, spec_from_dict, spec_to_dict
 
@@ -67,17 +67,7 @@ def write_checkpoint(path: str | os.PathLike, tensors: dict[str, np.ndarray], sp
     check_tensors(tensors, spec, source=f"tensors to write to {path}")
     ordered = {key: np.ascontiguousarray(tensors[key]) for key in expected_tensors(spec)}
     metadata = {METADATA_KEY: header_json(spec)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(ordered, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(ordered, tmp, metadata=metadata))
 
 
 def read_checkpoint(path: str | os.PathLike, expected_spec=None):

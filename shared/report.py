@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from shared.atomic import atomic_write
 
 COLUMNS = ("arch", "config", "quantity", "max_abs", "max_rel", "rtol", "atol", "passed")
 
@@ -25,16 +26,5 @@ def format_table(rows) -> str:
 
 def write_json(rows, path: str | os.PathLike) -> Path:
     """Write ``[row.to_json(), ...]`` to ``path`` atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump([r.to_json() for r in rows], handle, indent=1)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    text = json.dumps([r.to_json() for r in rows], indent=1) + "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -13,7 +13,7 @@ import importlib
 import itertools
 from dataclasses import dataclass
 
-from shared.geometry import center_crop_labels, unet_bottleneck_size, unet_output_size
+from shared.geometry import center_crop_labels, unet_output_size
 from shared.parity import ATOL, RTOL
 from shared.reference_unet import KINK_MARGIN, kink_margin
 from shared.specs import make_spec

@@ -53,6 +53,17 @@ class TraceSettings:
     adam_eps: float = 1e-3  # torch placement (outside sqrt(v_hat)); >= adam_lr * max|grad|, see the class docstring
 
 
+def optimizer_steps(settings: TraceSettings) -> list[tuple[str, dict]]:
+    """``(optimizer name, build_optimizer keyword arguments)`` for the two optimiser-step quantities."""
+    return [("sgd", dict(lr=settings.sgd_lr, momentum=settings.sgd_momentum)),
+            ("adam", dict(lr=settings.adam_lr, betas=settings.adam_betas, eps=settings.adam_eps))]
+
+
+def running_statistics(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The BN running mean/var entries of a canonical weight dict."""
+    return {key: value for key, value in tensors.items() if key.endswith((".mean", ".var"))}
+
+
 def gradient_scale(reference: dict[str, np.ndarray]) -> float:
     """Largest magnitude over every tensor of a reference gradient (see ``shared.parity``)."""
     return max((float(np.max(np.abs(v))) for v in reference.values() if np.size(v)), default=0.0)
