@@ -78,7 +78,8 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(ch[0], num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(tuple(x.shape), str(x.dtype).removeprefix("torch."), spec=self.spec, layout="NCHW")
+        check_image_batch(tuple(x.shape), str(x.dtype).removeprefix("torch."), spec=self.spec, layout="NCHW",
+                          model_dtype=str(self.head.weight.dtype).removeprefix("torch."))
         skips = []
         for stage in self.encoder:
             x = stage(x)

@@ -22,11 +22,14 @@ def size_rule(spec) -> str:
     return "height and width for which every unpadded stage keeps an even, positive size (see shared.geometry)"
 
 
-def check_image_batch(shape: tuple, dtype: str, *, spec, layout: str, name: str = "x") -> None:
+def check_image_batch(shape: tuple, dtype: str, *, spec, layout: str, name: str = "x",
+                      model_dtype: str | None = None) -> None:
     """Check an image batch for ``spec``'s network.
 
     ``shape`` may hold ``None`` for dimensions unknown while tracing; those are skipped.
-    ``layout`` is ``"NCHW"`` (torch) or ``"NHWC"`` (Keras).
+    ``layout`` is ``"NCHW"`` (torch) or ``"NHWC"`` (Keras). ``model_dtype``: the weights' dtype when
+    the framework does not cast inputs itself (torch); Keras casts floating inputs to the layer's
+    compute dtype, so it passes ``None``.
     """
     shape = tuple(shape)
     if len(shape) != 4:
@@ -37,6 +40,9 @@ def check_image_batch(shape: tuple, dtype: str, *, spec, layout: str, name: str 
     if dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be a floating-point tensor (float32), got dtype {dtype}; "
                         f"convert images with x.float() / tf.cast(x, 'float32') (and scale to [0, 1])")
+    if model_dtype is not None and dtype != model_dtype:
+        raise TypeError(f"{name} has dtype {dtype} but the model's weights are {model_dtype}; "
+                        f"convert the input (x.to({model_dtype!r}) / x.float()) or the model")
     dims = dict(zip(layout, shape))
     channels = dims["C"]
     if channels is not None and channels != spec.in_channels:

@@ -81,3 +81,14 @@ def test_unknown_model_and_option(build):
 def test_missing_required_arguments(build):
     with pytest.raises(TypeError, match="in_channels"):
         build("unet", num_classes=2)
+
+
+def test_torch_input_dtype_must_match_weights(models):
+    with pytest.raises(TypeError, match=r"x has dtype float64 but the model's weights are float32") as exc:
+        models["torch"](torch.zeros(1, 3, 32, 32, dtype=torch.float64))
+    assert _raised_in_validation(exc)
+
+
+def test_keras_casts_float64_input_like_any_keras_layer(models):
+    out = models["tf"](np.zeros((1, 32, 32, 3), np.float64))
+    assert out.dtype.name == "float32"
