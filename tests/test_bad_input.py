@@ -92,3 +92,15 @@ def test_torch_input_dtype_must_match_weights(models):
 def test_keras_casts_float64_input_like_any_keras_layer(models):
     out = models["tf"](np.zeros((1, 32, 32, 3), np.float64))
     assert out.dtype.name == "float32"
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_training_batch_norm_on_one_value_per_channel(framework):
+    """A 16x16 input through depth 4 leaves a 1x1 bottleneck: train-mode BN has one value per channel."""
+    build = kt.build_model if framework == "torch" else ktf.build_model
+    model = build("unet", in_channels=3, num_classes=2, base_channels=2, depth=4)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+        if framework == "torch":
+            model.train()(torch.zeros(1, 3, 16, 16))
+        else:
+            model(np.zeros((1, 16, 16, 3), np.float32), training=True)
