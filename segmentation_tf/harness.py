@@ -7,6 +7,8 @@ this module transposes to and from Keras's ``(N, H, W, C)`` at its edges.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -16,7 +18,8 @@ from segmentation_tf.losses import BinaryCrossEntropyLoss, CrossEntropyLoss
 from segmentation_tf.optimizers import build_optimizer
 from segmentation_tf.registry import build_model
 from segmentation_tf.weights import from_canonical, tensor_refs, to_canonical
-from shared.layout import permute_axes, randomize_batch_norm
+from shared import kinks
+from shared.layout import permute_axes, randomize_for_parity
 from shared.synthetic import one_hot
 from shared.trace import TraceSettings, optimizer_steps, running_statistics
 
@@ -28,10 +31,10 @@ def versions() -> dict[str, str]:
 
 
 def random_weights(spec, seed: int) -> dict[str, np.ndarray]:
-    """Canonical weights from Keras's default initialisers (seeded), BN tensors randomised."""
+    """Canonical weights from Keras's default initialisers (seeded), BN tensors and transposed-conv kernels randomised."""
     keras.utils.set_random_seed(seed)
     model = build_model(spec.name, **spec.options())
-    return randomize_batch_norm(to_canonical(model), spec, seed)
+    return randomize_for_parity(to_canonical(model), spec, seed)
 
 
 def _nchw(t) -> np.ndarray:
@@ -86,3 +89,44 @@ def count_parameters(spec) -> int:
     """Trainable scalars of the Keras model built from ``spec``."""
     model = build_model(spec.name, **spec.options())
     return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
+@contextlib.contextmanager
+def _record_kink_inputs():
+    """Records the input of every ReLU and max-pool the model calls, in call order, by wrapping the
+    functions the models call (``keras.ops.relu``, ``keras.ops.max_pool``, ``tf.nn.max_pool_with_argmax``);
+    Keras has no function-level hook like torch's function modes."""
+    record = {"relu": [], "pool": []}
+    wrapped = [(keras.ops, "relu", "relu"), (keras.ops, "max_pool", "pool"), (tf.nn, "max_pool_with_argmax", "pool")]
+    originals = [getattr(module, attribute) for module, attribute, _ in wrapped]
+
+    def recording(function, kind):
+        def call(x, *args, **kwargs):
+            record[kind].append(_nchw(x))
+            return function(x, *args, **kwargs)
+        return call
+
+    for (module, attribute, kind), function in zip(wrapped, originals):
+        setattr(module, attribute, recording(function, kind))
+    try:
+        yield record
+    finally:
+        for (module, attribute, _), function in zip(wrapped, originals):
+            setattr(module, attribute, function)
+
+
+def kink_margin(spec, weights: dict[str, np.ndarray], images: np.ndarray) -> float:
+    """``shared.kinks.kink_margin`` of a training-mode forward pass, run in float64 and float32."""
+    records = {}
+    for dtype in ("float64", "float32"):
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(dtype)
+        try:
+            model = from_canonical(build_model(spec.name, **spec.options()), weights)
+            with _record_kink_inputs() as record:
+                model(np.transpose(np.asarray(images, dtype=dtype), (0, 2, 3, 1)), training=True)
+        finally:
+            keras.config.set_dtype_policy(previous)
+        records[dtype] = record
+    exact, rounded = records["float64"], records["float32"]
+    return kinks.kink_margin(list(zip(exact["relu"], rounded["relu"])), list(zip(exact["pool"], rounded["pool"])))

@@ -1,8 +1,12 @@
-"""Building blocks with every numeric convention explicit. Tensors are ``(N, H, W, C)``."""
+"""Building blocks with every numeric convention explicit. Tensors are ``(N, H, W, C)``.
+
+Twin of ``segmentation_torch/layers.py``: the same functions and classes, in the same order.
+"""
 
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -51,12 +55,107 @@ class BatchNorm(keras.layers.Layer):
         return {**super().get_config(), "num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
 
 
-def conv3x3(in_channels: int, out_channels: int, *, padding: str, bias: bool, name: str) -> keras.layers.Conv2D:
-    """3x3 convolution, stride 1, built for ``in_channels``. At stride 1 Keras ``"same"`` pads 1 on
-    every side, exactly torch's ``padding=1``; ``"valid"`` pads nothing."""
-    layer = keras.layers.Conv2D(out_channels, 3, padding=padding, use_bias=bias, name=name)
+class _SymmetricPadConv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` after ``padding`` zeros on every side, i.e. ``torch.nn.Conv2d(padding=p)``.
+
+    Keras's own ``padding="same"`` pads ``max(k - s, 0)`` in total and puts the odd pixel at the
+    bottom/right: at stride 2 with a 3x3 kernel and an even size that is 0 above and 1 below, where
+    torch pads 1 and 1, so every output pixel is shifted (pitfall ``tf_same_padding_stride2``).
+    """
+
+    def __init__(self, filters: int, kernel_size: int, *, symmetric_padding: int, **kwargs):
+        super().__init__(filters, kernel_size, padding="valid", **kwargs)
+        self.symmetric_padding = symmetric_padding
+
+    def call(self, inputs):
+        p = self.symmetric_padding
+        return super().call(ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]]))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        p = 2 * self.symmetric_padding
+        return super().compute_output_shape((n, None if h is None else h + p, None if w is None else w + p, c))
+
+    def get_config(self):
+        return {**super().get_config(), "symmetric_padding": self.symmetric_padding}
+
+
+def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
+           dilation: int = 1, bias: bool = True, name: str) -> keras.layers.Conv2D:
+    """A built Conv2D with ``torch.nn.Conv2d``'s padding: ``padding`` zeros on every side, whatever the stride.
+
+    Keras ``"same"`` is used only where it is exactly that (stride 1, ``padding = dilation*(k-1)/2``).
+    """
+    if padding == 0:
+        layer = keras.layers.Conv2D(out_channels, kernel_size, strides=stride, padding="valid", dilation_rate=dilation,
+                                    use_bias=bias, name=name)
+    elif stride == 1 and kernel_size % 2 == 1 and padding == dilation * (kernel_size - 1) // 2:
+        layer = keras.layers.Conv2D(out_channels, kernel_size, strides=1, padding="same", dilation_rate=dilation,
+                                    use_bias=bias, name=name)
+    else:
+        layer = _SymmetricPadConv2D(out_channels, kernel_size, symmetric_padding=padding, strides=stride,
+                                    dilation_rate=dilation, use_bias=bias, name=name)
     layer.build((None, None, None, in_channels))
     return layer
+
+
+def conv3x3(in_channels: int, out_channels: int, *, padding: str, bias: bool, name: str) -> keras.layers.Conv2D:
+    """3x3 convolution, stride 1: ``padding="same"`` pads 1 on every side (Keras ``"same"`` at stride 1
+    is exactly torch's ``padding=1``), ``"valid"`` pads nothing."""
+    return conv2d(in_channels, out_channels, 3, padding=1 if padding == "same" else 0, bias=bias, name=name)
+
+
+class ConvBNReLU(keras.layers.Layer):
+    """``conv`` -> [``bn``] -> [ReLU]. The conv has a bias only without BN (BN would cancel it).
+
+    ``padding`` defaults to ``dilation * (kernel_size - 1) // 2`` on every side (size kept at stride 1).
+    ``bn_momentum`` is torch's convention; the Keras BatchNorm gets ``1 - bn_momentum``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
+                 padding: int | None = None, dilation: int = 1, batch_norm: bool, bn_eps: float,
+                 bn_momentum: float, relu: bool = True, name: str):
+        super().__init__(name=name)
+        padding = dilation * (kernel_size - 1) // 2 if padding is None else padding
+        self.conv = conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                           bias=not batch_norm, name=f"{name}.conv")
+        self.bn = BatchNorm(out_channels, eps=bn_eps, momentum=1.0 - bn_momentum, name=f"{name}.bn") if batch_norm else None
+        self.relu = relu
+        self.built = True
+
+    def call(self, x, training=False):
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        return ops.relu(x) if self.relu else x
+
+
+def max_pool_2x2(x, *, ceil_mode: bool = False):
+    """2x2 max-pool, stride 2. ``ceil_mode=True`` keeps a last, partial row/column (Caffe's rounding):
+    for a 2x2 window at stride 2 that is exactly Keras ``padding="same"`` (one pixel of -inf below/right)."""
+    return ops.max_pool(x, pool_size=2, strides=2, padding="same" if ceil_mode else "valid")
+
+
+def max_pool_with_indices(x):
+    """2x2 max-pool, stride 2 (odd sizes floored), and the argmax of each window.
+
+    Keras has no such layer; this is ``tf.nn.max_pool_with_argmax``. Indices ``(N, H//2, W//2, C)``
+    int64 are TensorFlow's: flat positions ``((n * H + row) * W + col) * C + c`` in the whole batch
+    (``include_batch_in_index=True``), so one scatter unpools a batch. They name the same elements as
+    torch's per-plane ``row * W + col`` (``shared.unpooling.tf_to_torch_indices`` converts), and a tie
+    goes to the first maximum in row-major order, as in torch (``tests/parity/test_unpooling.py``).
+    """
+    return tf.nn.max_pool_with_argmax(x, ksize=2, strides=2, padding="VALID", include_batch_in_index=True)
+
+
+def max_unpool(x, indices, height: int, width: int):
+    """Put each value of ``x (N, h, w, C)`` at its ``indices`` in a zero ``(N, height, width, C)`` map
+    (a scatter into the flattened batch; its gradient gathers from the same positions)."""
+    shape = tf.shape(x, out_type=tf.int64)
+    height, width = tf.cast(height, tf.int64), tf.cast(width, tf.int64)  # static ints or traced sizes
+    flat = tf.scatter_nd(tf.reshape(indices, [-1, 1]), tf.reshape(x, [-1]),
+                         shape=tf.stack([shape[0] * height * width * shape[3]]))
+    return tf.reshape(flat, tf.stack([shape[0], height, width, shape[3]]))
 
 
 def upsample_bilinear_2x(x):
@@ -65,12 +164,25 @@ def upsample_bilinear_2x(x):
     Spelled out because ``keras.layers.UpSampling2D`` defaults to nearest-neighbour interpolation.
     """
     shape = ops.shape(x)
-    return ops.image.resize(x, (2 * shape[1], 2 * shape[2]), interpolation="bilinear", antialias=False,
-                            data_format="channels_last")
+    return resize_bilinear(x, 2 * shape[1], 2 * shape[2])
+
+
+def resize_bilinear(x, height: int, width: int):
+    """Bilinear resize to ``height x width`` with half-pixel centres (torch's ``align_corners=False``), no antialiasing.
+
+    ``tf.image.resize`` (what ``keras.ops.image.resize`` calls on this backend) because it also takes
+    sizes that are only known while the graph runs (``tf.function`` with unknown height/width).
+    """
+    return tf.image.resize(x, tf.stack([height, width]), method="bilinear", antialias=False)
 
 
 def center_crop(x, height: int, width: int):
     """Crop the centre ``height x width`` of ``x``; the extra row/column, if odd, is cut at the bottom/right."""
     top = (ops.shape(x)[1] - height) // 2
     left = (ops.shape(x)[2] - width) // 2
+    return x[:, top:top + height, left:left + width, :]
+
+
+def crop(x, top: int, left: int, height: int, width: int):
+    """The ``height x width`` window of ``x`` whose top-left pixel is ``(top, left)``."""
     return x[:, top:top + height, left:left + width, :]

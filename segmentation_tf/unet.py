@@ -11,12 +11,12 @@ import keras
 from keras import ops
 
 from segmentation_tf.layers import BatchNorm, center_crop, conv3x3, upsample_bilinear_2x
-from shared.specs import UNetSpec
+from shared.networks.unet import UNetSpec
 from shared.validation import check_image_batch
 
 
-class DoubleConv(keras.layers.Layer):
-    """conv3x3 -> [BN] -> ReLU -> conv3x3 -> [BN] -> ReLU."""
+class ConvBlock(keras.layers.Layer):
+    """conv3x3 -> [BN] -> ReLU, then (``convs_per_block=2``) conv3x3 -> [BN] -> ReLU again."""
 
     def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec, name: str):
         super().__init__(name=name)
@@ -24,8 +24,11 @@ class DoubleConv(keras.layers.Layer):
         keras_momentum = 1.0 - spec.bn_momentum  # torch momentum 0.1 == Keras momentum 0.9
         self.conv1 = conv3x3(in_channels, out_channels, padding=spec.padding, bias=not bn, name=f"{name}.conv1")
         self.bn1 = BatchNorm(out_channels, eps=spec.bn_eps, momentum=keras_momentum, name=f"{name}.bn1") if bn else None
-        self.conv2 = conv3x3(out_channels, out_channels, padding=spec.padding, bias=not bn, name=f"{name}.conv2")
-        self.bn2 = BatchNorm(out_channels, eps=spec.bn_eps, momentum=keras_momentum, name=f"{name}.bn2") if bn else None
+        two = spec.convs_per_block == 2
+        self.conv2 = conv3x3(out_channels, out_channels, padding=spec.padding, bias=not bn,
+                             name=f"{name}.conv2") if two else None
+        self.bn2 = BatchNorm(out_channels, eps=spec.bn_eps, momentum=keras_momentum,
+                             name=f"{name}.bn2") if bn and two else None
         self.built = True
 
     def call(self, x, training=False):
@@ -33,50 +36,61 @@ class DoubleConv(keras.layers.Layer):
         if self.bn1 is not None:
             x = self.bn1(x, training=training)
         x = ops.relu(x)
+        if self.conv2 is None:
+            return x
         x = self.conv2(x)
         if self.bn2 is not None:
             x = self.bn2(x, training=training)
         return ops.relu(x)
 
 
-class UpBlock(DoubleConv):
-    """Up-sample x2 (halving channels), concatenate ``[skip, up]`` on channels, then DoubleConv."""
+class UpBlock(ConvBlock):
+    """Up-sample x2, concatenate ``[skip, up]`` on channels, then ConvBlock.
+
+    ``"transpose"`` and ``"bilinear"`` halve the channels while up-sampling; ``"resize"`` keeps them.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec, name: str):
-        super().__init__(2 * out_channels, out_channels, spec=spec, name=name)
+        up_channels = in_channels if spec.upsample == "resize" else out_channels
+        super().__init__(out_channels + up_channels, out_channels, spec=spec, name=name)
         self.upsample = spec.upsample
         bias = not spec.batch_norm  # up -> concat -> conv1 -> BN: BN cancels a per-channel bias here
         if spec.upsample == "transpose":
             self.up = keras.layers.Conv2DTranspose(out_channels, kernel_size=2, strides=2, padding="valid",
                                                    use_bias=bias, name=f"{name}.up")
-        else:
+        elif spec.upsample == "bilinear":
             self.up = keras.layers.Conv2D(out_channels, kernel_size=1, use_bias=bias, name=f"{name}.up")
-        self.up.build((None, None, None, in_channels))
+        else:
+            self.up = None
+        if self.up is not None:
+            self.up.build((None, None, None, in_channels))
 
     def call(self, x, skip, training=False):
         if self.upsample == "transpose":
             x = self.up(x)
-        else:
+        elif self.upsample == "bilinear":
             x = self.up(upsample_bilinear_2x(x))
+        else:
+            x = upsample_bilinear_2x(x)
         skip = center_crop(skip, ops.shape(x)[1], ops.shape(x)[2])
         return super().call(ops.concatenate([skip, x], axis=-1), training=training)
 
 
 class UNet(keras.Model):
-    """U-Net; arguments as ``shared.specs.UNetSpec``."""
+    """U-Net; arguments as ``shared.networks.unet.UNetSpec``."""
 
     def __init__(self, in_channels: int, num_classes: int, base_channels: int = 64, depth: int = 4,
                  padding: str = "same", upsample: str = "transpose", batch_norm: bool = True,
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1, **kwargs):
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1, convs_per_block: int = 2, **kwargs):
         super().__init__(**kwargs)
         self.spec = UNetSpec(in_channels, num_classes, base_channels, depth, padding, upsample, batch_norm,
-                             bn_eps, bn_momentum)
+                             bn_eps, bn_momentum, convs_per_block)
         ch = self.spec.stage_channels()
         self.encoder = [
-            DoubleConv(in_channels if i == 0 else ch[i - 1], ch[i], spec=self.spec, name=f"encoder.{i}")
+            ConvBlock(in_channels if i == 0 else ch[i - 1], ch[i], spec=self.spec, name=f"encoder.{i}")
             for i in range(depth)
         ]
-        self.bottleneck = DoubleConv(ch[depth - 1], ch[depth], spec=self.spec, name="bottleneck")
+        self.bottleneck = ConvBlock(ch[depth - 1], ch[depth], spec=self.spec, name="bottleneck")
         self.decoder = [
             UpBlock(ch[depth - j], ch[depth - j - 1], spec=self.spec, name=f"decoder.{j}") for j in range(depth)
         ]

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from segmentation_torch.device import resolve_device
 from segmentation_torch.losses import BinaryCrossEntropyLoss, CrossEntropyLoss
 from segmentation_torch.optimizers import build_optimizer
 from segmentation_torch.registry import build_model
 from segmentation_torch.weights import from_canonical, tensor_refs, to_canonical
-from shared.layout import permute_axes, randomize_batch_norm
+from shared import kinks
+from shared.layout import permute_axes, randomize_for_parity
 from shared.synthetic import one_hot
 from shared.trace import TraceSettings, optimizer_steps, running_statistics
 
@@ -26,10 +29,10 @@ def versions() -> dict[str, str]:
 
 
 def random_weights(spec, seed: int) -> dict[str, np.ndarray]:
-    """Canonical weights from torch's default initialisers (seeded), BN tensors randomised."""
+    """Canonical weights from torch's default initialisers (seeded), BN tensors and transposed-conv kernels randomised."""
     torch.manual_seed(seed)
     model = build_model(spec.name, **spec.options())
-    return randomize_batch_norm(to_canonical(model), spec, seed)
+    return randomize_for_parity(to_canonical(model), spec, seed)
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -85,3 +88,36 @@ def count_parameters(spec) -> int:
     """Trainable scalars of the torch model built from ``spec``."""
     model = build_model(spec.name, **spec.options())
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class _RecordKinkInputs(TorchFunctionMode):
+    """Records the input of every ReLU and max-pool the model calls, in call order (the model's code
+    is untouched: a torch function mode sees each ``torch.nn.functional`` call)."""
+
+    RELU = (F.relu, torch.relu)
+    POOL = (F.max_pool2d, F.max_pool2d_with_indices, torch.max_pool2d)
+
+    def __init__(self):
+        super().__init__()
+        self.relu_inputs: list[np.ndarray] = []
+        self.pool_inputs: list[np.ndarray] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.RELU:
+            self.relu_inputs.append(_numpy(args[0]))
+        elif func in self.POOL:
+            self.pool_inputs.append(_numpy(args[0]))
+        return func(*args, **(kwargs or {}))
+
+
+def kink_margin(spec, weights: dict[str, np.ndarray], images: np.ndarray) -> float:
+    """``shared.kinks.kink_margin`` of a training-mode forward pass, run in float64 and float32."""
+    records = {}
+    for dtype in (torch.float64, torch.float32):
+        model = from_canonical(build_model(spec.name, **spec.options()), weights).to(dtype).train()
+        with torch.no_grad(), _RecordKinkInputs() as record:
+            model(torch.from_numpy(np.asarray(images)).to(dtype))
+        records[dtype] = record
+    exact, rounded = records[torch.float64], records[torch.float32]
+    return kinks.kink_margin(list(zip(exact.relu_inputs, rounded.relu_inputs)),
+                             list(zip(exact.pool_inputs, rounded.pool_inputs)))

@@ -1,4 +1,7 @@
-"""Building blocks with every numeric convention explicit. Tensors are ``(N, C, H, W)``."""
+"""Building blocks with every numeric convention explicit. Tensors are ``(N, C, H, W)``.
+
+Twin of ``segmentation_tf/layers.py``: the same functions and classes, in the same order.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +22,59 @@ class BatchNorm(nn.BatchNorm2d):
         super().__init__(num_features, eps=eps, momentum=momentum)
 
 
+def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
+           dilation: int = 1, bias: bool = True) -> nn.Conv2d:
+    """``nn.Conv2d``: ``padding`` zeros on every side, whatever the stride (the Keras twin matches this)."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                     bias=bias)
+
+
 def conv3x3(in_channels: int, out_channels: int, *, padding: str, bias: bool) -> nn.Conv2d:
     """3x3 convolution, stride 1: ``padding="same"`` pads 1 on every side, ``"valid"`` pads nothing."""
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1 if padding == "same" else 0, bias=bias)
+    return conv2d(in_channels, out_channels, 3, padding=1 if padding == "same" else 0, bias=bias)
+
+
+class ConvBNReLU(nn.Module):
+    """``conv`` -> [``bn``] -> [ReLU]. The conv has a bias only without BN (BN would cancel it).
+
+    ``padding`` defaults to ``dilation * (kernel_size - 1) // 2`` on every side (size kept at stride 1).
+    ``bn_momentum`` is torch's convention.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
+                 padding: int | None = None, dilation: int = 1, batch_norm: bool, bn_eps: float,
+                 bn_momentum: float, relu: bool = True):
+        super().__init__()
+        padding = dilation * (kernel_size - 1) // 2 if padding is None else padding
+        self.conv = conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                           bias=not batch_norm)
+        self.bn = BatchNorm(out_channels, eps=bn_eps, momentum=bn_momentum) if batch_norm else None
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        return F.relu(x) if self.relu else x
+
+
+def max_pool_2x2(x: torch.Tensor, *, ceil_mode: bool = False) -> torch.Tensor:
+    """2x2 max-pool, stride 2. ``ceil_mode=True`` keeps a last, partial row/column (Caffe's rounding)."""
+    return F.max_pool2d(x, kernel_size=2, stride=2, ceil_mode=ceil_mode)
+
+
+def max_pool_with_indices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2x2 max-pool, stride 2 (odd sizes floored), and the argmax of each window.
+
+    Indices ``(N, C, H//2, W//2)`` int64 are flat positions ``row * W + col`` within each image's channel
+    plane; a tie goes to the first maximum in row-major order.
+    """
+    return F.max_pool2d(x, kernel_size=2, stride=2, return_indices=True)
+
+
+def max_unpool(x: torch.Tensor, indices: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Put each value of ``x (N, C, h, w)`` at its ``indices`` in a zero ``(N, C, height, width)`` map."""
+    return F.max_unpool2d(x, indices, kernel_size=2, stride=2, output_size=(height, width))
 
 
 def upsample_bilinear_2x(x: torch.Tensor) -> torch.Tensor:
@@ -29,8 +82,18 @@ def upsample_bilinear_2x(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
 
 
+def resize_bilinear(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear resize to ``height x width`` with half-pixel centres (``align_corners=False``), no antialiasing."""
+    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+
+
 def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Crop the centre ``height x width`` of ``x``; the extra row/column, if odd, is cut at the bottom/right."""
     top = (x.shape[2] - height) // 2
     left = (x.shape[3] - width) // 2
+    return x[:, :, top:top + height, left:left + width]
+
+
+def crop(x: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    """The ``height x width`` window of ``x`` whose top-left pixel is ``(top, left)``."""
     return x[:, :, top:top + height, left:left + width]

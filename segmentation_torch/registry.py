@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from segmentation_torch.deeplab import DeepLabV3Plus
+from segmentation_torch.fcn import FCN
+from segmentation_torch.segnet import SegNet
 from segmentation_torch.unet import UNet
 from shared import specs
 
-BUILDERS = {"unet": UNet}
+BUILDERS = {"deeplabv3plus": DeepLabV3Plus, "fcn": FCN, "segnet": SegNet, "unet": UNet}
 
 
 def list_models() -> list[str]:
@@ -15,10 +18,14 @@ def list_models() -> list[str]:
     return sorted(BUILDERS)
 
 
-def build_model(name: str, *, in_channels: int, num_classes: int, **options) -> nn.Module:
-    """Build a network by name; options are those of its spec in ``shared.specs`` (checked first).
+def build_model(name: str, *, in_channels: int | None = None, num_classes: int | None = None,
+                preset: str | None = None, **options) -> nn.Module:
+    """Build a network by name; options are those of its spec in ``shared.networks`` (checked first).
+
+    ``preset`` names a set of options in ``shared.specs.PRESETS`` (``"paper"``, ``"lesson"``); explicit
+    arguments override it. ``in_channels`` and ``num_classes`` are required unless the preset sets them.
 
     Returns an ``nn.Module`` mapping ``(N, in_channels, H, W)`` to ``(N, num_classes, H', W')`` logits.
     """
-    spec = specs.make_spec(name, in_channels=in_channels, num_classes=num_classes, **options)
+    spec = specs.make_spec(name, in_channels=in_channels, num_classes=num_classes, preset=preset, **options)
     return BUILDERS[name](**spec.options())

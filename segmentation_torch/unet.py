@@ -11,67 +11,78 @@ import torch.nn.functional as F
 from torch import nn
 
 from segmentation_torch.layers import BatchNorm, center_crop, conv3x3, upsample_bilinear_2x
-from shared.specs import UNetSpec
+from shared.networks.unet import UNetSpec
 from shared.validation import check_image_batch
 
 
-class DoubleConv(nn.Module):
-    """conv3x3 -> [BN] -> ReLU -> conv3x3 -> [BN] -> ReLU."""
+class ConvBlock(nn.Module):
+    """conv3x3 -> [BN] -> ReLU, then (``convs_per_block=2``) conv3x3 -> [BN] -> ReLU again."""
 
     def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec):
         super().__init__()
         bn = spec.batch_norm
         self.conv1 = conv3x3(in_channels, out_channels, padding=spec.padding, bias=not bn)
         self.bn1 = BatchNorm(out_channels, eps=spec.bn_eps, momentum=spec.bn_momentum) if bn else None
-        self.conv2 = conv3x3(out_channels, out_channels, padding=spec.padding, bias=not bn)
-        self.bn2 = BatchNorm(out_channels, eps=spec.bn_eps, momentum=spec.bn_momentum) if bn else None
+        two = spec.convs_per_block == 2
+        self.conv2 = conv3x3(out_channels, out_channels, padding=spec.padding, bias=not bn) if two else None
+        self.bn2 = BatchNorm(out_channels, eps=spec.bn_eps, momentum=spec.bn_momentum) if bn and two else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
         if self.bn1 is not None:
             x = self.bn1(x)
         x = F.relu(x)
+        if self.conv2 is None:
+            return x
         x = self.conv2(x)
         if self.bn2 is not None:
             x = self.bn2(x)
         return F.relu(x)
 
 
-class UpBlock(DoubleConv):
-    """Up-sample x2 (halving channels), concatenate ``[skip, up]`` on channels, then DoubleConv."""
+class UpBlock(ConvBlock):
+    """Up-sample x2, concatenate ``[skip, up]`` on channels, then ConvBlock.
+
+    ``"transpose"`` and ``"bilinear"`` halve the channels while up-sampling; ``"resize"`` keeps them.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec):
-        super().__init__(2 * out_channels, out_channels, spec=spec)
+        up_channels = in_channels if spec.upsample == "resize" else out_channels
+        super().__init__(out_channels + up_channels, out_channels, spec=spec)
         self.upsample = spec.upsample
         bias = not spec.batch_norm  # up -> concat -> conv1 -> BN: BN cancels a per-channel bias here
         if spec.upsample == "transpose":
             self.up = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2, bias=bias)
-        else:
+        elif spec.upsample == "bilinear":
             self.up = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=bias)
+        else:
+            self.up = None
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         if self.upsample == "transpose":
             x = self.up(x)
-        else:
+        elif self.upsample == "bilinear":
             x = self.up(upsample_bilinear_2x(x))
+        else:
+            x = upsample_bilinear_2x(x)
         skip = center_crop(skip, x.shape[2], x.shape[3])
         return super().forward(torch.cat([skip, x], dim=1))
 
 
 class UNet(nn.Module):
-    """U-Net; arguments as ``shared.specs.UNetSpec``."""
+    """U-Net; arguments as ``shared.networks.unet.UNetSpec``."""
 
     def __init__(self, in_channels: int, num_classes: int, base_channels: int = 64, depth: int = 4,
                  padding: str = "same", upsample: str = "transpose", batch_norm: bool = True,
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1):
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1, convs_per_block: int = 2):
         super().__init__()
         self.spec = UNetSpec(in_channels, num_classes, base_channels, depth, padding, upsample, batch_norm,
-                             bn_eps, bn_momentum)
+                             bn_eps, bn_momentum, convs_per_block)
         ch = self.spec.stage_channels()
         self.encoder = nn.ModuleList(
-            DoubleConv(in_channels if i == 0 else ch[i - 1], ch[i], spec=self.spec) for i in range(depth)
+            ConvBlock(in_channels if i == 0 else ch[i - 1], ch[i], spec=self.spec) for i in range(depth)
         )
-        self.bottleneck = DoubleConv(ch[depth - 1], ch[depth], spec=self.spec)
+        self.bottleneck = ConvBlock(ch[depth - 1], ch[depth], spec=self.spec)
         self.decoder = nn.ModuleList(
             UpBlock(ch[depth - j], ch[depth - j - 1], spec=self.spec) for j in range(depth)
         )

@@ -72,43 +72,17 @@ def permute_axes(array: np.ndarray, source: str, target: str) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(array, [source.index(axis) for axis in target]))
 
 
-def _double_conv(prefix: str, cin: int, cout: int, batch_norm: bool) -> list[LayerEntry]:
-    layers = [LayerEntry(f"{prefix}.conv1", "conv2d", cin, cout, 3, bias=not batch_norm)]
+def conv_bn_entries(path: str, cin: int, cout: int, kernel_size: int, batch_norm: bool) -> list[LayerEntry]:
+    """One conv-[BN]-ReLU unit: ``path.conv`` (bias only without BN) and ``path.bn``."""
+    layers = [LayerEntry(f"{path}.conv", "conv2d", cin, cout, kernel_size, bias=not batch_norm)]
     if batch_norm:
-        layers.append(LayerEntry(f"{prefix}.bn1", "batch_norm", cout, cout))
-    layers.append(LayerEntry(f"{prefix}.conv2", "conv2d", cout, cout, 3, bias=not batch_norm))
-    if batch_norm:
-        layers.append(LayerEntry(f"{prefix}.bn2", "batch_norm", cout, cout))
+        layers.append(LayerEntry(f"{path}.bn", "batch_norm", cout, cout))
     return layers
-
-
-def unet_layer_table(spec) -> list[LayerEntry]:
-    """Every U-Net layer with weights, in execution order."""
-    ch = spec.stage_channels()
-    layers: list[LayerEntry] = []
-    cin = spec.in_channels
-    for i in range(spec.depth):
-        layers += _double_conv(f"encoder.{i}", cin, ch[i], spec.batch_norm)
-        cin = ch[i]
-    layers += _double_conv("bottleneck", ch[spec.depth - 1], ch[spec.depth], spec.batch_norm)
-    for j in range(spec.depth):
-        deep, shallow = ch[spec.depth - j], ch[spec.depth - j - 1]
-        if spec.upsample == "transpose":
-            layers.append(LayerEntry(f"decoder.{j}.up", "conv_transpose2d", deep, shallow, 2,
-                                     bias=not spec.batch_norm))
-        else:
-            layers.append(LayerEntry(f"decoder.{j}.up", "conv2d", deep, shallow, 1, bias=not spec.batch_norm))
-        layers += _double_conv(f"decoder.{j}", 2 * shallow, shallow, spec.batch_norm)
-    layers.append(LayerEntry("head", "conv2d", ch[0], spec.num_classes, 1))
-    return layers
-
-
-LAYER_TABLES = {"unet": unet_layer_table}
 
 
 def layer_table(spec) -> list[LayerEntry]:
-    """The layer table of any registered architecture."""
-    return LAYER_TABLES[spec.name](spec)
+    """The layer table of any registered architecture (each spec in ``shared.networks`` builds its own)."""
+    return spec.layer_table()
 
 
 def expected_tensors(spec) -> dict[str, tuple[int, ...]]:
@@ -130,20 +104,25 @@ def parameter_count(spec) -> int:
     return total
 
 
-def randomize_batch_norm(tensors: dict[str, np.ndarray], spec, seed: int) -> dict[str, np.ndarray]:
-    """Copy of ``tensors`` with BN scale/bias/mean/var drawn at random (so eval != train mode).
+def randomize_for_parity(tensors: dict[str, np.ndarray], spec, seed: int) -> dict[str, np.ndarray]:
+    """Copy of ``tensors`` with every tensor that starts out structured made random.
 
-    Fresh BN layers hold scale 1, bias 0, mean 0, var 1 in both frameworks, which hides layout bugs
-    in those tensors; parity checks use this on top of a framework's own initialisation.
+    Fresh BN layers hold scale 1, bias 0, mean 0, var 1 in both frameworks (and eval would equal train
+    mode); FCN's transposed convs start as bilinear kernels, which are symmetric in their in/out axes.
+    Either hides layout bugs, so parity checks draw BN scale/bias/mean/var at random and add noise to
+    every transposed-conv weight, on top of a framework's own initialisation.
     """
     rng = np.random.default_rng(seed)
     out = dict(tensors)
     for entry in layer_table(spec):
-        if entry.kind != "batch_norm":
-            continue
-        c = entry.out_channels
-        out[f"{entry.path}.scale"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
-        out[f"{entry.path}.bias"] = rng.normal(0.0, 0.1, c).astype(np.float32)
-        out[f"{entry.path}.mean"] = rng.normal(0.0, 0.1, c).astype(np.float32)
-        out[f"{entry.path}.var"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+        if entry.kind == "batch_norm":
+            c = entry.out_channels
+            out[f"{entry.path}.scale"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+            out[f"{entry.path}.bias"] = rng.normal(0.0, 0.1, c).astype(np.float32)
+            out[f"{entry.path}.mean"] = rng.normal(0.0, 0.1, c).astype(np.float32)
+            out[f"{entry.path}.var"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+        elif entry.kind == "conv_transpose2d":
+            weight = out[f"{entry.path}.weight"]
+            noise = rng.normal(0.0, 0.1 * max(float(np.abs(weight).max()), 1e-3), weight.shape)
+            out[f"{entry.path}.weight"] = (weight + noise).astype(np.float32)
     return out

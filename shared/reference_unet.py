@@ -1,17 +1,9 @@
-"""U-Net forward pass in plain numpy (float64): a third implementation, and the kink-margin probe.
+"""U-Net forward pass in plain numpy (float64): a third implementation of the network.
 
 Reads canonical weights (``shared.layout``) and ``(N, C, H, W)`` images; mirrors
-``segmentation_torch/unet.py`` step by step. Used for two things:
-
-- the logits of torch and Keras are also checked against this reference (``tests/parity``);
-- ``kink_margin``: ReLU and max-pooling are not differentiable where a ReLU input is 0 or two
-  pooled values tie. When an input sits closer to such a kink than float32's rounding error at
-  that layer, torch and Keras can fall on different sides, and their *gradients* differ by a whole
-  path's contribution although both are right (pitfall "relu_kink_flip"). ``kink_margin`` runs this
-  forward pass in float64 and in float32 and returns, over all layers, the smallest ratio
-  (distance of a value from its kink in float64) / (largest float32 error in that layer); parity runs
-  draw another batch when it is below ``KINK_MARGIN``, as gradient checkers must avoid
-  non-differentiable points.
+``segmentation_torch/unet.py`` step by step. The logits of torch and Keras are also checked against
+this reference (``tests/parity/test_unet.py``), and its ``kink_margin`` (``shared.kinks``) is the
+framework-free cross-check of the torch harness's probe.
 """
 
 from __future__ import annotations
@@ -19,9 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-# Distance from a kink, in units of float32's error at that layer (numpy's float32 error stands in for
-# torch's and oneDNN's, which differ in summation order: hence a factor 10, not 1).
-KINK_MARGIN = 10.0
+from shared import kinks
 
 
 def conv2d(x, weight, bias, padding: str):
@@ -55,14 +45,9 @@ def upsample_bilinear_2x(x):
 
 
 def max_pool_2x2(x):
-    """2x2 max-pool, stride 2; also returns the smallest gap between a window's two largest values,
-    over windows whose maximum is positive (after ReLU, all-zero windows tie harmlessly: the
-    gradient is 0 whichever element receives it)."""
+    """2x2 max-pool, stride 2 (sizes are even in the U-Net)."""
     n, c, h, w = x.shape
-    windows = x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
-    top2 = np.sort(windows, axis=-1)[..., -2:]
-    gaps = (top2[..., 1] - top2[..., 0])[top2[..., 1] > 0]
-    return top2[..., 1], float(gaps.min()) if gaps.size else float("inf")
+    return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
 
 
 def batch_norm(x, weights, prefix, eps, training):
@@ -93,12 +78,12 @@ class _Probe:
 
     def pool(self, x):
         self.pool_inputs.append(x)
-        return max_pool_2x2(x)[0]
+        return max_pool_2x2(x)
 
 
-def _double_conv(x, w, prefix, spec, training, probe):
+def _conv_block(x, w, prefix, spec, training, probe):
     bn = spec.batch_norm
-    for i in (1, 2):
+    for i in range(1, spec.convs_per_block + 1):
         x = conv2d(x, w[f"{prefix}.conv{i}.weight"], None if bn else w[f"{prefix}.conv{i}.bias"], spec.padding)
         if bn:
             x = batch_norm(x, w, f"{prefix}.bn{i}", spec.bn_eps, training)
@@ -114,18 +99,20 @@ def unet_forward(spec, weights: dict, images: np.ndarray, *, training: bool, pro
     x = np.asarray(images, dtype=dtype)
     skips = []
     for i in range(spec.depth):
-        x = _double_conv(x, w, f"encoder.{i}", spec, training, probe)
+        x = _conv_block(x, w, f"encoder.{i}", spec, training, probe)
         skips.append(x)
         x = probe.pool(x)
-    x = _double_conv(x, w, "bottleneck", spec, training, probe)
+    x = _conv_block(x, w, "bottleneck", spec, training, probe)
     for j, skip in enumerate(reversed(skips)):
-        up_bias = None if spec.batch_norm else w[f"decoder.{j}.up.bias"]
+        up_bias = None if spec.batch_norm or spec.upsample == "resize" else w[f"decoder.{j}.up.bias"]
         if spec.upsample == "transpose":
             x = conv_transpose_2x2(x, w[f"decoder.{j}.up.weight"], up_bias)
-        else:
+        elif spec.upsample == "bilinear":
             x = conv2d(upsample_bilinear_2x(x), w[f"decoder.{j}.up.weight"], up_bias, "valid")
+        else:
+            x = upsample_bilinear_2x(x)
         x = np.concatenate([center_crop(skip, x.shape[2], x.shape[3]), x], axis=1)
-        x = _double_conv(x, w, f"decoder.{j}", spec, training, probe)
+        x = _conv_block(x, w, f"decoder.{j}", spec, training, probe)
     return conv2d(x, w["head.weight"], w["head.bias"], "valid")
 
 
@@ -134,13 +121,5 @@ def kink_margin(spec, weights: dict, images: np.ndarray) -> float:
     exact, rounded = _Probe(), _Probe()
     unet_forward(spec, weights, images, training=True, probe=exact, dtype=np.float64)
     unet_forward(spec, weights, images, training=True, probe=rounded, dtype=np.float32)
-    margin = np.inf
-    for z64, z32 in zip(exact.relu_inputs, rounded.relu_inputs):
-        error = float(np.max(np.abs(z32 - z64)))
-        if error > 0:
-            margin = min(margin, float(np.min(np.abs(z64))) / error)
-    for x64, x32 in zip(exact.pool_inputs, rounded.pool_inputs):
-        error = float(np.max(np.abs(x32 - x64)))
-        if error > 0:
-            margin = min(margin, max_pool_2x2(x64)[1] / error)
-    return margin
+    return kinks.kink_margin(list(zip(exact.relu_inputs, rounded.relu_inputs)),
+                             list(zip(exact.pool_inputs, rounded.pool_inputs)))

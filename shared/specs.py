@@ -1,76 +1,51 @@
-"""Architecture specs: one frozen dataclass per network, the single source of its options.
+"""The architecture registry: names, presets and spec construction.
 
-A spec holds every option that changes the weights or the maths of a network, with its default.
-Both framework packages build their models from the same spec, and the canonical checkpoint stores
-it, so a checkpoint can be checked against the model it is loaded into.
+Each network's spec (a frozen dataclass holding every option that changes its weights or maths,
+with defaults) lives in ``shared.networks``. Both framework packages build their models from the
+same spec, and the canonical checkpoint stores it, so a checkpoint can be checked against the model
+it is loaded into.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
-PADDINGS = ("same", "valid")
-UPSAMPLES = ("transpose", "bilinear")
+from shared.networks.deeplab import DeepLabV3PlusSpec
+from shared.networks.fcn import FCNSpec
+from shared.networks.segnet import SegNetSpec
+from shared.networks.unet import UNetSpec
 
+MODEL_SPECS: dict[str, type] = {"deeplabv3plus": DeepLabV3PlusSpec, "fcn": FCNSpec, "segnet": SegNetSpec,
+                                "unet": UNetSpec}
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-
-
-@dataclass(frozen=True)
-class UNetSpec:
-    """U-Net (Ronneberger, Fischer, Brox 2015) and its common padded variant.
-
-    The 2015 paper's network is ``UNetSpec(in_channels=1, num_classes=2, base_channels=64, depth=4,
-    padding="valid", upsample="transpose", batch_norm=False)``: 572x572 in, 388x388 out.
-    """
-
-    in_channels: int  # channels of the input image
-    num_classes: int  # channels of the output logits
-    base_channels: int = 64  # channels of the first encoder stage; doubled after each pooling
-    depth: int = 4  # number of 2x2 max-poolings, and of up-sampling stages
-    padding: str = "same"  # "same": 3x3 convs padded by 1, output H, W = input H, W; "valid": unpadded, skips centre-cropped
-    upsample: str = "transpose"  # "transpose": 2x2 stride-2 transposed conv; "bilinear": x2 bilinear resize (half-pixel centres) then 1x1 conv
-    batch_norm: bool = True  # conv(no bias)-BN-ReLU instead of conv(bias)-ReLU
-    bn_eps: float = 1e-5  # BatchNorm epsilon, the same number in both frameworks
-    bn_momentum: float = 0.1  # torch convention (weight of the new batch statistic); Keras momentum = 1 - bn_momentum
-
-    name = "unet"
-
-    def __post_init__(self) -> None:
-        _check_int("in_channels", self.in_channels, 1)
-        _check_int("num_classes", self.num_classes, 1)
-        _check_int("base_channels", self.base_channels, 1)
-        _check_int("depth", self.depth, 1)
-        _check_choice("padding", self.padding, PADDINGS)
-        _check_choice("upsample", self.upsample, UPSAMPLES)
-        if not isinstance(self.batch_norm, bool):
-            raise TypeError(f"batch_norm must be a bool, got {type(self.batch_norm).__name__} {self.batch_norm!r}")
-        if not (isinstance(self.bn_eps, float) and self.bn_eps > 0):
-            raise ValueError(f"bn_eps must be a positive float, got {self.bn_eps!r}")
-        if not (isinstance(self.bn_momentum, float) and 0.0 < self.bn_momentum < 1.0):
-            raise ValueError(f"bn_momentum must be a float in (0, 1) (torch convention), got {self.bn_momentum!r}")
-
-    def options(self) -> dict[str, Any]:
-        """Every constructor argument, in declaration order."""
-        return dataclasses.asdict(self)
-
-    def stage_channels(self) -> list[int]:
-        """Output channels of encoder stages 0..depth-1 followed by the bottleneck."""
-        return [self.base_channels * 2**i for i in range(self.depth + 1)]
-
-
-MODEL_SPECS: dict[str, type] = {"unet": UNetSpec}
+# Named option sets, as torchvision's weights enums and keras-hub's presets name configurations.
+# Explicit keyword arguments to build_model override a preset's values.
+LESSON_ENCODER = ((16,), (32,), (64,), (128,))
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "unet": {
+        # Ronneberger et al. 2015: 572x572 -> 388x388, 31,030,658 parameters.
+        "paper": dict(in_channels=1, num_classes=2, base_channels=64, depth=4, padding="valid",
+                      upsample="transpose", batch_norm=False, convs_per_block=2),
+        # The PH2 lesson: 3->16->32->64->128 one conv per stage, bottleneck 256, bilinear x2 then
+        # concatenate (decoder inputs 384, 192, 96, 48), conv-BN-ReLU order, 1x1 head to one logit.
+        "lesson": dict(in_channels=3, num_classes=1, base_channels=16, depth=4, padding="same",
+                       upsample="resize", batch_norm=True, convs_per_block=1),
+    },
+    "segnet": {
+        # Badrinarayanan et al. 2017 on CamVid (11 classes): VGG-16 encoder, index unpooling.
+        "paper": dict(in_channels=3, num_classes=11),
+        # The PH2 lesson's "SegNet": the same layer list as its U-Net without skips, bilinear x2 (no indices).
+        "lesson": dict(in_channels=3, num_classes=1, encoder=LESSON_ENCODER, bottleneck=(256,),
+                       decoder=((128,), (64,), (32,), (16,)), upsample="bilinear", head_kernel_size=1,
+                       batch_norm=True),
+    },
+    "fcn": {
+        # Long et al. 2015, FCN-8s on PASCAL VOC (21 classes): VGG-16, conv1_1 padded by 100, Caffe crops.
+        "paper": dict(in_channels=3, num_classes=21, variant="8s", padding="paper", batch_norm=False),
+    },
+    "deeplabv3plus": {},
+}
 
 
 def list_models() -> list[str]:
@@ -78,27 +53,52 @@ def list_models() -> list[str]:
     return sorted(MODEL_SPECS)
 
 
-def make_spec(name: str, *, in_channels: int, num_classes: int, **options: Any) -> UNetSpec:
-    """Validate ``name`` and ``options`` and return the spec; errors list what is known."""
+def list_presets(name: str) -> list[str]:
+    """Preset names of model ``name``, sorted."""
+    return sorted(PRESETS.get(name, {}))
+
+
+def option_names(name: str) -> list[str]:
+    """Constructor arguments of model ``name`` after ``in_channels`` and ``num_classes``, in order."""
+    return [f.name for f in dataclasses.fields(MODEL_SPECS[name])][2:]
+
+
+def make_spec(name: str, *, in_channels: int | None = None, num_classes: int | None = None,
+              preset: str | None = None, **options: Any):
+    """Validate ``name``, ``preset`` and ``options`` and return the spec; errors list what is known.
+
+    ``in_channels`` and ``num_classes`` are required unless the preset gives them; any explicit
+    argument overrides the preset's value.
+    """
     if name not in MODEL_SPECS:
         raise ValueError(f"unknown model name {name!r}; known models: {', '.join(list_models())}")
-    spec_cls = MODEL_SPECS[name]
-    known = [f.name for f in dataclasses.fields(spec_cls)][2:]
+    known = option_names(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise TypeError(
             f"unknown option(s) {', '.join(map(repr, unknown))} for model {name!r}; "
             f"known options: {', '.join(known)}"
         )
-    return spec_cls(in_channels=in_channels, num_classes=num_classes, **options)
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS.get(name, {}):
+            raise ValueError(f"unknown preset {preset!r} for model {name!r}; known presets: "
+                             f"{', '.join(list_presets(name)) or 'none'}")
+        values.update(PRESETS[name][preset])
+    explicit = dict(options, in_channels=in_channels, num_classes=num_classes)
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    for required in ("in_channels", "num_classes"):
+        if required not in values:
+            raise TypeError(f"build_model({name!r}) needs {required}= (or a preset that sets it)")
+    return MODEL_SPECS[name](**values)
 
 
-def spec_to_dict(spec: UNetSpec) -> dict[str, Any]:
+def spec_to_dict(spec) -> dict[str, Any]:
     """``{"name": ..., "options": {...}}``: the spec as stored in a checkpoint's metadata."""
     return {"name": spec.name, "options": spec.options()}
 
 
-def spec_from_dict(data: Any, *, source: str = "checkpoint") -> UNetSpec:
+def spec_from_dict(data: Any, *, source: str = "checkpoint"):
     """Inverse of ``spec_to_dict``; errors name ``source``."""
     try:
         name, options = data["name"], dict(data["options"])
@@ -107,7 +107,7 @@ def spec_from_dict(data: Any, *, source: str = "checkpoint") -> UNetSpec:
     return make_spec(name, **options)
 
 
-def spec_differences(expected: UNetSpec, found: UNetSpec) -> list[str]:
+def spec_differences(expected, found) -> list[str]:
     """Human-readable ``option: expected X, found Y`` lines; empty when the specs are equal."""
     if expected.name != found.name:
         return [f"architecture: expected {expected.name!r}, found {found.name!r}"]

@@ -13,10 +13,10 @@ import importlib
 import itertools
 from dataclasses import dataclass
 
-from shared.geometry import center_crop_labels, unet_output_size
+from shared.geometry import center_crop_labels
+from shared.kinks import KINK_MARGIN
 from shared.parity import ATOL, RTOL
-from shared.reference_unet import KINK_MARGIN, kink_margin
-from shared.specs import make_spec
+from shared.specs import PRESETS, make_spec
 from shared.synthetic import standardize, synthetic_batch
 from shared.trace import TraceSettings, compare_traces, summarise
 
@@ -30,22 +30,26 @@ class Case:
     """One architecture configuration on one synthetic batch."""
 
     arch: str
-    options: dict
+    options: dict  # spec options other than in_channels and num_classes
     batch: int
     size: int
     seed: int
     weights_from: str  # "torch" or "tf": whose initialisers make the random weights
     in_channels: int = 3
     num_classes: int = 3
+    tag: str = ""  # short name of the configuration in the report (default: derived from the options)
 
     def spec(self):
         return make_spec(self.arch, in_channels=self.in_channels, num_classes=self.num_classes, **self.options)
 
     def label(self) -> str:
-        o = self.options
-        bn = "bn" if o.get("batch_norm", True) else "no-bn"
-        return (f"{o['padding']}/{o['upsample']}/{bn} d{o['depth']} c{o['base_channels']} "
-                f"{self.batch}x{self.in_channels}x{self.size}x{self.size} w:{self.weights_from}")
+        tag = self.tag or unet_tag(self.options)
+        return f"{tag} {self.batch}x{self.in_channels}x{self.size}x{self.size} w:{self.weights_from}"
+
+
+def unet_tag(options: dict) -> str:
+    bn = "bn" if options.get("batch_norm", True) else "no-bn"
+    return f"{options['padding']}/{options['upsample']}/{bn} d{options['depth']} c{options['base_channels']}"
 
 
 @dataclass(frozen=True)
@@ -79,10 +83,56 @@ def unet_cases(seed: int = 0) -> list[Case]:
         depth, size = (3, 32) if padding == "same" else (2, 60)
         options = dict(base_channels=8, depth=depth, padding=padding, upsample=upsample, batch_norm=bn)
         cases.append(Case("unet", options, batch=2, size=size, seed=seed + i, weights_from=FRAMEWORKS[i % 2]))
+    cases.append(lesson_case("unet", seed + len(cases)))
     return cases
 
 
-SUITES = {"unet": unet_cases}
+def lesson_case(arch: str, seed: int) -> Case:
+    """The lesson's network at full width (one logit, 3 input channels) on one 64x64 image.
+
+    One image keeps the largest feature map at 4096 pixels; the bottleneck's BN still sees 16 values.
+    """
+    options = {k: v for k, v in PRESETS[arch]["lesson"].items() if k not in ("in_channels", "num_classes")}
+    return Case(arch, options, batch=1, size=64, seed=seed, weights_from="torch", num_classes=1, tag="lesson preset")
+
+
+def segnet_cases(seed: int = 0) -> list[Case]:
+    """SegNet with index unpooling (BN on and off) in the paper's shape at small widths, and the lesson's
+    network. 2x3x32x32: the deepest BN sees 2*4*4 = 32 values per channel."""
+    paper_like = dict(encoder=((8, 8), (16, 16), (16, 16, 16)), bottleneck=(), decoder=((16, 16, 16), (16, 8), (8,)),
+                      upsample="unpool", head_kernel_size=3)
+    cases = [Case("segnet", dict(paper_like, batch_norm=bn), batch=2, size=32, seed=seed + i,
+                  weights_from=FRAMEWORKS[i % 2], tag=f"unpool/{'bn' if bn else 'no-bn'} 3 stages vgg-like c8")
+             for i, bn in enumerate((True, False))]
+    cases.append(lesson_case("segnet", seed + len(cases)))
+    return cases
+
+
+def fcn_cases(seed: int = 0) -> list[Case]:
+    """FCN-32s/16s/8s on a narrow five-stage VGG (one conv per stage), padded (fc6 3x3 on the 1x1 pool5);
+    FCN-8s with the paper's cropping (conv1_1 padded by 100, unpadded fc6), with and without BN."""
+    narrow = dict(encoder=((8,), (8,), (16,), (16,), (16,)), fc_channels=32)
+    configs = [(dict(variant=v, padding="same", fc_kernel_size=3, batch_norm=False), f"{v} same", 32, 2)
+               for v in ("32s", "16s", "8s")]
+    # Paper cropping on 1x3x24x24: conv1_1's padding makes the first maps 222x222, pool5 is 7x7; with
+    # BN, fc6 is 3x3 so that its BN sees 25 values per channel, not one.
+    configs += [(dict(variant="8s", padding="paper", fc_kernel_size=k, batch_norm=bn),
+                 f"8s paper-crops fc6 {k}x{k} {'bn' if bn else 'no-bn'}", 24, 1) for k, bn in ((7, False), (3, True))]
+    return [Case("fcn", dict(narrow, **options), batch=batch, size=size, seed=seed + i, weights_from=FRAMEWORKS[i % 2],
+                 tag=f"{tag} c8 fc32") for i, (options, tag, size, batch) in enumerate(configs)]
+
+
+def deeplab_cases(seed: int = 0) -> list[Case]:
+    """DeepLabV3+ at output stride 16 and 8, narrow, on 4x3x32x32: the image-pooling BN sees one value
+    per image, so the batch is 4 (2 would make that BN's output exactly +-scale + bias)."""
+    narrow = dict(stem_channels=8, stage_channels=(8, 16, 16, 32), blocks_per_stage=(1, 2, 1, 1), aspp_channels=16,
+                  aspp_rates=(1, 2, 3), low_level_channels=8, decoder_channels=16)
+    return [Case("deeplabv3plus", dict(narrow, output_stride=os), batch=4, size=32, seed=seed + i,
+                 weights_from=FRAMEWORKS[i % 2], tag=f"os{os} rates 1,2,3 c8")
+            for i, os in enumerate((16, 8))]
+
+
+SUITES = {"deeplabv3plus": deeplab_cases, "fcn": fcn_cases, "segnet": segnet_cases, "unet": unet_cases}
 
 
 def harness(framework: str):
@@ -118,7 +168,7 @@ def case_inputs(case: Case, settings: TraceSettings, data_seed: int | None = Non
     seed = case.seed if data_seed is None else data_seed
     images, labels = synthetic_batch(case.batch, case.in_channels, case.size, case.size, case.num_classes,
                                      seed, ignore_index=settings.ignore_index, ignore_fraction=0.05)
-    out = unet_output_size(case.size, spec.depth, spec.padding)
+    out = spec.output_size(case.size)
     return Inputs(standardize(images), center_crop_labels(labels, out, out), seed)
 
 
@@ -141,12 +191,12 @@ def kink_flip_suspected(rows: list, spec, weights: dict, images) -> float | None
 
     A flip leaves every forward quantity equal and moves gradients, so it is suspected only when
     all failing rows are gradients or optimiser steps and some ReLU input or pool tie lies within
-    ``KINK_MARGIN`` float32 errors of its kink (``shared.reference_unet.kink_margin``).
+    ``KINK_MARGIN`` float32 errors of its kink (``shared.kinks``; measured by the torch harness).
     """
     failing = [r.quantity for r in rows if not r.passed]
     if not failing or any(q in FORWARD_QUANTITIES for q in failing):
         return None
-    margin = kink_margin(spec, weights, images)
+    margin = harness("torch").kink_margin(spec, weights, images)
     return margin if margin < KINK_MARGIN else None
 
 

@@ -6,20 +6,9 @@ Each framework passes plain facts (shape tuple, dtype name, layout string) and g
 
 from __future__ import annotations
 
-from shared.geometry import nearest_valid_sizes, unet_output_size
+from shared.geometry import nearest_sizes
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
-
-
-def describe(spec) -> str:
-    """Short model description for error messages, e.g. ``unet(depth=4, padding='same')``."""
-    return f"{spec.name}(depth={spec.depth}, padding={spec.padding!r})"
-
-
-def size_rule(spec) -> str:
-    if spec.padding == "same":
-        return f"height and width divisible by 2**depth = {2**spec.depth}"
-    return "height and width for which every unpadded stage keeps an even, positive size (see shared.geometry)"
 
 
 def check_image_batch(shape: tuple, dtype: str, *, spec, layout: str, name: str = "x",
@@ -48,17 +37,17 @@ def check_image_batch(shape: tuple, dtype: str, *, spec, layout: str, name: str 
     if channels is not None and channels != spec.in_channels:
         raise ValueError(
             f"{name} has {channels} channels (axis {layout.index('C')} of {layout} shape {shape}) but "
-            f"{describe(spec)} was built with in_channels={spec.in_channels}"
+            f"{spec.describe()} was built with in_channels={spec.in_channels}"
         )
     for axis in ("H", "W"):
         size = dims[axis]
         if size is None:
             continue
-        if unet_output_size(size, spec.depth, spec.padding) is None:
+        if spec.output_size(size) is None:
             label = "height" if axis == "H" else "width"
-            nearest = nearest_valid_sizes(size, spec.depth, spec.padding)
+            nearest = nearest_sizes(size, spec.output_size)
             raise ValueError(
-                f"{name} {label} {size} cannot go through {describe(spec)}: it needs {size_rule(spec)}; "
+                f"{name} {label} {size} cannot go through {spec.describe()}: it needs {spec.size_rule()}; "
                 f"nearest valid sizes: {', '.join(map(str, nearest))}"
             )
 

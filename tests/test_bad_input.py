@@ -71,7 +71,7 @@ def test_integer_images(models, framework):
 
 @pytest.mark.parametrize("build", [kt.build_model, ktf.build_model])
 def test_unknown_model_and_option(build):
-    with pytest.raises(ValueError, match="known models: unet"):
+    with pytest.raises(ValueError, match="known models: deeplabv3plus, fcn, segnet, unet"):
         build("segnet2", in_channels=3, num_classes=2)
     with pytest.raises(TypeError, match="unknown option.*'width'"):
         build("unet", in_channels=3, num_classes=2, width=8)
@@ -104,3 +104,61 @@ def test_training_batch_norm_on_one_value_per_channel(framework):
             model.train()(torch.zeros(1, 3, 16, 16))
         else:
             model(np.zeros((1, 16, 16, 3), np.float32), training=True)
+
+
+# One small configuration per network, and a size each cannot take with its valid neighbours.
+SMALL = {
+    "segnet": (dict(encoder=((4,), (4,), (4,)), decoder=((4,), (4,), (4,))), 36,
+               r"height 36 cannot go through segnet\(3 stages, upsample='unpool'\): it needs height and width divisible "
+               r"by 2\*\*3 = 8 .*nearest valid sizes: 32, 40"),
+    "fcn": (dict(encoder=((4,),) * 5, fc_channels=8, fc_kernel_size=3), 48,
+            r"height 48 cannot go through fcn\(variant='8s', 5 stages, padding='same'\): it needs height and width "
+            r"divisible by 2\*\*5 = 32; nearest valid sizes: 32, 64"),
+    "deeplabv3plus": (dict(stem_channels=4, stage_channels=(4, 4, 4, 4), blocks_per_stage=(1, 1, 1, 1), aspp_channels=4,
+                           low_level_channels=4, decoder_channels=4), 40,
+                      r"height 40 cannot go through deeplabv3plus\(output_stride=16\): it needs height and width "
+                      r"divisible by output_stride = 16; nearest valid sizes: 32, 48"),
+}
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+@pytest.mark.parametrize("arch", sorted(SMALL))
+def test_every_network_names_itself_the_size_and_valid_sizes(arch, framework):
+    options, size, message = SMALL[arch]
+    build = kt.build_model if framework == "torch" else ktf.build_model
+    model = {framework: build(arch, in_channels=3, num_classes=2, **options)}
+    with pytest.raises(ValueError, match=message) as exc:
+        _call(model, framework, np.zeros((1, 3, size, 32), np.float32))
+    assert _raised_in_validation(exc)
+
+
+@pytest.mark.parametrize("build", [kt.build_model, ktf.build_model])
+def test_unknown_variant_preset_and_bad_structure(build):
+    with pytest.raises(ValueError, match=r"variant must be one of '32s', '16s', '8s'; got '4s'"):
+        build("fcn", in_channels=3, num_classes=2, variant="4s")
+    with pytest.raises(ValueError, match=r"unknown preset 'lesson' for model 'fcn'; known presets: paper"):
+        build("fcn", preset="lesson")
+    with pytest.raises(ValueError, match=r"output_stride must be one of 8, 16; got 32"):
+        build("deeplabv3plus", in_channels=3, num_classes=2, output_stride=32)
+    with pytest.raises(ValueError, match=r"decoder stage 1 receives 8 channels but the indices of encoder stage 0 have 4"):
+        build("segnet", in_channels=3, num_classes=2, encoder=((4,), (8,)), decoder=((8,), (4,)))
+    with pytest.raises(ValueError, match=r"decoder must have one stage per encoder stage \(2\)"):
+        build("segnet", in_channels=3, num_classes=2, encoder=((4,), (4,)), decoder=((4,),))
+    with pytest.raises(TypeError, match=r"encoder\[1\]\[0\] must be an int"):
+        build("segnet", in_channels=3, num_classes=2, encoder=((4,), (4.0,)))
+    with pytest.raises(ValueError, match=r"variant '8s' fuses 2 earlier pooling outputs, so the encoder needs at least 3"):
+        build("fcn", in_channels=3, num_classes=2, encoder=((4,), (4,)))
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_image_pooling_batch_norm_needs_two_images_in_training(framework):
+    """DeepLab's image-pooling BN sees one value per channel and image: a training batch of 1 is refused
+    by torch's own check, and by the same check in the Keras BatchNorm."""
+    options, _, _ = SMALL["deeplabv3plus"]
+    build = kt.build_model if framework == "torch" else ktf.build_model
+    model = build("deeplabv3plus", in_channels=3, num_classes=2, **options)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+        if framework == "torch":
+            model.train()(torch.zeros(1, 3, 32, 32))
+        else:
+            model(np.zeros((1, 32, 32, 3), np.float32), training=True)

@@ -1,6 +1,9 @@
 """``segparity report``: the table, the JSON rows, the exit status."""
 
+import contextlib
+import io
 import json
+import re
 import subprocess
 import sys
 
@@ -12,35 +15,50 @@ from shared import cli
 KEYS = ["arch", "config", "quantity", "max_abs", "max_rel", "rtol", "atol", "passed"]
 
 
+# configurations per architecture in ``shared.suite``
+CONFIGS = {"deeplabv3plus": 2, "fcn": 5, "segnet": 3, "unet": 9}
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     path = tmp_path_factory.mktemp("report") / "report.json"
-    return cli.main(["report", "--json", str(path)]), json.loads(path.read_text())
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = cli.main(["report", "--json", str(path)])
+    return status, json.loads(path.read_text()), out.getvalue()
 
 
 def test_report_passes_and_writes_documented_json(report):
-    status, rows = report
+    status, rows, _ = report
     assert status == 0
     assert rows and all(list(row) == KEYS for row in rows)
     assert all(row["passed"] for row in rows)
-    configs = {row["config"] for row in rows}
-    assert len(configs) == 8  # both paddings x both up-samplings x BN on/off
+    for arch, count in CONFIGS.items():
+        assert len({row["config"] for row in rows if row["arch"] == arch}) == count, arch
     quantities = {row["quantity"] for row in rows}
     assert {"logits_eval", "logits_train", "loss_bce", "loss_ce", "grad_input_ce", "grad_weights_ce",
             "bn_running", "weights_after_sgd", "weights_after_adam"} <= quantities
     assert all(row["rtol"] == 1e-4 and row["atol"] == 1e-5 for row in rows)
 
 
-def test_report_prints_versions_tf32_and_table(capsys):
-    status = cli.main(["report", "--seed", "3"])
-    out = capsys.readouterr().out
+def test_report_prints_versions_tf32_table_and_parameter_counts(report):
+    status, _, out = report
     assert status == 0
     assert "torch 2." in out and "tensorflow 2." in out and "keras 3." in out
     assert "TF32 switched off for parity" in out
-    assert "| arch | config" in out
-    assert out.count("(equal)") == 8 and "parameters torch 121,139 / tf 121,139" in out
-    assert out.count("data seed") == 8 and "kink" in out
+    assert re.search(r"\| arch +\| config", out)
+    assert out.count("(equal)") == sum(CONFIGS.values()) and "DIFFERENT" not in out
+    assert "unet [same/transpose/bn d3 c8 2x3x32x32 w:torch]: parameters torch 121,139 / tf 121,139" in out
+    assert "unet [lesson preset 1x3x64x64 w:torch]: parameters torch 981,121 / tf 981,121" in out
+    assert "segnet [lesson preset 1x3x64x64 w:torch]: parameters torch 785,281 / tf 785,281" in out
     assert "passed, 0 failed" in out
+
+
+def test_report_seed_and_kink_redraw_note(capsys):
+    status = cli.main(["report", "--arch", "unet", "--seed", "3"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert out.count("data seed") == CONFIGS["unet"] and "kink" in out
 
 
 def test_report_fails_when_a_row_fails(monkeypatch, capsys, tmp_path):
@@ -54,17 +72,17 @@ def test_report_fails_when_a_row_fails(monkeypatch, capsys, tmp_path):
         return trace
 
     monkeypatch.setattr(harness, "compute_trace", off_by_a_little)
-    status = cli.main(["report", "--json", str(tmp_path / "r.json")])
+    status = cli.main(["report", "--arch", "fcn", "--json", str(tmp_path / "r.json")])
     out = capsys.readouterr().out
     assert status == 1
-    assert "FAIL unet" in out and "logits_eval" in out
+    assert "FAIL fcn" in out and "logits_eval" in out
     rows = json.loads((tmp_path / "r.json").read_text())
-    assert [r["passed"] for r in rows if r["quantity"] == "logits_eval"] == [False] * 8
+    assert [r["passed"] for r in rows if r["quantity"] == "logits_eval"] == [False] * CONFIGS["fcn"]
 
 
 def test_unknown_arch_is_a_usage_error(capsys):
     assert cli.main(["report", "--arch", "segnet9"]) == 2
-    assert "unknown --arch segnet9; known: unet" in capsys.readouterr().err
+    assert "unknown --arch segnet9; known: deeplabv3plus, fcn, segnet, unet" in capsys.readouterr().err
 
 
 def test_console_script_is_installed():

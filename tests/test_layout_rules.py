@@ -14,7 +14,7 @@ FRAMEWORK_MODULES = {"torch", "tensorflow", "keras"}
 
 def test_shared_never_imports_a_framework():
     offenders = []
-    for path in sorted((ROOT / "shared").glob("*.py")):
+    for path in sorted((ROOT / "shared").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
             if isinstance(node, ast.Import):

@@ -183,7 +183,7 @@ def test_pitfall_relu_kink_flip():
     kink, Keras's does not, so one gradient path is open in torch and shut in Keras: logits agree,
     gradients differ by ~1e-2 of their scale. The suite recognises this (only gradients fail, a kink
     within KINK_MARGIN float32 errors) and uses the next batch, where everything agrees."""
-    from shared.reference_unet import KINK_MARGIN
+    from shared.kinks import KINK_MARGIN
 
     case = suite.unet_cases(seed=3)[2]
     on_kink = suite.run_case(case, max_kink_redraws=0)

@@ -1,0 +1,114 @@
+"""DeepLabV3+ in PyTorch. Input ``(N, C_in, H, W)`` float32, output ``(N, num_classes, H, W)`` logits.
+
+Layers and options: ``shared.networks.deeplab``. Attribute paths (``encoder.2.0.conv1.conv``,
+``aspp.branches.1``) equal the Keras layer names in ``segmentation_tf/deeplab.py``. Every resize is
+bilinear with half-pixel centres (``align_corners=False``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segmentation_torch.layers import ConvBNReLU, conv2d, resize_bilinear
+from shared.networks.deeplab import DeepLabV3PlusSpec
+from shared.validation import check_image_batch
+
+
+class BasicBlock(nn.Module):
+    """ReLU(conv1 -> conv2 + shortcut): two 3x3 conv-BN (ReLU after the first), 1x1 conv-BN shortcut if needed."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int, dilation: int, spec: DeepLabV3PlusSpec):
+        super().__init__()
+        bn = dict(batch_norm=True, bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum)
+        self.conv1 = ConvBNReLU(in_channels, out_channels, 3, stride=stride, dilation=dilation, **bn)
+        self.conv2 = ConvBNReLU(out_channels, out_channels, 3, dilation=dilation, relu=False, **bn)
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = ConvBNReLU(in_channels, out_channels, 1, stride=stride, relu=False, **bn)
+        else:
+            self.shortcut = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return F.relu(self.conv2(self.conv1(x)) + identity)
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling: 1x1, three atrous 3x3 and image pooling, concatenated, projected."""
+
+    def __init__(self, in_channels: int, *, spec: DeepLabV3PlusSpec):
+        super().__init__()
+        bn = dict(batch_norm=True, bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum)
+        a = spec.aspp_channels
+        self.branches = nn.ModuleList([ConvBNReLU(in_channels, a, 1, **bn)])
+        for rate in spec.rates():
+            self.branches.append(ConvBNReLU(in_channels, a, 3, dilation=rate, **bn))
+        self.pool = ConvBNReLU(in_channels, a, 1, **bn)
+        self.project = ConvBNReLU(5 * a, a, 1, **bn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [branch(x) for branch in self.branches]
+        pooled = self.pool(torch.mean(x, dim=(2, 3), keepdim=True))  # (N, a, 1, 1)
+        outputs.append(pooled.expand(-1, -1, x.shape[2], x.shape[3]))  # what a bilinear resize of 1x1 gives
+        return self.project(torch.cat(outputs, dim=1))
+
+
+class Decoder(nn.Module):
+    """Resize the ASPP output to the low-level features' size, concatenate ``[aspp, reduced]``, two 3x3 convs."""
+
+    def __init__(self, low_level_in: int, *, spec: DeepLabV3PlusSpec):
+        super().__init__()
+        bn = dict(batch_norm=True, bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum)
+        d = spec.decoder_channels
+        self.reduce = ConvBNReLU(low_level_in, spec.low_level_channels, 1, **bn)
+        self.fuse = nn.ModuleList([ConvBNReLU(spec.aspp_channels + spec.low_level_channels, d, 3, **bn),
+                                   ConvBNReLU(d, d, 3, **bn)])
+
+    def forward(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
+        x = resize_bilinear(x, low_level.shape[2], low_level.shape[3])
+        x = torch.cat([x, self.reduce(low_level)], dim=1)
+        for layer in self.fuse:
+            x = layer(x)
+        return x
+
+
+class DeepLabV3Plus(nn.Module):
+    """DeepLabV3+; arguments as ``shared.networks.deeplab.DeepLabV3PlusSpec``."""
+
+    def __init__(self, in_channels: int, num_classes: int, output_stride: int = 16, stem_channels: int = 64,
+                 stage_channels: tuple = (64, 128, 256, 512), blocks_per_stage: tuple = (2, 2, 2, 2),
+                 aspp_channels: int = 256, aspp_rates: tuple | None = None, low_level_channels: int = 48,
+                 decoder_channels: int = 256, bn_eps: float = 1e-5, bn_momentum: float = 0.1):
+        super().__init__()
+        self.spec = DeepLabV3PlusSpec(in_channels, num_classes, output_stride, stem_channels, stage_channels,
+                                      blocks_per_stage, aspp_channels, aspp_rates, low_level_channels,
+                                      decoder_channels, bn_eps, bn_momentum)
+        spec = self.spec
+        self.stem = ConvBNReLU(in_channels, stem_channels, 3, stride=2, batch_norm=True, bn_eps=bn_eps,
+                               bn_momentum=bn_momentum)
+        self.encoder = nn.ModuleList()
+        cin = stem_channels
+        for (stride, dilation), cout, blocks in zip(spec.stage_strides(), spec.stage_channels, spec.blocks_per_stage):
+            stage = nn.ModuleList()
+            for b in range(blocks):
+                stage.append(BasicBlock(cin, cout, stride=stride if b == 0 else 1, dilation=dilation, spec=spec))
+                cin = cout
+            self.encoder.append(stage)
+        self.aspp = ASPP(cin, spec=spec)
+        self.decoder = Decoder(spec.stage_channels[0], spec=spec)
+        self.head = conv2d(decoder_channels, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(tuple(x.shape), str(x.dtype).removeprefix("torch."), spec=self.spec, layout="NCHW",
+                          model_dtype=str(self.head.weight.dtype).removeprefix("torch."))
+        height, width = x.shape[2], x.shape[3]
+        x = self.stem(x)
+        low_level = None
+        for i, stage in enumerate(self.encoder):
+            for block in stage:
+                x = block(x)
+            if i == 0:
+                low_level = x  # output stride 4
+        x = self.decoder(self.aspp(x), low_level)
+        return resize_bilinear(self.head(x), height, width)

@@ -1,0 +1,129 @@
+"""DeepLabV3+ (Chen et al. 2018) on a small residual encoder: spec, layer table, size rule.
+
+Twin model files: ``segmentation_torch/deeplab.py`` and ``segmentation_tf/deeplab.py``.
+
+Encoder: ``stem`` (3x3 conv-BN-ReLU, stride 2), then four residual stages of basic blocks (two 3x3
+conv-BN, ReLU after the sum; a 1x1 conv-BN ``shortcut`` where stride or width changes). Stages 0 and
+1 have stride 2 (output stride 4, then 8). With ``output_stride=16`` stage 2 has stride 2 and stage 3
+dilation 2; with ``output_stride=8`` stages 2 and 3 keep stride 1 and use dilation 2 and 4 (every conv
+of a dilated stage uses the stage's dilation; no multi-grid).
+
+ASPP on the last stage: ``branches.0`` a 1x1 conv-BN-ReLU, ``branches.1..3`` 3x3 atrous conv-BN-ReLU
+with ``aspp_rates``, ``pool`` image pooling (global mean, 1x1 conv-BN-ReLU, broadcast back), then
+``project`` (1x1 conv-BN-ReLU of the five concatenated). Decoder: ``reduce`` (1x1 conv-BN-ReLU of
+stage 0's output, output stride 4), ASPP output resized to that size, ``[aspp, reduced]``
+concatenated, ``fuse.0`` and ``fuse.1`` (3x3 conv-BN-ReLU), ``head`` (1x1 conv with bias), then a
+bilinear resize to the input size.
+
+Resizing: bilinear with half-pixel centres (torch ``align_corners=False``, Keras/TF
+``resize(..., "bilinear")``, as torchvision's DeepLab), not the original TF DeepLab's
+``align_corners=True``; pitfall ``align_corners`` shows the two differ. Dropout in ASPP and decoder
+is left out (random masks cannot be compared). Training-mode BN in the image-pooling branch sees one
+value per channel and image, so it needs batches of at least 2 (torch and this Keras port both
+raise the same ValueError otherwise).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from shared.layout import LayerEntry, conv_bn_entries
+from shared.networks.checks import check_batch_norm, check_choice, check_int, freeze, int_tuple
+
+OUTPUT_STRIDES = (8, 16)
+
+
+@dataclass(frozen=True)
+class DeepLabV3PlusSpec:
+    """DeepLabV3+ with a ResNet-18-like encoder (four stages of basic blocks)."""
+
+    in_channels: int  # channels of the input image
+    num_classes: int  # channels of the output logits
+    output_stride: int = 16  # input size / ASPP feature size: 16 or 8
+    stem_channels: int = 64  # channels of the stride-2 stem conv
+    stage_channels: tuple = (64, 128, 256, 512)  # output channels of the four residual stages
+    blocks_per_stage: tuple = (2, 2, 2, 2)  # basic blocks in each stage (ResNet-18: 2, 2, 2, 2)
+    aspp_channels: int = 256  # channels of every ASPP branch and of its projection
+    aspp_rates: tuple | None = None  # dilations of the three atrous branches; None: (6, 12, 18) * 16 / output_stride
+    low_level_channels: int = 48  # channels the decoder reduces stage 0's output to
+    decoder_channels: int = 256  # channels of the decoder's two 3x3 convs
+    bn_eps: float = 1e-5  # BatchNorm epsilon, the same number in both frameworks
+    bn_momentum: float = 0.1  # torch convention; Keras momentum = 1 - bn_momentum
+
+    name = "deeplabv3plus"
+
+    def __post_init__(self) -> None:
+        check_int("in_channels", self.in_channels, 1)
+        check_int("num_classes", self.num_classes, 1)
+        check_choice("output_stride", self.output_stride, OUTPUT_STRIDES)
+        check_int("stem_channels", self.stem_channels, 1)
+        freeze(self, "stage_channels", int_tuple("stage_channels", self.stage_channels))
+        freeze(self, "blocks_per_stage", int_tuple("blocks_per_stage", self.blocks_per_stage))
+        for option in ("stage_channels", "blocks_per_stage"):
+            if len(getattr(self, option)) != 4:
+                raise ValueError(f"{option} must have 4 entries (one per residual stage), got {getattr(self, option)!r}")
+        check_int("aspp_channels", self.aspp_channels, 1)
+        if self.aspp_rates is not None:
+            freeze(self, "aspp_rates", int_tuple("aspp_rates", self.aspp_rates))
+            if len(self.aspp_rates) != 3:
+                raise ValueError(f"aspp_rates must have 3 entries (the atrous branches), got {self.aspp_rates!r}")
+        check_int("low_level_channels", self.low_level_channels, 1)
+        check_int("decoder_channels", self.decoder_channels, 1)
+        check_batch_norm(self.bn_eps, self.bn_momentum)
+
+    def options(self) -> dict[str, Any]:
+        """Every constructor argument, in declaration order."""
+        return dataclasses.asdict(self)
+
+    def rates(self) -> tuple[int, int, int]:
+        """The atrous rates in use: ``aspp_rates``, or the paper's (6, 12, 18) scaled to the output stride."""
+        if self.aspp_rates is not None:
+            return self.aspp_rates
+        return tuple(r * 16 // self.output_stride for r in (6, 12, 18))
+
+    def stage_strides(self) -> list[tuple[int, int]]:
+        """(stride, dilation) of stages 0..3."""
+        if self.output_stride == 16:
+            return [(2, 1), (2, 1), (2, 1), (1, 2)]
+        return [(2, 1), (2, 1), (1, 2), (1, 4)]
+
+    def output_size(self, size: int) -> int | None:
+        return size if size >= 1 and size % self.output_stride == 0 else None
+
+    def size_rule(self) -> str:
+        return f"height and width divisible by output_stride = {self.output_stride}"
+
+    def describe(self) -> str:
+        return f"deeplabv3plus(output_stride={self.output_stride})"
+
+    def layer_table(self) -> list[LayerEntry]:
+        return deeplab_layer_table(self)
+
+
+def deeplab_layer_table(spec: DeepLabV3PlusSpec) -> list[LayerEntry]:
+    """Every DeepLabV3+ layer with weights, in execution order."""
+    layers = conv_bn_entries("stem", spec.in_channels, spec.stem_channels, 3, batch_norm=True)
+    cin = spec.stem_channels
+    for i, (cout, blocks) in enumerate(zip(spec.stage_channels, spec.blocks_per_stage)):
+        stride = spec.stage_strides()[i][0]
+        for b in range(blocks):
+            prefix = f"encoder.{i}.{b}"
+            layers += conv_bn_entries(f"{prefix}.conv1", cin, cout, 3, batch_norm=True)
+            layers += conv_bn_entries(f"{prefix}.conv2", cout, cout, 3, batch_norm=True)
+            if b == 0 and (stride != 1 or cin != cout):
+                layers += conv_bn_entries(f"{prefix}.shortcut", cin, cout, 1, batch_norm=True)
+            cin = cout
+    a = spec.aspp_channels
+    layers += conv_bn_entries("aspp.branches.0", cin, a, 1, batch_norm=True)
+    for r in range(1, 4):
+        layers += conv_bn_entries(f"aspp.branches.{r}", cin, a, 3, batch_norm=True)
+    layers += conv_bn_entries("aspp.pool", cin, a, 1, batch_norm=True)
+    layers += conv_bn_entries("aspp.project", 5 * a, a, 1, batch_norm=True)
+    layers += conv_bn_entries("decoder.reduce", spec.stage_channels[0], spec.low_level_channels, 1, batch_norm=True)
+    d = spec.decoder_channels
+    layers += conv_bn_entries("decoder.fuse.0", a + spec.low_level_channels, d, 3, batch_norm=True)
+    layers += conv_bn_entries("decoder.fuse.1", d, d, 3, batch_norm=True)
+    layers.append(LayerEntry("head", "conv2d", d, spec.num_classes, 1))
+    return layers
