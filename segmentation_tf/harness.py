@@ -37,18 +37,40 @@ def random_weights(spec, seed: int) -> dict[str, np.ndarray]:
     return randomize_for_parity(to_canonical(model), spec, seed)
 
 
+def _canonical(model, dtype: str) -> dict[str, np.ndarray]:
+    """``to_canonical`` without its float32 cast, for float64 traces."""
+    return {key: permute_axes(np.array(keras.ops.convert_to_numpy(v), dtype=dtype), axes, canon)
+            for key, (v, axes, canon) in tensor_refs(model).items()}
+
+
 def _nchw(t) -> np.ndarray:
     return np.transpose(keras.ops.convert_to_numpy(t), (0, 3, 1, 2))
 
 
+@contextlib.contextmanager
+def _precision(dtype: str):
+    """Build and run Keras layers, losses and optimisers in ``dtype`` ("float32" or "float64")."""
+    previous = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(previous[0])
+        keras.config.set_dtype_policy(previous[1])
+
+
 def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
-                  settings: TraceSettings, device: str = "cpu") -> dict:
-    """Every quantity of ``shared.trace`` for ``spec`` with ``weights`` on ``images (N, C, H, W)``."""
-    with tf.device(resolve_device(device)):
+                  settings: TraceSettings, device: str = "cpu", dtype: str = "float32") -> dict:
+    """Every quantity of ``shared.trace`` for ``spec`` with ``weights`` on ``images (N, C, H, W)``.
+
+    ``dtype="float64"`` runs everything in double precision (results are returned as float64).
+    """
+    with tf.device(resolve_device(device)), _precision(dtype):
         model = build_model(spec.name, **spec.options())
-        x = tf.constant(np.transpose(images, (0, 2, 3, 1)).astype(np.float32))
+        x = tf.constant(np.transpose(images, (0, 2, 3, 1)).astype(dtype))
         y = tf.constant(np.asarray(labels, dtype=np.int64))
-        t = tf.constant(np.transpose(one_hot(labels, spec.num_classes, settings.ignore_index), (0, 2, 3, 1)))
+        t = tf.constant(np.transpose(one_hot(labels, spec.num_classes, settings.ignore_index), (0, 2, 3, 1)).astype(dtype))
         losses = {"bce": (BinaryCrossEntropyLoss(), t),
                   "ce": (CrossEntropyLoss(settings.class_weights, settings.ignore_index), y)}
         trace: dict = {}
@@ -71,7 +93,7 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
                 key: permute_axes(keras.ops.convert_to_numpy(g), axes, canon)
                 for (key, (_, axes, canon)), g in zip(refs.items(), grads[1:])
             }
-        trace["bn_running"] = running_statistics(to_canonical(model))
+        trace["bn_running"] = running_statistics(_canonical(model, dtype))
 
         for opt_name, kwargs in optimizer_steps(settings):
             from_canonical(model, weights)
@@ -81,7 +103,7 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
                 logits = model(x, training=True)
                 loss = losses["bce"][0](t, logits) + losses["ce"][0](y, logits)
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            trace[f"weights_after_{opt_name}"] = to_canonical(model)
+            trace[f"weights_after_{opt_name}"] = _canonical(model, dtype)
     return trace
 
 
@@ -119,14 +141,9 @@ def kink_margin(spec, weights: dict[str, np.ndarray], images: np.ndarray) -> flo
     """``shared.kinks.kink_margin`` of a training-mode forward pass, run in float64 and float32."""
     records = {}
     for dtype in ("float64", "float32"):
-        previous = keras.config.dtype_policy()
-        keras.config.set_dtype_policy(dtype)
-        try:
+        with _precision(dtype), _record_kink_inputs() as record:
             model = from_canonical(build_model(spec.name, **spec.options()), weights)
-            with _record_kink_inputs() as record:
-                model(np.transpose(np.asarray(images, dtype=dtype), (0, 2, 3, 1)), training=True)
-        finally:
-            keras.config.set_dtype_policy(previous)
+            model(np.transpose(np.asarray(images, dtype=dtype), (0, 2, 3, 1)), training=True)
         records[dtype] = record
     exact, rounded = records["float64"], records["float32"]
     return kinks.kink_margin(list(zip(exact["relu"], rounded["relu"])), list(zip(exact["pool"], rounded["pool"])))

@@ -171,9 +171,11 @@ def resize_bilinear(x, height: int, width: int):
     """Bilinear resize to ``height x width`` with half-pixel centres (torch's ``align_corners=False``), no antialiasing.
 
     ``tf.image.resize`` (what ``keras.ops.image.resize`` calls on this backend) because it also takes
-    sizes that are only known while the graph runs (``tf.function`` with unknown height/width).
+    sizes that are only known while the graph runs (``tf.function`` with unknown height/width); it
+    computes in float32, so float64 inputs are rounded there (the float64 parity test shows where).
     """
-    return tf.image.resize(x, tf.stack([height, width]), method="bilinear", antialias=False)
+    resized = tf.image.resize(x, tf.stack([height, width]), method="bilinear", antialias=False)
+    return ops.cast(resized, x.dtype)  # tf.image.resize returns float32 whatever the input dtype
 
 
 def center_crop(x, height: int, width: int):

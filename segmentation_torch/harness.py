@@ -35,30 +35,43 @@ def random_weights(spec, seed: int) -> dict[str, np.ndarray]:
     return randomize_for_parity(to_canonical(model), spec, seed)
 
 
+def _load(model: torch.nn.Module, weights: dict[str, np.ndarray], dtype: torch.dtype) -> None:
+    """Canonical float32 ``weights`` into ``model``, then the model in ``dtype``."""
+    from_canonical(model.float(), weights).to(dtype)
+
+
+def _canonical(model: torch.nn.Module) -> dict[str, np.ndarray]:
+    """``to_canonical`` without its float32 cast, for float64 traces (copies: the model trains on)."""
+    return {key: permute_axes(_numpy(t).copy(), axes, canon) for key, (t, axes, canon) in tensor_refs(model).items()}
+
+
 def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
 def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
-                  settings: TraceSettings, device: str = "cpu") -> dict:
-    """Every quantity of ``shared.trace`` for ``spec`` with ``weights`` on ``images (N, C, H, W)``."""
-    dev = resolve_device(device)
+                  settings: TraceSettings, device: str = "cpu", dtype: str = "float32") -> dict:
+    """Every quantity of ``shared.trace`` for ``spec`` with ``weights`` on ``images (N, C, H, W)``.
+
+    ``dtype="float64"`` runs everything in double precision (results are returned as float64).
+    """
+    dev, dt = resolve_device(device), getattr(torch, dtype)
     model = build_model(spec.name, **spec.options()).to(dev)
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(dev)
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(dev, dt)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(dev)
-    t = torch.from_numpy(one_hot(labels, spec.num_classes, settings.ignore_index)).to(dev)
+    t = torch.from_numpy(one_hot(labels, spec.num_classes, settings.ignore_index)).to(dev, dt)
     losses = {"bce": (BinaryCrossEntropyLoss(), t),
-              "ce": (CrossEntropyLoss(settings.class_weights, settings.ignore_index).to(dev), y)}
+              "ce": (CrossEntropyLoss(settings.class_weights, settings.ignore_index).to(dev, dt), y)}
     trace: dict = {}
 
-    from_canonical(model, weights)
+    _load(model, weights, dt)
     model.eval()
     with torch.no_grad():
         trace["logits_eval"] = _numpy(model(x))
 
     model.train()
     for name, (loss_fn, target) in losses.items():
-        from_canonical(model, weights)  # each training forward moves the BN running statistics
+        _load(model, weights, dt)  # each training forward moves the BN running statistics
         refs = {k: v for k, v in tensor_refs(model).items() if v[0].requires_grad}
         x_in = x.clone().requires_grad_(True)
         logits = model(x_in)
@@ -70,17 +83,17 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
         trace[f"grad_weights_{name}"] = {
             key: permute_axes(_numpy(g), axes, canon) for (key, (_, axes, canon)), g in zip(refs.items(), grads[1:])
         }
-    trace["bn_running"] = running_statistics(to_canonical(model))
+    trace["bn_running"] = running_statistics(_canonical(model))
 
     for opt_name, kwargs in optimizer_steps(settings):
-        from_canonical(model, weights)
+        _load(model, weights, dt)
         optimizer = build_optimizer(model, opt_name, **kwargs)
         optimizer.zero_grad()
         logits = model(x)
         loss = losses["bce"][0](logits, t) + losses["ce"][0](logits, y)
         loss.backward()
         optimizer.step()
-        trace[f"weights_after_{opt_name}"] = to_canonical(model)
+        trace[f"weights_after_{opt_name}"] = _canonical(model)
     return trace
 
 

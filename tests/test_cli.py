@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from shared import cli
+from shared.trace import FLOOR_LIMIT
 
 KEYS = ["arch", "config", "quantity", "max_abs", "max_rel", "rtol", "atol", "passed"]
 
@@ -38,7 +39,8 @@ def test_report_passes_and_writes_documented_json(report):
     quantities = {row["quantity"] for row in rows}
     assert {"logits_eval", "logits_train", "loss_bce", "loss_ce", "grad_input_ce", "grad_weights_ce",
             "bn_running", "weights_after_sgd", "weights_after_adam"} <= quantities
-    assert all(row["rtol"] == 1e-4 and row["atol"] == 1e-5 for row in rows)
+    # atol = 1e-5 plus twice torch's own float32 error on that quantity (docs/pitfalls.md, float32_floor)
+    assert all(row["rtol"] == 1e-4 and 1e-5 <= row["atol"] <= 1e-5 + 2 * FLOOR_LIMIT for row in rows)
 
 
 def test_report_prints_versions_tf32_table_and_parameter_counts(report):

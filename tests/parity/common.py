@@ -1,0 +1,24 @@
+"""What every architecture's parity test asserts about one case."""
+
+from shared.parity import compare
+from shared.suite import Case, run_case
+from shared.trace import QUANTITIES
+
+
+def assert_case_agrees(case: Case, *, reference_logits=None):
+    """Run ``case`` in torch and Keras; every quantity and every tensor must agree at rtol 1e-4 and atol
+    1e-5 plus twice torch's float32 floor (gradients normalised; ``shared.trace``).
+    ``reference_logits``: optional ``images -> {"eval": logits, "train": logits}`` of a third
+    implementation, which both frameworks must also match on the batch used. Returns the ``CaseResult``."""
+    result = run_case(case)
+    has_bn = bool(result.traces["torch"]["bn_running"])
+    assert [r.quantity for r in result.rows] == [q for q in QUANTITIES if has_bn or q != "bn_running"]
+    failures = [c for comparisons in result.per_tensor.values() for c in comparisons if not c.passed]
+    references = reference_logits(result.inputs.images) if reference_logits else {}
+    for mode, exact in references.items():
+        for framework, trace in result.traces.items():
+            check = compare(trace[f"logits_{mode}"], exact, quantity=f"{framework} logits_{mode} vs reference")
+            failures += [] if check.passed else [check]
+    assert not failures, "\n".join(
+        f"{c.quantity}: max abs {c.max_abs:.2e}, max rel {c.max_rel:.2e} ({c.detail})" for c in failures)
+    return result

@@ -1,0 +1,77 @@
+"""Named pitfalls of the FCN / SegNet / DeepLab layers: each test shows the naive port diverging from
+torch and segparity's port agreeing (docs/pitfalls.md). Weights are shared through canonical layouts."""
+
+import keras
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segmentation_tf import layers as keras_layers
+from shared.layout import permute_axes
+from shared.parity import assert_parity
+
+RNG = np.random.default_rng(0)
+
+
+def _nhwc(x):
+    return np.transpose(x, (0, 2, 3, 1))
+
+
+def _nchw(x):
+    return np.transpose(keras.ops.convert_to_numpy(x), (0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("size", [8, 9])
+def test_pitfall_tf_same_padding_stride2(size):
+    """torch ``Conv2d(3, stride=2, padding=1)`` pads one pixel on every side. Keras ``padding="same"`` at
+    stride 2 pads ``max(3 - 2, 0) = 1`` in total on even sizes, all of it below/right (0 above), so every
+    output pixel samples a window shifted by one; on odd sizes it pads 1 on each side and happens to
+    agree. ``segmentation_tf.layers.conv2d(stride=2, padding=1)`` pads like torch at every size."""
+    x = RNG.normal(size=(2, 3, size, size)).astype(np.float32)
+    w = RNG.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=2, padding=1).numpy()
+    naive = keras.layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False)
+    naive.build((None, None, None, 3))
+    naive.kernel.assign(permute_axes(w, "OIHW", "HWIO"))
+    fixed = keras_layers.conv2d(3, 4, 3, stride=2, padding=1, bias=False, name="fixed")
+    fixed.kernel.assign(permute_axes(w, "OIHW", "HWIO"))
+    naive_error = np.abs(_nchw(naive(_nhwc(x))) - expected).max()
+    if size % 2 == 0:
+        assert naive_error > 0.1
+    else:
+        assert naive_error < 1e-5
+    assert_parity(_nchw(fixed(_nhwc(x))), expected, quantity="stride-2 conv")
+
+
+@pytest.mark.parametrize("source, target", [(4, 32), (3, 7), (8, 16)])
+def test_pitfall_align_corners(source, target):
+    """DeepLab resizes by arbitrary factors. ``align_corners=True`` (the original TF DeepLab's choice, and
+    torch's before 0.4) maps corner pixel centres onto each other; Keras/TF ``resize(..., "bilinear")``
+    uses half-pixel centres. segparity uses half-pixel centres (``align_corners=False``) in both."""
+    x = RNG.normal(size=(1, 2, source, source)).astype(np.float32)
+    fixed = keras_layers.resize_bilinear(_nhwc(x), target, target)
+    corners = F.interpolate(torch.from_numpy(x), size=(target, target), mode="bilinear", align_corners=True).numpy()
+    half_pixel = F.interpolate(torch.from_numpy(x), size=(target, target), mode="bilinear", align_corners=False).numpy()
+    assert np.abs(_nchw(fixed) - corners).max() > 0.05
+    assert_parity(_nchw(fixed), half_pixel, quantity="bilinear resize")
+
+
+def test_pitfall_transposed_conv_padding():
+    """torch's usual x2 "same" up-sampling ``ConvTranspose2d(3, stride=2, padding=1, output_padding=1)``
+    crops one pixel at the top/left of the full (2n + 1) output. Keras ``Conv2DTranspose(padding="same")``
+    crops it at the bottom/right instead, so the naive port is shifted by one pixel. The fixed port runs
+    the unpadded (``"valid"``) transposed conv and crops explicitly, as segparity's FCN does."""
+    x = RNG.normal(size=(1, 3, 5, 5)).astype(np.float32)
+    w = RNG.normal(size=(3, 2, 3, 3)).astype(np.float32)  # canonical IOHW = torch's layout
+    expected = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), stride=2, padding=1,
+                                  output_padding=1).numpy()
+    layers = {}
+    for padding in ("same", "valid"):
+        layers[padding] = keras.layers.Conv2DTranspose(2, 3, strides=2, padding=padding, use_bias=False)
+        layers[padding].build((None, None, None, 3))
+        layers[padding].kernel.assign(permute_axes(w, "IOHW", "HWOI"))
+    naive = _nchw(layers["same"](_nhwc(x)))
+    fixed = keras_layers.crop(layers["valid"](_nhwc(x)), 1, 1, 10, 10)
+    assert naive.shape == expected.shape and np.abs(naive - expected).max() > 1.0
+    assert_parity(_nchw(fixed), expected, quantity="transposed conv")
