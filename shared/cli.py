@@ -21,7 +21,7 @@ def _report(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from shared import suite
-    from shared.report import format_table, write_json
+    from shared.report import format_summary, format_table, write_json
 
     unknown = [a for a in args.arch if a not in suite.SUITES]
     if unknown:
@@ -37,7 +37,8 @@ def _report(args: argparse.Namespace) -> int:
           f"{'off' if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '0' else 'on'} (TF_ENABLE_ONEDNN_OPTS="
           f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')})")
     print("Reference = torch; tolerance |tf - torch| <= atol + rtol*|torch|; gradients divided by the "
-          "reference gradient's max |value| first.")
+          "reference gradient's max |value| first; atol = 1e-5 + twice torch's own float32 error on that "
+          "quantity, measured against a torch float64 run of the same case (docs/pitfalls.md, float32_floor).")
     print(f"A batch whose only failures are gradients, with a ReLU/max-pool input within {suite.KINK_MARGIN:g} float32 "
           f"errors of its kink, is set aside and the next one used (at most {suite.MAX_KINK_REDRAWS}; docs/pitfalls.md).")
     cases = [case for arch in args.arch for case in suite.SUITES[arch](seed=args.seed)]
@@ -55,6 +56,8 @@ def _report(args: argparse.Namespace) -> int:
             rows.append(suite.Row(case.arch, case.label(), "parameter_count", abs(counts["torch"] - counts["tf"]),
                                   1.0, 0.0, 0.0, False))
     print(format_table(rows))
+    print("\nWorst case per architecture and quantity:")
+    print(format_summary(rows))
     failed = [r for r in rows if not r.passed]
     print(f"{len(rows) - len(failed)} passed, {len(failed)} failed ({len(cases)} configurations, "
           f"{time.perf_counter() - start:.1f} s)")

@@ -80,6 +80,15 @@ def conv_bn_entries(path: str, cin: int, cout: int, kernel_size: int, batch_norm
     return layers
 
 
+def conv_stack_entries(path: str, cin: int, channels: tuple[int, ...], batch_norm: bool) -> list[LayerEntry]:
+    """3x3 conv-[BN]-ReLU units ``path.0``, ``path.1``, ... with the output ``channels``, one after another."""
+    layers: list[LayerEntry] = []
+    for j, cout in enumerate(channels):
+        layers += conv_bn_entries(f"{path}.{j}", cin, cout, 3, batch_norm)
+        cin = cout
+    return layers
+
+
 def layer_table(spec) -> list[LayerEntry]:
     """The layer table of any registered architecture (each spec in ``shared.networks`` builds its own)."""
     return spec.layer_table()

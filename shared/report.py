@@ -24,6 +24,22 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
+def format_summary(rows) -> str:
+    """One line per (architecture, quantity): configurations, worst errors, largest atol used, verdict."""
+    groups: dict[tuple[str, str], list] = {}
+    for r in rows:
+        groups.setdefault((r.arch, r.quantity), []).append(r)
+    cells = [("arch", "quantity", "configs", "worst max_abs", "worst max_rel", "largest atol", "passed")]
+    for (arch, quantity), group in groups.items():
+        cells.append((arch, quantity, str(len(group)), f"{max(r.max_abs for r in group):.2e}",
+                      f"{max(r.max_rel for r in group):.2e}", f"{max(r.atol for r in group):.2e}",
+                      "pass" if all(r.passed for r in group) else "FAIL"))
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
 def write_json(rows, path: str | os.PathLike) -> Path:
     """Write ``[row.to_json(), ...]`` to ``path`` atomically (temporary file, then rename)."""
     text = json.dumps([r.to_json() for r in rows], indent=1) + "\n"

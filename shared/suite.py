@@ -43,7 +43,7 @@ class Case:
         return make_spec(self.arch, in_channels=self.in_channels, num_classes=self.num_classes, **self.options)
 
     def label(self) -> str:
-        tag = self.tag or unet_tag(self.options)
+        tag = self.tag or (unet_tag(self.options) if self.arch == "unet" else self.arch)
         return f"{tag} {self.batch}x{self.in_channels}x{self.size}x{self.size} w:{self.weights_from}"
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.layout import LayerEntry, conv_bn_entries
+from shared.layout import LayerEntry, conv_bn_entries, conv_stack_entries
 from shared.networks.checks import check_batch_norm, check_bool, check_choice, check_int, freeze, stages_tuple
 from shared.networks.segnet import VGG16_ENCODER
 
@@ -112,9 +112,8 @@ def fcn_layer_table(spec: FCNSpec) -> list[LayerEntry]:
     layers: list[LayerEntry] = []
     cin = spec.in_channels
     for i, stage in enumerate(spec.encoder):
-        for j, cout in enumerate(stage):
-            layers += conv_bn_entries(f"encoder.{i}.{j}", cin, cout, 3, spec.batch_norm)
-            cin = cout
+        layers += conv_stack_entries(f"encoder.{i}", cin, stage, spec.batch_norm)
+        cin = stage[-1]
     layers += conv_bn_entries("fc6", cin, spec.fc_channels, spec.fc_kernel_size, spec.batch_norm)
     layers += conv_bn_entries("fc7", spec.fc_channels, spec.fc_channels, 1, spec.batch_norm)
     c = spec.num_classes

@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from shared.layout import LayerEntry, conv_bn_entries
+from shared.layout import LayerEntry, conv_stack_entries
 from shared.networks.checks import (check_batch_norm, check_bool, check_choice, check_int, freeze, int_tuple,
                                     stages_tuple)
 
@@ -98,15 +98,10 @@ def segnet_layer_table(spec: SegNetSpec) -> list[LayerEntry]:
     layers: list[LayerEntry] = []
     cin = spec.in_channels
     for i, stage in enumerate(spec.encoder):
-        for j, cout in enumerate(stage):
-            layers += conv_bn_entries(f"encoder.{i}.{j}", cin, cout, 3, spec.batch_norm)
-            cin = cout
-    for j, cout in enumerate(spec.bottleneck):
-        layers += conv_bn_entries(f"bottleneck.{j}", cin, cout, 3, spec.batch_norm)
-        cin = cout
+        layers += conv_stack_entries(f"encoder.{i}", cin, stage, spec.batch_norm)
+        cin = stage[-1]
+    layers += conv_stack_entries("bottleneck", cin, spec.bottleneck, spec.batch_norm)
     for k, stage in enumerate(spec.decoder):
-        for j, cout in enumerate(stage):
-            layers += conv_bn_entries(f"decoder.{k}.{j}", cin, cout, 3, spec.batch_norm)
-            cin = cout
-    layers.append(LayerEntry("head", "conv2d", cin, spec.num_classes, spec.head_kernel_size))
+        layers += conv_stack_entries(f"decoder.{k}", spec.decoder_input_channels(k), stage, spec.batch_norm)
+    layers.append(LayerEntry("head", "conv2d", spec.decoder[-1][-1], spec.num_classes, spec.head_kernel_size))
     return layers
