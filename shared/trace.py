@@ -29,7 +29,10 @@ QUANTITIES = ("logits_eval", "logits_train", "loss_bce", "loss_ce", "grad_input_
               "grad_weights_bce", "grad_weights_ce", "bn_running", "weights_after_sgd", "weights_after_adam")
 GRADIENTS = ("grad_input_bce", "grad_input_ce", "grad_weights_bce", "grad_weights_ce")
 # Largest float32 floor (gradients: in units of their scale) that counts as rounding; see float32_floors.
-FLOOR_LIMIT = 1e-4
+# Rounding alone reached 3.7e-5 (DeepLabV3+ input gradients, 60 measured cases). Above this, torch's
+# float32 and float64 runs took different sides of a ReLU/max-pool kink (seen: 5.7e-5 in the FCN
+# paper-crops BN case, where torch and Keras agree to 2e-7 in float32); that widens nothing.
+FLOOR_LIMIT = 5e-5
 
 
 @dataclass(frozen=True)
