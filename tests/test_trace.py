@@ -24,5 +24,14 @@ def test_floor_widens_atol_by_twice_itself_up_to_the_limit():
     assert not compare_traces(other, reference)["logits_eval"][0].passed  # 2e-5 > atol 1e-5
     row = compare_traces(other, reference, floors={"logits_eval": 6e-6})["logits_eval"][0]
     assert row.passed and np.isclose(row.atol, ATOL + 1.2e-5)
-    beyond = compare_traces(other, reference, floors={"logits_eval": 2 * FLOOR_LIMIT})["logits_eval"][0]
-    assert not beyond.passed and beyond.atol == ATOL  # a kink crossing, not rounding: no widening
+    forward = compare_traces(other, reference, floors={"logits_eval": 2 * FLOOR_LIMIT})["logits_eval"][0]
+    assert forward.passed  # forward values are continuous: any floor is rounding
+
+
+def test_gradient_floors_beyond_the_limit_widen_nothing():
+    reference = _trace([0.0], [1.0, 0.0])
+    other = _trace([0.0], [1.0, 2e-5])  # 2e-5 of the gradient's scale
+    beyond = compare_traces(other, reference, floors={"grad_input_bce": 2 * FLOOR_LIMIT})["grad_input_bce"][0]
+    assert not beyond.passed and beyond.atol == ATOL  # a kink crossing, not rounding
+    within = compare_traces(other, reference, floors={"grad_input_bce": 6e-6})["grad_input_bce"][0]
+    assert within.passed
