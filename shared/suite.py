@@ -185,7 +185,7 @@ class CaseResult:
     inputs: Inputs
     traces: dict  # framework -> trace
     redrawn: list  # (data seed, kink margin) of batches set aside as kink flips
-    floors: dict  # gradient quantity -> the reference's float32 floor (``shared.trace.float32_floors``)
+    floors: dict  # quantity -> torch's float32 floor on the batch used (``shared.trace.float32_floors``)
 
 
 def kink_flip_suspected(rows: list, spec, weights: dict, images) -> float | None:
@@ -212,9 +212,10 @@ def run_case(case: Case, settings: TraceSettings | None = None, device: str = "c
     (``kink_flip_suspected``) the case runs again on the next batch, at most ``max_kink_redraws``
     times; every batch set aside is reported. A real port error fails on every batch.
 
-    Gradient rows are compared at ``atol + 2 * floor``, the floor being how far torch's own float32
-    gradients are from its float64 ones on the same batch (``shared.trace.float32_floors``, pitfall
-    "float32_floor"); the row's ``atol`` is the one used.
+    Every row is compared at ``atol + 2 * floor``, the floor being how far torch's own float32 result
+    is from its float64 one on the same batch (``shared.trace.float32_floors``, pitfall "float32_floor"):
+    Keras must be as close to torch as torch's float32 result is to the float64 one. The row's ``atol``
+    is the one used; gradient and step floors above ``shared.trace.FLOOR_LIMIT`` widen nothing.
     """
     settings = settings or default_settings(case)
     spec = case.spec()
