@@ -1,0 +1,67 @@
+"""Streaming segmentation metrics, PyTorch side: a confusion matrix accumulated over batches.
+
+Twin of ``segmentation_tf/metrics.py``. The scores are ``shared.metrics``'s, computed from the
+accumulated counts, so they equal the numpy reference exactly on the same label maps. Predictions may
+be logits ``(N, C, H, W)`` (argmax over C; with one channel, ``logit > 0`` gives labels 0/1) or integer
+label maps ``(N, H, W)``; targets are integer label maps ``(N, H, W)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from shared import metrics
+from shared.validation import label_dtype_error, label_range_error
+
+
+def predicted_labels(preds: torch.Tensor) -> torch.Tensor:
+    """Integer labels ``(N, H, W)`` from logits ``(N, C, H, W)`` or from labels (returned as they are)."""
+    if not preds.is_floating_point():
+        return preds
+    if preds.shape[1] == 1:
+        return (preds[:, 0] > 0).long()  # one logit: probability > 0.5
+    return preds.argmax(dim=1)
+
+
+class ConfusionMatrix:
+    """Accumulates ``cm[target, prediction]`` counts over ``update`` calls (``shared.metrics``).
+
+    ``update(preds, target)``, ``compute()`` (the ``(num_classes, num_classes)`` int64 numpy counts),
+    ``reset()``. Pixels whose target is ``ignore_index`` are not counted.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int | None = None):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.counts = torch.zeros(num_classes * num_classes, dtype=torch.int64)
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        labels = predicted_labels(preds)
+        if labels.shape != target.shape:
+            raise ValueError(f"preds give label maps of shape {tuple(labels.shape)} but target has shape "
+                             f"{tuple(target.shape)}; target must be integer labels (N, H, W)")
+        if target.is_floating_point() or target.dtype == torch.bool:
+            raise label_dtype_error("target", str(target.dtype).removeprefix("torch."))
+        keep = target != self.ignore_index if self.ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
+        for name, values in (("preds", labels[keep]), ("target", target[keep])):
+            bad = (values < 0) | (values >= self.num_classes)
+            if bool(bad.any()):
+                raise label_range_error(name, int(values[bad][0]), self.num_classes,
+                                        self.ignore_index if name == "target" else None)
+        pairs = target[keep].long() * self.num_classes + labels[keep].long()
+        self.counts += torch.bincount(pairs.cpu(), minlength=self.num_classes * self.num_classes)
+
+    def compute(self) -> np.ndarray:
+        return self.counts.reshape(self.num_classes, self.num_classes).numpy().copy()
+
+    def reset(self) -> None:
+        self.counts.zero_()
+
+
+class MeanIoU(ConfusionMatrix):
+    """Mean IoU over the classes present in target or prediction (``shared.metrics.mean_iou``);
+    ``compute()`` returns a float (NaN before any counted pixel)."""
+
+    def compute(self) -> float:
+        return metrics.mean_iou(super().compute())

@@ -1,0 +1,99 @@
+"""Streaming metrics in both frameworks equal the numpy reference exactly, batch after batch."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import segmentation_tf as ktf
+from segmentation_tf import metrics as keras_metrics
+from segmentation_torch import metrics as torch_metrics
+from shared import metrics
+
+IGNORE = 255
+
+
+@st.composite
+def batches(draw):
+    c = draw(st.integers(1, 4))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    count = draw(st.integers(1, 3))
+    # normal floats only: TensorFlow flushes subnormals to zero (pitfall subnormals_are_zero_in_tensorflow)
+    values = st.floats(-3, 3, width=32, allow_subnormal=False)
+    logits = [draw(arrays(np.float32, (shape[0], c) + shape[1:], elements=values)) for _ in range(count)]
+    targets = [draw(arrays(np.int64, shape, elements=st.one_of(st.integers(0, max(c, 2) - 1), st.just(IGNORE))))
+               for _ in range(count)]
+    return logits, targets, max(c, 2)  # one channel: binary, labels 0/1
+
+
+def _reference_labels(logits):
+    return (logits[:, 0] > 0).astype(np.int64) if logits.shape[1] == 1 else logits.argmax(axis=1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(batches())
+def test_torch_keras_and_numpy_confusion_matrices_are_equal(data):
+    logits, targets, c = data
+    t_cm, k_cm = torch_metrics.ConfusionMatrix(c, ignore_index=IGNORE), keras_metrics.ConfusionMatrix(c, ignore_index=IGNORE)
+    t_iou, k_iou = torch_metrics.MeanIoU(c, ignore_index=IGNORE), keras_metrics.MeanIoU(c, ignore_index=IGNORE)
+    reference = np.zeros((c, c), np.int64)
+    for x, y in zip(logits, targets):
+        reference += metrics.confusion_matrix(_reference_labels(x), y, c, ignore_index=IGNORE)
+        for metric in (t_cm, t_iou):
+            metric.update(torch.from_numpy(x), torch.from_numpy(y))
+        for metric in (k_cm, k_iou):
+            metric.update_state(y, np.moveaxis(x, 1, -1))
+    np.testing.assert_array_equal(t_cm.compute(), reference)
+    np.testing.assert_array_equal(np.asarray(k_cm.result()), reference)
+    expected = metrics.mean_iou(reference)
+    for value in (t_iou.compute(), float(k_iou.result())):
+        assert value == expected or (np.isnan(value) and np.isnan(expected))
+    t_cm.reset()
+    k_cm.reset_state()
+    assert not t_cm.compute().any() and not np.asarray(k_cm.result()).any()
+
+
+def test_integer_predictions_are_used_as_labels():
+    pred = np.array([[[0, 1], [2, 2]]])
+    target = np.array([[[0, 1], [1, 255]]])
+    t, k = torch_metrics.ConfusionMatrix(3, 255), keras_metrics.ConfusionMatrix(3, 255)
+    t.update(torch.from_numpy(pred), torch.from_numpy(target))
+    k.update_state(target, pred)
+    expected = metrics.confusion_matrix(pred, target, 3, ignore_index=255)
+    np.testing.assert_array_equal(t.compute(), expected)
+    np.testing.assert_array_equal(np.asarray(k.result()), expected)
+
+
+def test_labels_out_of_range_are_refused_with_the_argument_named():
+    with pytest.raises(ValueError, match=r"target holds label 3, outside the valid range 0..2 or ignore_index=255"):
+        torch_metrics.ConfusionMatrix(3, 255).update(torch.zeros(1, 2, 2, dtype=torch.long), torch.full((1, 2, 2), 3))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"y_true holds a label outside 0..2 or ignore_index=255"):
+        keras_metrics.ConfusionMatrix(3, 255).update_state(np.full((1, 2, 2), 3), np.zeros((1, 2, 2), np.int64))
+    with pytest.raises(TypeError, match="target must hold integer class labels"):
+        torch_metrics.ConfusionMatrix(3).update(torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2))
+
+
+def test_keras_mean_iou_works_in_compile_and_fit():
+    model = ktf.build_model("unet", in_channels=3, num_classes=2, base_channels=4, depth=2)
+    from segmentation_tf.losses import CrossEntropyLoss
+
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=CrossEntropyLoss(ignore_index=IGNORE),
+                  metrics=[keras_metrics.MeanIoU(2, ignore_index=IGNORE)])
+    x = np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32)
+    y = (x[..., 0] > 0.5).astype("int32")
+    history = model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    assert 0.0 <= history.history["mean_iou"][0] <= 1.0
+
+
+def test_pitfall_keras_argmax_signed_zero():
+    """Found by the property test above: ``keras.ops.argmax`` ranks -0.0 below 0.0, so logits
+    [-0.0, 0.0] give class 1, where torch, numpy and ``tf.argmax`` see a tie and give the first class.
+    The Keras metrics use ``tf.argmax``."""
+    logits = np.array([[[[-0.0, 0.0]]]], np.float32)  # (N, H, W, C)
+    assert int(np.asarray(keras.ops.argmax(logits, axis=-1)).item()) == 1
+    assert int(torch.argmax(torch.from_numpy(np.moveaxis(logits, -1, 1)), dim=1).item()) == 0
+    assert int(np.asarray(keras_metrics.predicted_labels(logits)).item()) == 0
