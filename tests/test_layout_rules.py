@@ -69,3 +69,14 @@ def test_twin_modules_share_public_names_and_arguments(module):
     assert list(torch_public) == list(tf_public), "same public names in the same order"
     for name in torch_public:
         assert _parameters(torch_public[name]) == _parameters(tf_public[name]), name
+
+
+def test_every_package_is_listed_for_installation():
+    """pyproject lists packages explicitly: a new sub-package missing there works in an editable install
+    and is silently left out of a wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {str(p.parent.relative_to(ROOT)).replace("/", ".")
+             for top in ("shared", "segmentation_torch", "segmentation_tf") for p in (ROOT / top).rglob("__init__.py")}
+    assert found == listed
