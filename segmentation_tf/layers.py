@@ -64,6 +64,7 @@ class _SymmetricPadConv2D(keras.layers.Conv2D):
     """
 
     def __init__(self, filters: int, kernel_size: int, *, symmetric_padding: int, **kwargs):
+        kwargs.pop("padding", None)  # from_config passes the inner "valid" back
         super().__init__(filters, kernel_size, padding="valid", **kwargs)
         self.symmetric_padding = symmetric_padding
 

@@ -38,6 +38,7 @@ class ConfusionMatrix(keras.metrics.Metric):
     """
 
     def __init__(self, num_classes: int, ignore_index: int | None = None, name: str = "confusion_matrix", **kwargs):
+        metrics.check_num_classes(num_classes)
         super().__init__(name=name, **kwargs)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
@@ -53,9 +54,12 @@ class ConfusionMatrix(keras.metrics.Metric):
             raise ValueError(f"y_pred gives label maps of shape {tuple(labels.shape)} but y_true has shape "
                              f"{tuple(target.shape)}; y_true must be integer labels (N, H, W)")
         keep = target != self.ignore_index if self.ignore_index is not None else ops.ones_like(target, dtype="bool")
+        if tf.executing_eagerly():  # the same checks and messages as torch, before TensorFlow runs anything
+            metrics.check_labels("y_true", np.asarray(y_true).astype(np.int64), self.num_classes, self.ignore_index)
+            metrics.check_labels("y_pred", labels[keep].numpy(), self.num_classes, None)
         target, labels = target[keep], labels[keep]
         n = self.num_classes
-        for name, values in (("y_true", target), ("y_pred", labels)):  # graph-mode checks: no value in the text
+        for name, values in (("y_true", target), ("y_pred", labels)):  # inside fit's graph: no value in the text
             allowed = f"0..{n - 1}" + (f" or ignore_index={self.ignore_index}" if name == "y_true" and
                                        self.ignore_index is not None else "")
             tf.debugging.assert_less(values, tf.constant(n, tf.int64), message=f"{name} holds a label outside {allowed}")

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from shared import metrics
-from shared.validation import label_dtype_error, label_range_error
 
 
 def predicted_labels(preds: torch.Tensor) -> torch.Tensor:
@@ -32,6 +31,7 @@ class ConfusionMatrix:
     """
 
     def __init__(self, num_classes: int, ignore_index: int | None = None):
+        metrics.check_num_classes(num_classes)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.counts = torch.zeros(num_classes * num_classes, dtype=torch.int64)
@@ -41,14 +41,9 @@ class ConfusionMatrix:
         if labels.shape != target.shape:
             raise ValueError(f"preds give label maps of shape {tuple(labels.shape)} but target has shape "
                              f"{tuple(target.shape)}; target must be integer labels (N, H, W)")
-        if target.is_floating_point() or target.dtype == torch.bool:
-            raise label_dtype_error("target", str(target.dtype).removeprefix("torch."))
+        metrics.check_labels("target", target.cpu().numpy(), self.num_classes, self.ignore_index)
         keep = target != self.ignore_index if self.ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
-        for name, values in (("preds", labels[keep]), ("target", target[keep])):
-            bad = (values < 0) | (values >= self.num_classes)
-            if bool(bad.any()):
-                raise label_range_error(name, int(values[bad][0]), self.num_classes,
-                                        self.ignore_index if name == "target" else None)
+        metrics.check_labels("preds", labels[keep].cpu().numpy(), self.num_classes, None)
         pairs = target[keep].long() * self.num_classes + labels[keep].long()
         self.counts += torch.bincount(pairs.cpu(), minlength=self.num_classes * self.num_classes)
 

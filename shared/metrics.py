@@ -15,7 +15,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def _check_labels(name: str, labels: np.ndarray, num_classes: int, ignore_index: int | None) -> None:
+def check_num_classes(num_classes) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+
+
+def check_labels(name: str, labels: np.ndarray, num_classes: int, ignore_index: int | None) -> None:
+    """Integer dtype and every label in ``0..num_classes-1`` (or ``ignore_index``); errors name ``name``."""
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"{name} must hold integer class labels, got dtype {labels.dtype}; "
                         f"take the argmax of scores (or round a float mask) first")
@@ -35,10 +41,9 @@ def confusion_matrix(pred, target, num_classes: int, ignore_index: int | None = 
     pred, target = np.asarray(pred), np.asarray(target)
     if pred.shape != target.shape:
         raise ValueError(f"pred and target must have the same shape, got pred {pred.shape} and target {target.shape}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    _check_labels("pred", pred, num_classes, None)
-    _check_labels("target", target, num_classes, ignore_index)
+    check_num_classes(num_classes)
+    check_labels("pred", pred, num_classes, None)
+    check_labels("target", target, num_classes, ignore_index)
     keep = target != ignore_index if ignore_index is not None else np.ones(target.shape, bool)
     pairs = target[keep].astype(np.int64) * num_classes + pred[keep].astype(np.int64)
     return np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)

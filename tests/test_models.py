@@ -149,3 +149,12 @@ def test_lesson_presets_have_the_lessons_layer_lists():
 def test_explicit_arguments_override_a_preset(build):
     model = build("unet", preset="lesson", num_classes=3, base_channels=8)
     assert (model.spec.num_classes, model.spec.base_channels, model.spec.convs_per_block) == (3, 8, 1)
+
+
+def test_keras_padded_stride2_conv_survives_its_own_config():
+    """The torch-padded Keras conv (DeepLab's stride-2 convs) rebuilds from get_config, as Keras saving needs."""
+    from segmentation_tf.layers import conv2d
+
+    layer = conv2d(3, 4, 3, stride=2, padding=1, name="c")
+    clone = type(layer).from_config(layer.get_config())
+    assert (clone.symmetric_padding, clone.padding, clone.strides) == (1, "valid", (2, 2))

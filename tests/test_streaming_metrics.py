@@ -71,10 +71,24 @@ def test_integer_predictions_are_used_as_labels():
 def test_labels_out_of_range_are_refused_with_the_argument_named():
     with pytest.raises(ValueError, match=r"target holds label 3, outside the valid range 0..2 or ignore_index=255"):
         torch_metrics.ConfusionMatrix(3, 255).update(torch.zeros(1, 2, 2, dtype=torch.long), torch.full((1, 2, 2), 3))
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"y_true holds a label outside 0..2 or ignore_index=255"):
+    with pytest.raises(ValueError, match=r"y_true holds label 3, outside the valid range 0..2 or ignore_index=255"):
         keras_metrics.ConfusionMatrix(3, 255).update_state(np.full((1, 2, 2), 3), np.zeros((1, 2, 2), np.int64))
+    with pytest.raises(ValueError, match=r"y_pred holds label 5, outside the valid range 0..2"):
+        keras_metrics.ConfusionMatrix(3).update_state(np.zeros((1, 2, 2)), np.full((1, 2, 2), 5))
     with pytest.raises(TypeError, match="target must hold integer class labels"):
         torch_metrics.ConfusionMatrix(3).update(torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2))
+    for metric in (torch_metrics.ConfusionMatrix, keras_metrics.ConfusionMatrix):
+        with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
+            metric(0)
+
+
+def test_graph_mode_check_names_the_argument():
+    """Inside a traced graph (as in fit) the values are unknown while tracing: TensorFlow's assert names
+    the argument and the allowed range."""
+    metric = keras_metrics.ConfusionMatrix(3, 255)
+    update = tf.function(lambda y, p: metric.update_state(y, p))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"y_true holds a label outside 0..2 or ignore_index=255"):
+        update(tf.fill((1, 2, 2), tf.constant(3, tf.int64)), tf.zeros((1, 2, 2), tf.int64))
 
 
 def test_keras_mean_iou_works_in_compile_and_fit():
