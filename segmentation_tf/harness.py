@@ -14,14 +14,14 @@ import numpy as np
 import tensorflow as tf
 
 from segmentation_tf.device import resolve_device
-from segmentation_tf.losses import BinaryCrossEntropyLoss, CrossEntropyLoss
+from segmentation_tf import losses as tf_losses
 from segmentation_tf.optimizers import build_optimizer
 from segmentation_tf.registry import build_model
 from segmentation_tf.weights import from_canonical, tensor_refs, to_canonical
 from shared import kinks
+from shared import losses as loss_reference
 from shared.layout import permute_axes, randomize_for_parity
-from shared.synthetic import one_hot
-from shared.trace import TraceSettings, optimizer_steps, running_statistics
+from shared.trace import TraceSettings, network_losses, optimizer_steps, running_statistics
 
 FRAMEWORK = "tf"
 
@@ -70,21 +70,20 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
         model = build_model(spec.name, **spec.options())
         x = tf.constant(np.transpose(images, (0, 2, 3, 1)).astype(dtype))
         y = tf.constant(np.asarray(labels, dtype=np.int64))
-        t = tf.constant(np.transpose(one_hot(labels, spec.num_classes, settings.ignore_index), (0, 2, 3, 1)).astype(dtype))
-        losses = {"bce": (BinaryCrossEntropyLoss(), t),
-                  "ce": (CrossEntropyLoss(settings.class_weights, settings.ignore_index), y)}
+        losses = {name: loss_reference.build(tf_losses, class_name, kwargs)
+                  for name, (class_name, kwargs) in network_losses(spec.num_classes, settings).items()}
         trace: dict = {}
 
         from_canonical(model, weights)
         trace["logits_eval"] = _nchw(model(x, training=False))
 
-        for name, (loss_fn, target) in losses.items():
+        for name, loss_fn in losses.items():
             from_canonical(model, weights)  # each training forward moves the BN running statistics
             refs = {k: v for k, v in tensor_refs(model).items() if v[0].trainable}
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 logits = model(x, training=True)
-                loss = loss_fn(target, logits)
+                loss = loss_fn(y, logits)
             grads = tape.gradient(loss, [x] + [ref[0] for ref in refs.values()])
             trace["logits_train"] = _nchw(logits)
             trace[f"loss_{name}"] = keras.ops.convert_to_numpy(loss)
@@ -101,9 +100,25 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
             variables = model.trainable_variables
             with tf.GradientTape() as tape:
                 logits = model(x, training=True)
-                loss = losses["bce"][0](t, logits) + losses["ce"][0](y, logits)
+                loss = losses["bce"](y, logits) + losses["ce"](y, logits)
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
             trace[f"weights_after_{opt_name}"] = _canonical(model, dtype)
+    return trace
+
+
+def loss_trace(losses: dict, target: np.ndarray, dtype: str = "float32") -> dict:
+    """``loss_<name>`` and ``grad_logits_<name>`` (``shared.trace``) of each ``name: (class_name, kwargs,
+    input (N, C, H, W))`` (``shared.losses.report_inputs``) against ``target``, computed in ``dtype``."""
+    trace = {}
+    with _precision(dtype):
+        y = tf.constant(np.asarray(target))
+        for name, (class_name, kwargs, inputs) in losses.items():
+            x = tf.constant(np.transpose(inputs, (0, 2, 3, 1)).astype(dtype))
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = loss_reference.build(tf_losses, class_name, kwargs)(y, x)
+            trace[f"loss_{name}"] = keras.ops.convert_to_numpy(loss)
+            trace[f"grad_logits_{name}"] = _nchw(tape.gradient(loss, x))
     return trace
 
 

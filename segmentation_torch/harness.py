@@ -12,14 +12,14 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from segmentation_torch.device import resolve_device
-from segmentation_torch.losses import BinaryCrossEntropyLoss, CrossEntropyLoss
+from segmentation_torch import losses as torch_losses
 from segmentation_torch.optimizers import build_optimizer
 from segmentation_torch.registry import build_model
 from segmentation_torch.weights import from_canonical, tensor_refs, to_canonical
 from shared import kinks
+from shared import losses as loss_reference
 from shared.layout import permute_axes, randomize_for_parity
-from shared.synthetic import one_hot
-from shared.trace import TraceSettings, optimizer_steps, running_statistics
+from shared.trace import TraceSettings, network_losses, optimizer_steps, running_statistics
 
 FRAMEWORK = "torch"
 
@@ -59,9 +59,8 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
     model = build_model(spec.name, **spec.options()).to(dev)
     x = torch.from_numpy(np.ascontiguousarray(images)).to(dev, dt)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(dev)
-    t = torch.from_numpy(one_hot(labels, spec.num_classes, settings.ignore_index)).to(dev, dt)
-    losses = {"bce": (BinaryCrossEntropyLoss(), t),
-              "ce": (CrossEntropyLoss(settings.class_weights, settings.ignore_index).to(dev, dt), y)}
+    losses = {name: loss_reference.build(torch_losses, class_name, kwargs).to(dev)
+              for name, (class_name, kwargs) in network_losses(spec.num_classes, settings).items()}
     trace: dict = {}
 
     _load(model, weights, dt)
@@ -70,12 +69,12 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
         trace["logits_eval"] = _numpy(model(x))
 
     model.train()
-    for name, (loss_fn, target) in losses.items():
+    for name, loss_fn in losses.items():
         _load(model, weights, dt)  # each training forward moves the BN running statistics
         refs = {k: v for k, v in tensor_refs(model).items() if v[0].requires_grad}
         x_in = x.clone().requires_grad_(True)
         logits = model(x_in)
-        loss = loss_fn(logits, target)
+        loss = loss_fn(logits, y)
         grads = torch.autograd.grad(loss, [x_in] + [ref[0] for ref in refs.values()])
         trace["logits_train"] = _numpy(logits)
         trace[f"loss_{name}"] = _numpy(loss)
@@ -90,10 +89,23 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
         optimizer = build_optimizer(model, opt_name, **kwargs)
         optimizer.zero_grad()
         logits = model(x)
-        loss = losses["bce"][0](logits, t) + losses["ce"][0](logits, y)
+        loss = losses["bce"](logits, y) + losses["ce"](logits, y)
         loss.backward()
         optimizer.step()
         trace[f"weights_after_{opt_name}"] = _canonical(model)
+    return trace
+
+
+def loss_trace(losses: dict, target: np.ndarray, dtype: str = "float32") -> dict:
+    """``loss_<name>`` and ``grad_logits_<name>`` (``shared.trace``) of each ``name: (class_name, kwargs,
+    input (N, C, H, W))`` (``shared.losses.report_inputs``) against ``target``, computed in ``dtype``."""
+    trace = {}
+    y = torch.from_numpy(np.asarray(target))
+    for name, (class_name, kwargs, inputs) in losses.items():
+        x = torch.from_numpy(np.asarray(inputs)).to(getattr(torch, dtype)).requires_grad_(True)
+        loss = loss_reference.build(torch_losses, class_name, kwargs)(x, y)
+        trace[f"loss_{name}"] = _numpy(loss)
+        trace[f"grad_logits_{name}"] = _numpy(torch.autograd.grad(loss, [x])[0])
     return trace
 
 

@@ -8,12 +8,16 @@ key                         value
 ==========================  ==========================================================================
 ``logits_eval``             model output in inference mode (BN uses running statistics)
 ``logits_train``            model output in training mode (BN uses batch statistics)
-``loss_bce``, ``loss_ce``   BCE with logits against the one-hot target; CE with ignore_index and class weights
+``loss_bce``, ``loss_ce``   BCE and CE with ignore_index, CE with class weights (``network_losses``)
 ``grad_input_bce/ce``       d(loss)/d(input image)
 ``grad_weights_bce/ce``     dict: canonical key -> d(loss)/d(weight), canonical layout
 ``bn_running``              dict: BN mean/var after one training forward (momentum/eps from the spec)
 ``weights_after_sgd``       dict: all canonical tensors after one SGD step on loss_bce + loss_ce
 ``weights_after_adam``      dict: the same after one Adam step
+``loss_<name>``             each loss of ``shared.losses.report_catalogue`` on torch's float32
+                            ``logits_train`` (the same input for both frameworks: the rows check the
+                            loss ports; the network's are checked by the rows above)
+``grad_logits_<name>``      d(loss_<name>)/d(its input), ``(N, C, H, W)``
 ==========================  ==========================================================================
 """
 
@@ -23,11 +27,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.losses import REPORT_LOSSES
 from shared.parity import ATOL, RTOL, Comparison, compare, merge
 
+LOSS_ROWS = tuple(f"loss_{name}" for name in REPORT_LOSSES)
+LOSS_GRADIENTS = tuple(f"grad_logits_{name}" for name in REPORT_LOSSES)
 QUANTITIES = ("logits_eval", "logits_train", "loss_bce", "loss_ce", "grad_input_bce", "grad_input_ce",
-              "grad_weights_bce", "grad_weights_ce", "bn_running", "weights_after_sgd", "weights_after_adam")
-GRADIENTS = ("grad_input_bce", "grad_input_ce", "grad_weights_bce", "grad_weights_ce")
+              "grad_weights_bce", "grad_weights_ce", "bn_running", "weights_after_sgd", "weights_after_adam",
+              *LOSS_ROWS, *LOSS_GRADIENTS)
+GRADIENTS = ("grad_input_bce", "grad_input_ce", "grad_weights_bce", "grad_weights_ce", *LOSS_GRADIENTS)
 # Largest floor of a gradient or optimiser-step quantity (gradients in units of their scale) that widens
 # the tolerance. Rounding alone reached 3.7e-5 on DeepLabV3+ input gradients (60 measured cases); a
 # gradient jumps when a ReLU/max-pool kink is crossed, and such jumps are handled by the redraw rule
@@ -50,13 +58,28 @@ class TraceSettings:
     are checked at eps = 1e-8 on identical gradients (``tests/test_optimizers.py``), where they agree.
     """
 
-    class_weights: tuple[float, ...] | None = None  # CE class weights, one per class
+    class_weights: tuple[float, ...] | None = None  # CE class weights, one per class (two for one-logit networks)
     ignore_index: int | None = 255  # CE label to skip
     sgd_lr: float = 0.1
     sgd_momentum: float = 0.9
     adam_lr: float = 1e-3
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-3  # torch placement (outside sqrt(v_hat)); >= adam_lr * max|grad|, see the class docstring
+
+
+def network_losses(num_classes: int, settings: TraceSettings) -> dict[str, tuple[str, dict]]:
+    """``bce`` and ``ce``, the losses whose gradients the trace follows through the whole network, as
+    ``(class_name, kwargs)`` of ``segmentation_*.losses``; both take the integer label map as target.
+
+    A one-logit network (``num_classes == 1``, a binary mask) uses binary mode: ``class_weights`` then
+    holds two entries, background and foreground. Otherwise BCE is one-vs-rest on the one-hot labels
+    and CE is the softmax cross-entropy.
+    """
+    binary = num_classes == 1
+    return {"bce": ("BinaryCrossEntropyLoss", dict(mode="binary" if binary else "multiclass",
+                                                   ignore_index=settings.ignore_index)),
+            "ce": ("CrossEntropyLoss", dict(mode="binary" if binary else "multiclass",
+                                            class_weights=settings.class_weights, ignore_index=settings.ignore_index))}
 
 
 def optimizer_steps(settings: TraceSettings) -> list[tuple[str, dict]]:

@@ -87,3 +87,47 @@ def label_dtype_error(name: str, dtype: str) -> TypeError:
 
 def nan_error(name: str) -> ValueError:
     return ValueError(f"{name} contains NaN or infinity")
+
+
+def check_loss_target(input_shape: tuple, target_shape: tuple, *, mode: str, layout: str,
+                      input_name: str = "input", target_name: str = "target") -> None:
+    """Check a loss's ``input`` (4-D, ``layout``) against its ``target`` for ``mode`` (``shared.losses``).
+
+    binary: one channel, target ``(N, 1, H, W)``/``(N, H, W, 1)`` or ``(N, H, W)``; multilabel: target of
+    the input's shape; multiclass: integer label map ``(N, H, W)``. ``None`` dimensions are skipped.
+    """
+    input_shape, target_shape = tuple(input_shape), tuple(target_shape)
+    if len(input_shape) != 4:
+        raise ValueError(f"{input_name} must be 4-D in {layout} layout, got shape {input_shape}")
+    channels = input_shape[layout.index("C")]
+    if mode == "multiclass":
+        check_logits_and_target(input_shape, target_shape, layout=layout, labels=True, input_name=input_name,
+                                target_name=target_name)
+        return
+    if mode == "binary" and channels not in (1, None):
+        raise ValueError(f"mode='binary' needs one channel in {input_name}, got {channels} (shape {input_shape}); "
+                         f"use mode='multilabel' for independent channels or mode='multiclass' for softmax")
+    if mode == "binary" and len(target_shape) == 3:
+        target_shape = (target_shape[:1] + (1,) + target_shape[1:]) if layout == "NCHW" else target_shape + (1,)
+    check_logits_and_target(input_shape, target_shape, layout=layout, labels=False, input_name=input_name,
+                            target_name=target_name)
+
+
+def check_target_dtype(name: str, dtype: str, *, labels: bool) -> None:
+    """Integer dtypes where class labels are needed; integer, bool or floating dtypes otherwise."""
+    integer = dtype.startswith("int") or dtype.startswith("uint")
+    if labels and not integer:
+        raise label_dtype_error(name, dtype)
+    if not (integer or dtype == "bool" or dtype in FLOAT_DTYPES):
+        raise TypeError(f"{name} must be a numeric 0/1 mask, got dtype {dtype}")
+
+
+def target_value_error(name: str, value: float, *, hard: bool, ignore_index: int | None) -> ValueError:
+    allowed = "0 or 1" if hard else "in [0, 1]"
+    ignore = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
+    return ValueError(f"{name} holds {value:g}, but binary and multilabel targets must be {allowed}{ignore}")
+
+
+def probability_error(name: str, value: float) -> ValueError:
+    return ValueError(f"{name} holds {value:g}, not a probability in [0, 1]; pass from_logits=True for raw "
+                      f"network outputs")

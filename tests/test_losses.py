@@ -31,7 +31,7 @@ def problems(draw):
 
 def _torch_ce(logits, labels, ignore, weights):
     x = torch.from_numpy(logits).requires_grad_(True)
-    loss = torch_losses.CrossEntropyLoss(weights, ignore)(x, torch.from_numpy(labels))
+    loss = torch_losses.CrossEntropyLoss(class_weights=weights, ignore_index=ignore)(x, torch.from_numpy(labels))
     loss.backward()
     return loss.item(), x.grad.numpy()
 
@@ -40,14 +40,14 @@ def _tf_ce(logits, labels, ignore, weights):
     x = tf.constant(np.moveaxis(logits, 1, -1))
     with tf.GradientTape() as tape:
         tape.watch(x)
-        loss = tf_losses.CrossEntropyLoss(weights, ignore)(tf.constant(labels), x)
+        loss = tf_losses.CrossEntropyLoss(class_weights=weights, ignore_index=ignore)(tf.constant(labels), x)
     return float(loss), np.moveaxis(tape.gradient(loss, x).numpy(), -1, 1)
 
 
 @given(problems())
 def test_cross_entropy_agrees_three_ways(problem):
     logits, labels, ignore, weights = problem
-    expected = reference.cross_entropy(logits, labels, weights, ignore)
+    expected = reference.cross_entropy(logits, labels, class_weights=weights, ignore_index=ignore)
     value_t, grad_t = _torch_ce(*problem)
     value_k, grad_k = _tf_ce(*problem)
     assert np.isfinite(value_t) and np.isfinite(value_k)
@@ -75,12 +75,12 @@ def test_bce_agrees_three_ways(seed, scale):
     logits = (rng.normal(size=(2, 3, 5, 4)) * scale).astype(np.float32)
     target = (rng.random(logits.shape) < 0.4).astype(np.float32)
     x_t = torch.from_numpy(logits).requires_grad_(True)
-    loss_t = torch_losses.BinaryCrossEntropyLoss()(x_t, torch.from_numpy(target))
+    loss_t = torch_losses.BinaryCrossEntropyLoss(mode="multilabel")(x_t, torch.from_numpy(target))
     loss_t.backward()
     x_k = tf.constant(np.moveaxis(logits, 1, -1))
     with tf.GradientTape() as tape:
         tape.watch(x_k)
-        loss_k = tf_losses.BinaryCrossEntropyLoss()(tf.constant(np.moveaxis(target, 1, -1)), x_k)
+        loss_k = tf_losses.BinaryCrossEntropyLoss(mode="multilabel")(tf.constant(np.moveaxis(target, 1, -1)), x_k)
     expected = reference.bce_with_logits(logits, target)
     assert_parity(loss_t.item(), expected, quantity="torch BCE vs numpy")
     assert_parity(float(loss_k), expected, quantity="keras BCE vs numpy")
@@ -93,7 +93,7 @@ def test_all_ignored_is_zero_with_zero_gradient():
     labels = np.full((1, 2, 2), 255)
     value_t, grad_t = _torch_ce(logits, labels, 255, None)
     value_k, grad_k = _tf_ce(logits, labels, 255, None)
-    assert value_t == value_k == reference.cross_entropy(logits, labels, None, 255) == 0.0
+    assert value_t == value_k == reference.cross_entropy(logits, labels, ignore_index=255) == 0.0
     assert not grad_t.any() and not grad_k.any()
 
 

@@ -165,7 +165,7 @@ def test_pitfall_bn_small_variance_conditioning():
 
     model = from_canonical(build_model("unet", **spec.options()), weights).double().train()
     x = torch.from_numpy(images).double().requires_grad_(True)
-    CrossEntropyLoss(settings.class_weights, 255)(model(x), torch.from_numpy(labels)).backward()
+    CrossEntropyLoss(class_weights=settings.class_weights, ignore_index=255)(model(x), torch.from_numpy(labels)).backward()
     exact = x.grad.numpy()
     scale = float(np.abs(exact).max())
     for fw in ("torch", "tf"):
