@@ -16,12 +16,16 @@ import tensorflow as tf
 from keras import ops
 
 from shared import metrics
+from shared.validation import nan_error
 
 
 def predicted_labels(preds):
     """Integer labels ``(N, H, W)`` from logits ``(N, H, W, C)`` or from labels (returned as they are)."""
     if not keras.backend.is_float_dtype(preds.dtype):
         return preds
+    if tf.executing_eagerly() and not bool(ops.all(ops.isfinite(preds))):
+        raise nan_error("y_pred")
+    preds = tf.debugging.assert_all_finite(preds, "y_pred contains NaN or infinity")  # inside fit's graph
     if preds.shape[-1] == 1:
         return ops.cast(preds[..., 0] > 0, "int32")  # one logit: probability > 0.5
     # tf.argmax, not keras.ops.argmax: the Keras op ranks -0.0 below 0.0 (argmax of [-0.0, 0.0] is 1),
@@ -77,14 +81,42 @@ class ConfusionMatrix(keras.metrics.Metric):
         return {**super().get_config(), "num_classes": self.num_classes, "ignore_index": self.ignore_index}
 
 
-class MeanIoU(ConfusionMatrix):
+class _Score(ConfusionMatrix):
+    """A float score of the accumulated counts, computed by ``shared.metrics`` (``score``); works inside
+    fit's ``tf.function`` too."""
+
+    score = None  # a shared.metrics function of the confusion matrix
+
+    def result(self):
+        value = tf.numpy_function(lambda cm: np.float64(type(self).score(cm)), [super().result()], tf.float64)
+        return tf.reshape(value, ())
+
+
+class MeanIoU(_Score):
     """Mean IoU over the classes present in target or prediction (``shared.metrics.mean_iou``);
     ``result()`` returns a float scalar (NaN before any counted pixel)."""
+
+    score = staticmethod(metrics.mean_iou)
 
     def __init__(self, num_classes: int, ignore_index: int | None = None, name: str = "mean_iou", **kwargs):
         super().__init__(num_classes, ignore_index, name=name, **kwargs)
 
-    def result(self):
-        # the score itself is shared.metrics's, run on the counts (works inside fit's tf.function too)
-        score = tf.numpy_function(lambda cm: np.float64(metrics.mean_iou(cm)), [super().result()], tf.float64)
-        return tf.reshape(score, ())
+
+class MeanDice(_Score):
+    """Mean Dice (F1) over the classes present in target or prediction (``shared.metrics.mean_dice``);
+    ``result()`` returns a float scalar (NaN before any counted pixel)."""
+
+    score = staticmethod(metrics.mean_dice)
+
+    def __init__(self, num_classes: int, ignore_index: int | None = None, name: str = "mean_dice", **kwargs):
+        super().__init__(num_classes, ignore_index, name=name, **kwargs)
+
+
+class PixelAccuracy(_Score):
+    """Fraction of counted pixels labelled correctly (``shared.metrics.pixel_accuracy``); ``result()``
+    returns a float scalar (NaN before any counted pixel)."""
+
+    score = staticmethod(metrics.pixel_accuracy)
+
+    def __init__(self, num_classes: int, ignore_index: int | None = None, name: str = "pixel_accuracy", **kwargs):
+        super().__init__(num_classes, ignore_index, name=name, **kwargs)

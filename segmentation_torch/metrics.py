@@ -12,12 +12,15 @@ import numpy as np
 import torch
 
 from shared import metrics
+from shared.validation import nan_error
 
 
 def predicted_labels(preds: torch.Tensor) -> torch.Tensor:
     """Integer labels ``(N, H, W)`` from logits ``(N, C, H, W)`` or from labels (returned as they are)."""
     if not preds.is_floating_point():
         return preds
+    if not bool(torch.isfinite(preds).all()):
+        raise nan_error("preds")
     if preds.shape[1] == 1:
         return (preds[:, 0] > 0).long()  # one logit: probability > 0.5
     return preds.argmax(dim=1)
@@ -60,3 +63,19 @@ class MeanIoU(ConfusionMatrix):
 
     def compute(self) -> float:
         return metrics.mean_iou(super().compute())
+
+
+class MeanDice(ConfusionMatrix):
+    """Mean Dice (F1) over the classes present in target or prediction (``shared.metrics.mean_dice``);
+    ``compute()`` returns a float (NaN before any counted pixel)."""
+
+    def compute(self) -> float:
+        return metrics.mean_dice(super().compute())
+
+
+class PixelAccuracy(ConfusionMatrix):
+    """Fraction of counted pixels labelled correctly (``shared.metrics.pixel_accuracy``); ``compute()``
+    returns a float (NaN before any counted pixel)."""
+
+    def compute(self) -> float:
+        return metrics.pixel_accuracy(super().compute())

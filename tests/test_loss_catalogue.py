@@ -428,3 +428,26 @@ def test_pitfall_pow_gradient_at_zero():
     for gamma in (0.0, 0.5):
         for class_name, kw in (("FocalLoss", dict(gamma=gamma)), ("TverskyLoss", dict(gamma=gamma))):
             assert_three_way(class_name, kw, x, labels)
+
+
+def test_the_report_evaluates_every_loss_class():
+    """``segparity report``: BCE and CE run through the network (``shared.trace.network_losses``), the
+    rest on its logits (``shared.losses.report_catalogue``); together they cover every loss class, in
+    binary mode (one-logit networks) and multiclass mode."""
+    import inspect
+
+    from shared.trace import TraceSettings, network_losses
+
+    def classes(entries):
+        out = set()
+        for class_name, kwargs in entries:
+            out.add(class_name)
+            out |= classes(kwargs.get("losses", []))
+        return out
+
+    public = {name for name, obj in vars(torch_losses).items()
+              if inspect.isclass(obj) and obj.__module__ == torch_losses.__name__ and not name.startswith("_")}
+    for num_classes in (1, 3):
+        used = classes(network_losses(num_classes, TraceSettings()).values())
+        used |= classes(reference.report_catalogue(num_classes, IGNORE).values())
+        assert used == public == set(LOSSES)

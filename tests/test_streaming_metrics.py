@@ -15,6 +15,7 @@ from segmentation_torch import metrics as torch_metrics
 from shared import metrics
 
 IGNORE = 255
+SCORES = {"MeanIoU": metrics.mean_iou, "MeanDice": metrics.mean_dice, "PixelAccuracy": metrics.pixel_accuracy}
 
 
 @st.composite
@@ -39,19 +40,21 @@ def _reference_labels(logits):
 def test_torch_keras_and_numpy_confusion_matrices_are_equal(data):
     logits, targets, c = data
     t_cm, k_cm = torch_metrics.ConfusionMatrix(c, ignore_index=IGNORE), keras_metrics.ConfusionMatrix(c, ignore_index=IGNORE)
-    t_iou, k_iou = torch_metrics.MeanIoU(c, ignore_index=IGNORE), keras_metrics.MeanIoU(c, ignore_index=IGNORE)
+    scores = {name: (getattr(torch_metrics, name)(c, ignore_index=IGNORE), getattr(keras_metrics, name)(c, ignore_index=IGNORE))
+              for name in SCORES}
     reference = np.zeros((c, c), np.int64)
     for x, y in zip(logits, targets):
         reference += metrics.confusion_matrix(_reference_labels(x), y, c, ignore_index=IGNORE)
-        for metric in (t_cm, t_iou):
+        for metric in [t_cm] + [t for t, _ in scores.values()]:
             metric.update(torch.from_numpy(x), torch.from_numpy(y))
-        for metric in (k_cm, k_iou):
+        for metric in [k_cm] + [k for _, k in scores.values()]:
             metric.update_state(y, np.moveaxis(x, 1, -1))
     np.testing.assert_array_equal(t_cm.compute(), reference)
     np.testing.assert_array_equal(np.asarray(k_cm.result()), reference)
-    expected = metrics.mean_iou(reference)
-    for value in (t_iou.compute(), float(k_iou.result())):
-        assert value == expected or (np.isnan(value) and np.isnan(expected))
+    for name, (t_metric, k_metric) in scores.items():
+        expected = SCORES[name](reference)
+        for value in (t_metric.compute(), float(k_metric.result())):
+            assert value == expected or (np.isnan(value) and np.isnan(expected)), name
     t_cm.reset()
     k_cm.reset_state()
     assert not t_cm.compute().any() and not np.asarray(k_cm.result()).any()
@@ -82,6 +85,19 @@ def test_labels_out_of_range_are_refused_with_the_argument_named():
             metric(0)
 
 
+def test_nan_logits_are_refused_with_the_argument_named():
+    logits = np.zeros((1, 3, 2, 2), np.float32)
+    logits[0, 1, 1, 0] = np.nan
+    labels = np.zeros((1, 2, 2), np.int64)
+    with pytest.raises(ValueError, match="preds contains NaN or infinity"):
+        torch_metrics.MeanIoU(3).update(torch.from_numpy(logits), torch.from_numpy(labels))
+    with pytest.raises(ValueError, match="y_pred contains NaN or infinity"):
+        keras_metrics.MeanIoU(3).update_state(labels, np.moveaxis(logits, 1, -1))
+    metric = keras_metrics.PixelAccuracy(3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="y_pred contains NaN or infinity"):
+        tf.function(lambda y, p: metric.update_state(y, p))(labels, np.moveaxis(logits, 1, -1))
+
+
 def test_graph_mode_check_names_the_argument():
     """Inside a traced graph (as in fit) the values are unknown while tracing: TensorFlow's assert names
     the argument and the allowed range."""
@@ -91,16 +107,17 @@ def test_graph_mode_check_names_the_argument():
         update(tf.fill((1, 2, 2), tf.constant(3, tf.int64)), tf.zeros((1, 2, 2), tf.int64))
 
 
-def test_keras_mean_iou_works_in_compile_and_fit():
+def test_keras_scores_work_in_compile_and_fit():
     model = ktf.build_model("unet", in_channels=3, num_classes=2, base_channels=4, depth=2)
     from segmentation_tf.losses import CrossEntropyLoss
 
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss=CrossEntropyLoss(ignore_index=IGNORE),
-                  metrics=[keras_metrics.MeanIoU(2, ignore_index=IGNORE)])
+                  metrics=[getattr(keras_metrics, name)(2, ignore_index=IGNORE) for name in SCORES])
     x = np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32)
     y = (x[..., 0] > 0.5).astype("int32")
     history = model.fit(x, y, batch_size=2, epochs=1, verbose=0)
-    assert 0.0 <= history.history["mean_iou"][0] <= 1.0
+    for key in ("mean_iou", "mean_dice", "pixel_accuracy"):
+        assert 0.0 <= history.history[key][0] <= 1.0
 
 
 def test_pitfall_keras_argmax_signed_zero():
