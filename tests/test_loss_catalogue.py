@@ -371,6 +371,10 @@ def test_bad_arguments_are_named():
             module.LovaszLoss(mode="binary", from_logits=False)
         with pytest.raises(ValueError, match="CombinedLoss: 1 weights for 2 losses"):
             module.CombinedLoss([module.DiceLoss(), module.JaccardLoss()], weights=[1.0])
+    nan_target = np.zeros((1, 1, 2, 2), np.float32)
+    nan_target[0, 0, 1, 1] = np.nan
+    for message in _both_raise("DiceLoss", dict(mode="binary"), np.zeros((1, 1, 2, 2), np.float32), nan_target):
+        assert message.split()[0] in ("target", "y_true") and "contains NaN or infinity" in message
     soft = np.full((1, 1, 2, 2), 0.5, np.float32)
     for message in _both_raise("LovaszLoss", dict(mode="binary"), np.zeros((1, 1, 2, 2), np.float32), soft):
         assert "holds 0.5, but binary and multilabel targets must be 0 or 1" in message
