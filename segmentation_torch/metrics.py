@@ -57,25 +57,31 @@ class ConfusionMatrix:
         self.counts.zero_()
 
 
-class MeanIoU(ConfusionMatrix):
+class _Score(ConfusionMatrix):
+    """A float score of the accumulated counts, computed by ``shared.metrics`` (``score``)."""
+
+    score = None  # a shared.metrics function of the confusion matrix
+
+    def compute(self) -> float:
+        return type(self).score(super().compute())
+
+
+class MeanIoU(_Score):
     """Mean IoU over the classes present in target or prediction (``shared.metrics.mean_iou``);
     ``compute()`` returns a float (NaN before any counted pixel)."""
 
-    def compute(self) -> float:
-        return metrics.mean_iou(super().compute())
+    score = staticmethod(metrics.mean_iou)
 
 
-class MeanDice(ConfusionMatrix):
+class MeanDice(_Score):
     """Mean Dice (F1) over the classes present in target or prediction (``shared.metrics.mean_dice``);
     ``compute()`` returns a float (NaN before any counted pixel)."""
 
-    def compute(self) -> float:
-        return metrics.mean_dice(super().compute())
+    score = staticmethod(metrics.mean_dice)
 
 
-class PixelAccuracy(ConfusionMatrix):
+class PixelAccuracy(_Score):
     """Fraction of counted pixels labelled correctly (``shared.metrics.pixel_accuracy``); ``compute()``
     returns a float (NaN before any counted pixel)."""
 
-    def compute(self) -> float:
-        return metrics.pixel_accuracy(super().compute())
+    score = staticmethod(metrics.pixel_accuracy)

@@ -37,10 +37,10 @@ def check_mode(mode: str, loss: str, allowed: tuple[str, ...] = MODES) -> None:
         raise ValueError(f"{loss}: mode must be one of {', '.join(map(repr, allowed))}, got {mode!r}")
 
 
-def check_fraction(name: str, value: float, loss: str, *, upper_open: bool = False) -> None:
-    """Raise unless ``0 <= value <= 1`` (``< 1`` with ``upper_open``)."""
-    if not (0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0):
-        raise ValueError(f"{loss}: {name} must lie in [0, 1{')' if upper_open else ']'}, got {value}")
+def check_fraction(name: str, value: float, loss: str) -> None:
+    """Raise a ``ValueError`` naming ``loss`` and ``name`` unless ``0 <= value <= 1``."""
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{loss}: {name} must lie in [0, 1], got {value}")
 
 
 def check_non_negative(name: str, value: float, loss: str) -> None:
