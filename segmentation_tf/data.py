@@ -31,4 +31,6 @@ def make_loader(data: ArrayDataset, batch_size: int, epoch: int = 0, shuffle: bo
         for indices in batches:
             yield data.batch(indices, epoch)
 
-    return tf.data.Dataset.from_generator(generate, output_signature=_signature(data)).prefetch(1)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=_signature(data))
+    # a known length lets Keras fit/evaluate stop without reading past the end
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(1)

@@ -6,29 +6,44 @@ Two Keras defaults differ from torch and are replaced here on purpose:
   torch's placement. The two differ wherever ``|g|`` is within a few orders of ``eps``.
 - Keras ``weight_decay`` is decoupled (AdamW style); torch's ``weight_decay`` adds L2 to the
   gradient. Both classes here add ``weight_decay * w`` to the gradient, as torch does.
-Keras SGD's ``m = momentum * m - lr * g; w += m`` equals torch's ``b = momentum * b + g; w -= lr * b``
-for a constant learning rate.
+- Keras SGD keeps ``m = momentum * m - lr * g; w += m``, torch ``b = momentum * b + g; w -= lr * b``.
+  The two agree for a constant learning rate only up to rounding, and their momentum slots differ by
+  a factor ``-lr``; ``_TorchSGD`` keeps torch's ``b``, so the slot is the canonical checkpoint's
+  ``momentum_buffer`` as it is and a resumed run continues bit for bit.
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
+from segmentation_tf.weights import tensor_refs
+from shared.layout import permute_axes
+
 OPTIMIZERS = ("sgd", "adam")
+# optimiser -> its per-parameter state, named as torch names it (canonical names of the checkpoint)
+SLOTS = {"sgd": ("momentum_buffer",), "adam": ("exp_avg", "exp_avg_sq")}
 
 
-class _CoupledSGD(keras.optimizers.SGD):
-    """``keras.optimizers.SGD`` with torch's coupled L2 ``weight_decay``."""
+class _TorchSGD(keras.optimizers.SGD):
+    """SGD with torch's update: ``b = momentum * b + g; w -= lr * b`` (``b = g`` on the first step, as
+    torch's zero-initialised buffer gives too), with torch's coupled L2 ``weight_decay``."""
 
     def __init__(self, *, l2: float, **kwargs):
         super().__init__(**kwargs)
         self.l2 = l2
 
     def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
         if self.l2:
-            gradient = gradient + self.l2 * ops.cast(variable, gradient.dtype)
-        super().update_step(gradient, variable, learning_rate)
+            gradient = gradient + self.l2 * variable
+        if self.momentum:
+            buffer = self.momentums[self._get_variable_index(variable)]
+            self.assign(buffer, buffer * self.momentum + gradient)
+            gradient = buffer
+        self.assign_sub(variable, lr * gradient)
 
 
 class _TorchAdam(keras.optimizers.Adam):
@@ -62,10 +77,56 @@ def build_optimizer(model: keras.Model, name: str, *, lr: float, momentum: float
     trainable variables.
     """
     if name == "sgd":
-        optimizer = _CoupledSGD(learning_rate=lr, momentum=momentum, nesterov=False, l2=weight_decay)
+        optimizer = _TorchSGD(learning_rate=lr, momentum=momentum, nesterov=False, l2=weight_decay, name="sgd")
     elif name == "adam":
-        optimizer = _TorchAdam(learning_rate=lr, beta_1=betas[0], beta_2=betas[1], epsilon=eps, l2=weight_decay)
+        optimizer = _TorchAdam(learning_rate=lr, beta_1=betas[0], beta_2=betas[1], epsilon=eps, l2=weight_decay,
+                               name="adam")  # the class name would make an invalid name scope in fit
     else:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
     optimizer.build(model.trainable_variables)
     return optimizer
+
+
+def _slot_variables(optimizer: keras.optimizers.Optimizer) -> dict[str, list]:
+    """Canonical slot name -> the Keras optimiser's list of per-variable slots."""
+    if isinstance(optimizer, _TorchAdam):
+        return {"exp_avg": optimizer._momentums, "exp_avg_sq": optimizer._velocities}
+    return {"momentum_buffer": optimizer.momentums} if optimizer.momentum else {}
+
+
+def optimizer_state(model: keras.Model, optimizer: keras.optimizers.Optimizer, step: int) -> dict[str, np.ndarray]:
+    """The optimiser's state in canonical layout: ``"<weight key>.<slot>"`` float32 arrays shaped like
+    the weight (slots ``SLOTS``, in torch's convention) and ``"step"``, the steps taken (int64, shape (1,)).
+    Weights without state yet (no step taken) are left out."""
+    state = {"step": np.asarray([step], dtype=np.int64)}
+    if step == 0:
+        return state
+    for key, (variable, axes, canon) in tensor_refs(model).items():
+        if not variable.trainable:
+            continue
+        index = optimizer._get_variable_index(variable)
+        for slot, variables in _slot_variables(optimizer).items():
+            value = np.asarray(ops.convert_to_numpy(variables[index]), dtype=np.float32)
+            state[f"{key}.{slot}"] = permute_axes(value, axes, canon)
+    return state
+
+
+def load_optimizer_state(model: keras.Model, optimizer: keras.optimizers.Optimizer, state: dict[str, np.ndarray]) -> int:
+    """Put ``optimizer_state``'s arrays back into ``optimizer`` (for ``model``'s weights); return the step.
+    Keys that do not belong to this model and optimiser are an error naming them."""
+    expected = {"step"}
+    step = int(state["step"][0]) if "step" in state else 0
+    for key, (variable, axes, canon) in tensor_refs(model).items():
+        if not variable.trainable:
+            continue
+        index = optimizer._get_variable_index(variable)
+        for slot, variables in _slot_variables(optimizer).items():
+            name = f"{key}.{slot}"
+            if name in state:
+                expected.add(name)
+                variables[index].assign(permute_axes(state[name], canon, axes))
+    unexpected = sorted(set(state) - expected)
+    if unexpected:
+        raise ValueError(f"optimizer state has key(s) this model and optimizer do not use: {', '.join(unexpected[:5])}")
+    optimizer.iterations.assign(step)
+    return step

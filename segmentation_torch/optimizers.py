@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
+from segmentation_torch.weights import tensor_refs
+from shared.layout import permute_axes
+
 OPTIMIZERS = ("sgd", "adam")
+# optimiser -> its per-parameter state, named as torch names it (canonical names of the checkpoint)
+SLOTS = {"sgd": ("momentum_buffer",), "adam": ("exp_avg", "exp_avg_sq")}
 
 
 def build_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float = 0.0,
@@ -23,3 +29,42 @@ def build_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float =
         return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                 foreach=False)
     raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+
+
+def _slots(optimizer: torch.optim.Optimizer) -> tuple[str, ...]:
+    if isinstance(optimizer, torch.optim.SGD):
+        return SLOTS["sgd"] if optimizer.defaults["momentum"] else ()
+    return SLOTS["adam"]
+
+
+def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> dict[str, np.ndarray]:
+    """The optimiser's state in canonical layout: ``"<weight key>.<slot>"`` float32 arrays shaped like
+    the weight (slots ``SLOTS``, in torch's convention) and ``"step"``, the steps taken (int64, shape (1,)).
+    Weights without state yet (no step taken) are left out."""
+    state = {"step": np.asarray([step], dtype=np.int64)}
+    for key, (tensor, axes, canon) in tensor_refs(model).items():
+        slots = optimizer.state.get(tensor, {})
+        for slot in _slots(optimizer):
+            if slots.get(slot) is not None:
+                state[f"{key}.{slot}"] = permute_axes(slots[slot].detach().cpu().numpy().astype(np.float32), axes, canon)
+    return state
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, np.ndarray]) -> int:
+    """Put ``optimizer_state``'s arrays back into ``optimizer`` (for ``model``'s weights); return the step.
+    Keys that do not belong to this model and optimiser are an error naming them."""
+    expected = {"step"}
+    step = int(state["step"][0]) if "step" in state else 0
+    for key, (tensor, axes, canon) in tensor_refs(model).items():
+        for slot in _slots(optimizer):
+            name = f"{key}.{slot}"
+            if name in state:
+                expected.add(name)
+                value = torch.from_numpy(permute_axes(state[name], canon, axes)).to(tensor.device)
+                optimizer.state[tensor][slot] = value.clone()
+                if isinstance(optimizer, torch.optim.Adam):
+                    optimizer.state[tensor]["step"] = torch.tensor(float(step))
+    unexpected = sorted(set(state) - expected)
+    if unexpected:
+        raise ValueError(f"optimizer state has key(s) this model and optimizer do not use: {', '.join(unexpected[:5])}")
+    return step

@@ -1,0 +1,105 @@
+"""``segparity train --framework tf``: Keras ``model.fit`` over ``shared`` data, checkpoints from a callback.
+
+Twin of ``segmentation_torch/train.py`` (a plain loop). ``fit`` trains in training mode (BatchNorm
+batch statistics) and evaluates ``validation_data`` in inference mode after each epoch; the
+``_SaveEpoch`` callback writes the checkpoint and the ``metrics.csv`` row (``shared.runs``). Keras
+averages loss and metrics over batches weighted by batch size, as the torch loop does.
+``jit_compile=False``: XLA fuses operations differently from torch, which is not what a side-by-side
+comparison wants.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from segmentation_tf import losses
+from segmentation_tf.data import make_loader
+from segmentation_tf.device import resolve_device
+from segmentation_tf.metrics import MeanDice, MeanIoU, PixelAccuracy, predicted_labels
+from segmentation_tf.optimizers import build_optimizer, load_optimizer_state, optimizer_state
+from segmentation_tf.registry import build_model
+from segmentation_tf.weights import from_canonical, load_weights, to_canonical
+from shared.data.dataset import batch_indices
+from shared.losses import build
+from shared.plots import plot_learning_curves, plot_predictions
+from shared.runs import RunFolder
+from shared.training import METRICS, TrainConfig, TrainData, epoch_row, loss_description, prepare_data
+
+PREVIEW = 6  # validation images in predictions.png
+
+
+def build_run(config: TrainConfig, num_outputs: int) -> tuple[keras.Model, keras.optimizers.Optimizer, keras.losses.Loss]:
+    """Model (seeded by ``config.seed``, or ``config.init_weights``), optimiser and loss of a run."""
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config.arch, in_channels=3, num_classes=num_outputs, preset=config.preset,
+                        **config.model_options)
+    if config.init_weights:
+        load_weights(model, config.init_weights)
+    optimizer = build_optimizer(model, config.optimizer, lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    return model, optimizer, build(losses, *loss_description(config))
+
+
+class _SaveEpoch(keras.callbacks.Callback):
+    """After each epoch: a ``metrics.csv`` row from ``logs`` and a checkpoint with the optimiser state."""
+
+    def __init__(self, run: RunFolder, rows: list[dict], lr: float, progress: bool):
+        super().__init__()
+        self.run, self.rows, self.lr, self.progress = run, rows, lr, progress
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        train = {key: logs[key] for key in ("loss", *METRICS)}
+        val = {key: logs[f"val_{key}"] for key in ("loss", *METRICS)}
+        self.rows.append(epoch_row(epoch, train, val, self.lr, time.perf_counter() - self.start))
+        step = int(self.model.optimizer.iterations)
+        self.run.save_epoch(self.rows, step, to_canonical(self.model),
+                            optimizer_state(self.model, self.model.optimizer, step), self.model.spec)
+
+
+def predict_labels(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """Inference-mode labels ``(N, H, W)`` for channels-last ``images (N, H, W, C)``."""
+    return np.asarray(predicted_labels(model(images, training=False)))
+
+
+def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> list[dict]:
+    """Train as ``config`` says, writing everything to ``out`` (``shared.runs``); returns the metric rows."""
+    run = RunFolder(out)
+    checkpoint = run.start(config, resume)
+    data: TrainData = prepare_data(config, run.split_file, progress)
+    for problem in data.skipped:
+        print(f"skipped: {problem}", file=sys.stderr)
+    with tf.device(resolve_device(config.device)):
+        model, optimizer, loss_fn = build_run(config, config.outputs())
+        labels = max(data.num_labels, 2)
+        model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False,
+                      metrics=[MeanIoU(labels, name="iou"), MeanDice(labels, name="dice"),
+                               PixelAccuracy(labels, name="accuracy")])
+        rows = []
+        if checkpoint is not None:
+            from_canonical(model, checkpoint.weights)
+            load_optimizer_state(model, optimizer, checkpoint.optimizer)
+            rows = checkpoint.rows
+        first = len(rows)
+        # fit reads one stream of all remaining epochs; epoch e's batches are those of batch_indices(..., e)
+        stream = make_loader(data.train, config.batch_size, first, shuffle=True)
+        for epoch in range(first + 1, config.epochs):
+            stream = stream.concatenate(make_loader(data.train, config.batch_size, epoch, shuffle=True))
+        steps = len(batch_indices(len(data.train), config.batch_size, 0, config.seed))
+        model.fit(stream, epochs=config.epochs, initial_epoch=first, steps_per_epoch=steps, shuffle=False,
+                  validation_data=make_loader(data.val, config.batch_size, 0, shuffle=False),
+                  callbacks=[_SaveEpoch(run, rows, config.lr, progress)], verbose=1 if progress else 0)
+        run.save_final(to_canonical(model), model.spec)
+        title = f"{config.arch}, tf, {config.data}"
+        plot_learning_curves(rows, run.out / "learning_curves.png", title)
+        inputs, masks = data.val.batch(np.arange(min(PREVIEW, len(data.val))), epoch=0)
+        plot_predictions(data.val.images[:PREVIEW], masks, predict_labels(model, inputs), run.out / "predictions.png", title)
+    return rows

@@ -1,0 +1,115 @@
+"""``segparity train --framework torch``: a plain PyTorch training loop over ``shared`` data.
+
+Twin of ``segmentation_tf/train.py`` (which uses ``model.fit``). Per epoch: train in training mode
+(BatchNorm batch statistics), evaluate on the validation set in eval mode, write a checkpoint and a
+``metrics.csv`` row (``shared.runs``). Loss and metric columns are means over pixels and batches
+weighted by batch size, as Keras computes them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from segmentation_torch import losses
+from segmentation_torch.data import make_loader
+from segmentation_torch.device import resolve_device
+from segmentation_torch.metrics import ConfusionMatrix, predicted_labels
+from segmentation_torch.optimizers import build_optimizer, load_optimizer_state, optimizer_state
+from segmentation_torch.registry import build_model
+from segmentation_torch.weights import from_canonical, load_weights, to_canonical
+from shared import metrics
+from shared.losses import build
+from shared.plots import plot_learning_curves, plot_predictions
+from shared.runs import RunFolder
+from shared.training import TrainConfig, TrainData, epoch_row, loss_description, prepare_data
+
+PREVIEW = 6  # validation images in predictions.png
+
+
+def build_run(config: TrainConfig, num_outputs: int) -> tuple[nn.Module, torch.optim.Optimizer, nn.Module]:
+    """Model (seeded by ``config.seed``, or ``config.init_weights``), optimiser and loss of a run."""
+    torch.manual_seed(config.seed)
+    model = build_model(config.arch, in_channels=3, num_classes=num_outputs, preset=config.preset,
+                        **config.model_options)
+    if config.init_weights:
+        load_weights(model, config.init_weights)
+    model = model.to(resolve_device(config.device))
+    optimizer = build_optimizer(model, config.optimizer, lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    return model, optimizer, build(losses, *loss_description(config))
+
+
+def _run_epoch(model: nn.Module, loss_fn: nn.Module, loader, num_labels: int,
+              optimizer: torch.optim.Optimizer | None = None, desc: str = "") -> dict[str, float]:
+    """One pass over ``loader``: training (with ``optimizer``) or evaluation (without); returns mean
+    loss and ``shared.training.METRICS`` over the pass."""
+    device = next(model.parameters()).device
+    model.train(optimizer is not None)
+    counts = ConfusionMatrix(max(num_labels, 2))
+    total, seen = 0.0, 0
+    bar = tqdm(loader, desc=desc, unit="batch", leave=optimizer is not None, file=sys.stderr, disable=not desc or None)
+    for images, masks in bar:
+        images, masks = images.to(device), masks.to(device)
+        with torch.set_grad_enabled(optimizer is not None):
+            logits = model(images)
+            loss = loss_fn(logits, masks)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        total += float(loss.detach()) * len(images)
+        seen += len(images)
+        counts.update(logits.detach().cpu(), masks.cpu())
+        bar.set_postfix(loss=f"{total / seen:.4f}", iou=f"{metrics.mean_iou(counts.compute()):.3f}")
+    cm = counts.compute()
+    return {"loss": total / seen, "iou": metrics.mean_iou(cm), "dice": metrics.mean_dice(cm),
+            "accuracy": metrics.pixel_accuracy(cm)}
+
+
+def predict_labels(model: nn.Module, images: np.ndarray) -> np.ndarray:
+    """Eval-mode labels ``(N, H, W)`` for channels-last ``images (N, H, W, C)``."""
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device))
+    return predicted_labels(logits).cpu().numpy()
+
+
+def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> list[dict]:
+    """Train as ``config`` says, writing everything to ``out`` (``shared.runs``); returns the metric rows."""
+    run = RunFolder(out)
+    checkpoint = run.start(config, resume)
+    data: TrainData = prepare_data(config, run.split_file, progress)
+    for problem in data.skipped:
+        print(f"skipped: {problem}", file=sys.stderr)
+    model, optimizer, loss_fn = build_run(config, config.outputs())
+    rows, step = [], 0
+    if checkpoint is not None:
+        from_canonical(model, checkpoint.weights)
+        step = load_optimizer_state(model, optimizer, checkpoint.optimizer)
+        rows = checkpoint.rows
+    for epoch in range(len(rows), config.epochs):
+        start = time.perf_counter()
+        loader = make_loader(data.train, config.batch_size, epoch, shuffle=True)
+        train_scores = _run_epoch(model, loss_fn, loader, data.num_labels, optimizer,
+                                 desc=f"epoch {epoch + 1}/{config.epochs}" if progress else "")
+        val_scores = _run_epoch(model, loss_fn, make_loader(data.val, config.batch_size, 0, shuffle=False),
+                               data.num_labels)
+        step += len(loader)
+        rows.append(epoch_row(epoch, train_scores, val_scores, config.lr, time.perf_counter() - start))
+        run.save_epoch(rows, step, to_canonical(model), optimizer_state(model, optimizer, step), model.spec)
+        if progress:
+            print(f"epoch {epoch + 1}: val_loss {rows[-1]['val_loss']:.4f}, val_iou {rows[-1]['val_iou']:.4f}", file=sys.stderr)
+    run.save_final(to_canonical(model), model.spec)
+    title = f"{config.arch}, torch, {config.data}"
+    plot_learning_curves(rows, run.out / "learning_curves.png", title)
+    inputs, masks = data.val.batch(np.arange(min(PREVIEW, len(data.val))), epoch=0)
+    plot_predictions(data.val.images[:PREVIEW], masks, predict_labels(model, inputs), run.out / "predictions.png", title)
+    return rows

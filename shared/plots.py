@@ -1,0 +1,90 @@
+"""PNG figures of a run (matplotlib, Agg backend, written atomically): learning curves, prediction overlays,
+and the two frameworks' loss curves of ``segparity compare-train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.atomic import atomic_write
+from shared.training import METRICS
+
+
+def _save(figure, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    try:
+        return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    finally:
+        plt.close(figure)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curves(rows: list[dict[str, Any]], path: str | Path, title: str) -> Path:
+    """Loss (left) and the ``METRICS`` (right) per epoch, train solid and validation dashed."""
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = [row["epoch"] for row in rows]
+    left.plot(epochs, [row["loss"] for row in rows], "o-", label="train")
+    left.plot(epochs, [row["val_loss"] for row in rows], "o--", label="validation")
+    left.set(xlabel="epoch", ylabel="loss", title="loss")
+    left.legend()
+    for metric, colour in zip(METRICS, ("C0", "C1", "C2")):
+        right.plot(epochs, [row[metric] for row in rows], "-", color=colour, label=f"train {metric}")
+        right.plot(epochs, [row[f"val_{metric}"] for row in rows], "--", color=colour, label=f"val {metric}")
+    right.set(xlabel="epoch", ylim=(0, 1.02), title="metrics")
+    right.legend(fontsize=8)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """``image (H, W, 3)`` in [0, 1] with each foreground label tinted its own colour."""
+    colours = np.array([[0, 0, 0], [1, 0.1, 0.1], [0.1, 0.9, 0.1], [0.2, 0.4, 1], [1, 0.9, 0], [1, 0, 1],
+                        [0, 1, 1]], dtype=np.float32)
+    tint = colours[np.minimum(labels, len(colours) - 1)]
+    mixed = np.where((labels > 0)[..., None], (1 - alpha) * image + alpha * tint, image)
+    return np.clip(mixed, 0.0, 1.0)
+
+
+def plot_predictions(images: np.ndarray, masks: np.ndarray, predictions: np.ndarray, path: str | Path,
+                     title: str) -> Path:
+    """A grid, one row per image: input, ground truth overlay, prediction overlay.
+    ``images (N, H, W, 3)`` in [0, 1], ``masks`` and ``predictions (N, H, W)`` integer labels."""
+    plt = _pyplot()
+    n = len(images)
+    figure, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
+    for i in range(n):
+        shown = np.clip(images[i], 0.0, 1.0)
+        for ax, picture, name in zip(axes[i], (shown, overlay(shown, masks[i]), overlay(shown, predictions[i])),
+                                     ("input", "ground truth", "prediction")):
+            ax.imshow(picture)
+            ax.set_axis_off()
+            if i == 0:
+                ax.set_title(name)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_loss_comparison(steps: np.ndarray, torch_loss: np.ndarray, tf_loss: np.ndarray, path: str | Path,
+                         title: str) -> Path:
+    """Both frameworks' per-step training loss (top) and their absolute difference, log scale (bottom)."""
+    plt = _pyplot()
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    top.plot(steps, torch_loss, "-", label="torch")
+    top.plot(steps, tf_loss, "--", label="tf (Keras)")
+    top.set(ylabel="training loss", title=title)
+    top.legend()
+    bottom.semilogy(steps, np.maximum(np.abs(np.asarray(torch_loss) - np.asarray(tf_loss)), 1e-12), "-", color="C3")
+    bottom.set(xlabel="step", ylabel="|torch - tf|")
+    return _save(figure, path)

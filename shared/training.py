@@ -1,0 +1,177 @@
+"""What a training run is, framework-neutrally: its configuration, its data, its loss, its metric columns.
+
+``segmentation_torch/train.py`` and ``segmentation_tf/train.py`` both start from a ``TrainConfig``,
+get their arrays from ``prepare_data`` and write the same ``COLUMNS`` to ``metrics.csv``, so two runs
+differ only in the framework.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.data.dataset import ArrayDataset, load_samples, synthetic_dataset
+from shared.data.mads import find_mads
+from shared.data.ph2 import find_ph2
+from shared.data.preprocess import Augment
+from shared.data.samples import DatasetError, Skipped
+from shared.data.splits import load_split, save_split, split_keys
+
+FRAMEWORKS = ("torch", "tf")
+OPTIMIZERS = ("sgd", "adam")
+DATASETS = ("synthetic", "ph2", "mads")
+# CLI loss name -> loss class in segmentation_{torch,tf}/losses.py
+LOSSES = {"bce": "BinaryCrossEntropyLoss", "ce": "CrossEntropyLoss", "dice": "DiceLoss", "jaccard": "JaccardLoss",
+          "tversky": "TverskyLoss", "focal": "FocalLoss", "lovasz": "LovaszLoss"}
+METRICS = ("iou", "dice", "accuracy")  # mean IoU, mean Dice, pixel accuracy, as in shared.metrics
+COLUMNS = ("epoch", "loss", *METRICS, "val_loss", *(f"val_{m}" for m in METRICS), "lr", "seconds")
+
+# The PH2 lesson's PyTorch exercise (../lesson-notes): 256x256, no normalisation, BCE with logits,
+# Adam(lr 1e-3, weight decay 1e-6), batch 32, 30 epochs, 90% train, split seed 42. Used for both
+# frameworks, so that the two runs are comparable (the lesson's TF exercise used other numbers).
+LESSON_TRAINING: dict[str, Any] = dict(image_size=256, loss="bce", optimizer="adam", lr=1e-3, weight_decay=1e-6,
+                                       batch_size=32, epochs=30, split=(0.9, 0.1, 0.0), seed=42)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every choice that changes a run's numbers (``device`` and ``epochs`` aside, a resumed run must match)."""
+
+    framework: str  # "torch" or "tf"
+    arch: str  # a name from shared.specs.list_models()
+    data: str = "synthetic"  # "synthetic", "ph2:DIR" or "mads:DIR"
+    preset: str | None = None  # model preset (shared.specs.PRESETS); "lesson" also sets LESSON_TRAINING
+    model_options: dict[str, Any] = field(default_factory=dict)  # extra build_model options, e.g. base_channels
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.0  # SGD only
+    weight_decay: float = 0.0  # L2 added to the gradient (torch's coupled form) in both frameworks
+    loss: str | None = None  # a LOSSES name; None: "bce" for one output channel, "ce" otherwise
+    image_size: int = 64  # images are resized (PH2, MADS) or drawn (synthetic) at image_size x image_size
+    num_classes: int | None = None  # network outputs; None: synthetic_classes, or 1 (one logit) for PH2/MADS
+    synthetic_classes: int = 3  # label classes of the synthetic data, background included
+    synthetic_samples: int = 512
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, val, test fractions
+    seed: int = 0  # split, batch order, augmentation, synthetic data and the framework's initialiser
+    augment: bool = False  # random flips and 90-degree rotations, seeded by (seed, epoch, index)
+    skip_bad: bool = False  # leave out unreadable pairs (counted in the log) instead of stopping
+    mask_threshold: int | None = None  # foreground = mask value > threshold, for lossily saved masks
+    init_weights: str | None = None  # canonical checkpoint to start from instead of the framework's initialiser
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _choice("framework", self.framework, FRAMEWORKS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.loss is not None:
+            _choice("loss", self.loss, tuple(LOSSES))
+        for name in ("epochs", "batch_size", "image_size", "synthetic_classes", "synthetic_samples"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.synthetic_classes < 2:
+            raise ValueError(f"synthetic_classes must be >= 2 (background and one shape), got {self.synthetic_classes}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        parse_data(self.data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "split": list(self.split)}
+
+    def outputs(self) -> int:
+        """Network output channels."""
+        if self.num_classes is not None:
+            return self.num_classes
+        return self.synthetic_classes if parse_data(self.data)[0] == "synthetic" else 1
+
+    def loss_name(self) -> str:
+        return self.loss or ("bce" if self.outputs() == 1 else "ce")
+
+
+def _choice(name: str, value, known: tuple) -> None:
+    if value not in known:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, known))}, got {value!r}")
+
+
+def make_config(framework: str, arch: str, preset: str | None = None, **given: Any) -> TrainConfig:
+    """``TrainConfig`` from the arguments given (None means not given): given > lesson preset > defaults."""
+    values = {key: value for key, value in given.items() if value is not None}
+    if preset == "lesson":
+        values = {**LESSON_TRAINING, **values}
+    return TrainConfig(framework=framework, arch=arch, preset=preset, **values)
+
+
+def differences(stored: dict[str, Any], config: TrainConfig) -> list[str]:
+    """Settings of ``config`` that differ from a stored run's (``epochs`` and ``device`` may change on resume)."""
+    now = json.loads(json.dumps(config.to_dict()))
+    return [f"{key}: stored {stored.get(key)!r}, now {now[key]!r}" for key in now
+            if key not in ("epochs", "device", "framework") and stored.get(key) != now[key]]
+
+
+def parse_data(text: str) -> tuple[str, Path | None]:
+    """``"synthetic"`` -> ("synthetic", None); ``"ph2:DIR"`` / ``"mads:DIR"`` -> (name, Path(DIR))."""
+    name, _, folder = text.partition(":")
+    if name not in DATASETS or (name == "synthetic") != (folder == ""):
+        raise ValueError(f"data must be 'synthetic', 'ph2:DIR' or 'mads:DIR', got {text!r}")
+    return name, Path(folder) if folder else None
+
+
+def loss_description(config: TrainConfig) -> tuple[str, dict[str, Any]]:
+    """``(class name, kwargs)`` of the run's loss, for ``shared.losses.build``: binary mode for one
+    output channel, multiclass otherwise (BCE needs one output: use "ce" for several)."""
+    name, outputs = config.loss_name(), config.outputs()
+    if name == "bce" and outputs != 1:
+        raise ValueError(f"loss 'bce' needs a network with one output channel, this one has {outputs}; use --loss ce")
+    if name == "ce":
+        if outputs == 1:
+            raise ValueError("loss 'ce' needs at least two output channels; use --loss bce for one")
+        return LOSSES[name], {}
+    return LOSSES[name], {} if name == "bce" else {"mode": "binary" if outputs == 1 else "multiclass"}
+
+
+@dataclass
+class TrainData:
+    """The run's train and validation sets, the number of label classes, and the pairs left out."""
+
+    train: ArrayDataset
+    val: ArrayDataset
+    num_labels: int
+    skipped: list[str]
+
+
+def prepare_data(config: TrainConfig, split_file: Path, progress: bool = True) -> TrainData:
+    """Load (or draw) the data, split it by ``config.seed`` and store the split in ``split_file``; a
+    split file already there (a resumed run) is read and checked instead."""
+    name, folder = parse_data(config.data)
+    size = (config.image_size, config.image_size)
+    skipped = Skipped(config.skip_bad)
+    if name == "synthetic":
+        data = synthetic_dataset(config.synthetic_samples, size, config.synthetic_classes, config.seed)
+        num_labels = config.synthetic_classes
+    else:
+        samples, skipped = (find_ph2 if name == "ph2" else find_mads)(folder, skip_bad=config.skip_bad)
+        data = load_samples(samples, size, skipped, config.mask_threshold, progress)
+        num_labels = 2
+    if config.outputs() not in (1, num_labels):
+        raise ValueError(f"num_classes {config.outputs()} does not fit data with {num_labels} label classes "
+                         f"(use {num_labels}, or 1 for a binary one-logit network)")
+    if split_file.is_file():
+        split = load_split(split_file, list(data.keys))
+    else:
+        split = split_keys(list(data.keys), config.split, config.seed)
+        save_split(split, split_file)
+    if not split["train"] or not split["val"]:
+        raise DatasetError(f"the split {config.split} of {len(data)} samples leaves an empty train or val set")
+    augment = Augment(hflip=True, vflip=True, rot90=True) if config.augment else Augment()
+    train = dataclasses.replace(data.subset(split["train"]), augment=augment, seed=config.seed)
+    return TrainData(train, data.subset(split["val"]), num_labels, list(skipped.problems))
+
+
+def epoch_row(epoch: int, train: dict[str, float], val: dict[str, float], lr: float, seconds: float) -> dict[str, Any]:
+    """One ``metrics.csv`` row: ``train`` and ``val`` map "loss" and each of ``METRICS`` to a number."""
+    row = {"epoch": epoch + 1, **{key: float(train[key]) for key in ("loss", *METRICS)},
+           **{f"val_{key}": float(val[key]) for key in ("loss", *METRICS)}, "lr": lr, "seconds": seconds}
+    return {column: row[column] for column in COLUMNS}
