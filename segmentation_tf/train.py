@@ -65,6 +65,22 @@ class _SaveEpoch(keras.callbacks.Callback):
                             optimizer_state(self.model, self.model.optimizer, step), self.model.spec)
 
 
+def train_steps(config: TrainConfig, data: TrainData, steps: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``steps`` optimiser steps over the run's batch order (epoch after epoch), from ``build_run``'s
+    model; returns each step's training loss (before its update) and the final canonical weights.
+    ``train_on_batch`` resets the loss tracker first, so it returns that batch's loss."""
+    with tf.device(resolve_device(config.device)):
+        model, optimizer, loss_fn = build_run(config, config.outputs())
+        model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)
+        step_losses = []
+        for epoch in range(steps):  # at least one batch per epoch, so never more than `steps` epochs
+            for images, masks in make_loader(data.train, config.batch_size, epoch, shuffle=True):
+                if len(step_losses) == steps:
+                    return np.asarray(step_losses), to_canonical(model)
+                step_losses.append(float(model.train_on_batch(images, masks, return_dict=True)["loss"]))
+    return np.asarray(step_losses), to_canonical(model)
+
+
 def predict_labels(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """Inference-mode labels ``(N, H, W)`` for channels-last ``images (N, H, W, C)``."""
     return np.asarray(predicted_labels(model(images, training=False)))
@@ -74,15 +90,14 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     """Train as ``config`` says, writing everything to ``out`` (``shared.runs``); returns the metric rows."""
     run = RunFolder(out)
     checkpoint = run.start(config, resume)
-    data: TrainData = prepare_data(config, run.split_file, progress)
-    for problem in data.skipped:
-        print(f"skipped: {problem}", file=sys.stderr)
+    data: TrainData = prepare_data(config, run.split_file, resume, progress)
     with tf.device(resolve_device(config.device)):
         model, optimizer, loss_fn = build_run(config, config.outputs())
         labels = max(data.num_labels, 2)
         model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False,
                       metrics=[MeanIoU(labels, name="iou"), MeanDice(labels, name="dice"),
                                PixelAccuracy(labels, name="accuracy")])
+        run.save_config(config)
         rows = []
         if checkpoint is not None:
             from_canonical(model, checkpoint.weights)

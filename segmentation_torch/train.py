@@ -73,6 +73,25 @@ def _run_epoch(model: nn.Module, loss_fn: nn.Module, loader, num_labels: int,
             "accuracy": metrics.pixel_accuracy(cm)}
 
 
+def train_steps(config: TrainConfig, data: TrainData, steps: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``steps`` optimiser steps over the run's batch order (epoch after epoch), from ``build_run``'s
+    model; returns each step's training loss (before its update) and the final canonical weights."""
+    model, optimizer, loss_fn = build_run(config, config.outputs())
+    model.train()
+    device = next(model.parameters()).device
+    step_losses = []
+    for epoch in range(steps):  # at least one batch per epoch, so never more than `steps` epochs
+        for images, masks in make_loader(data.train, config.batch_size, epoch, shuffle=True):
+            if len(step_losses) == steps:
+                return np.asarray(step_losses), to_canonical(model)
+            loss = loss_fn(model(images.to(device)), masks.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step_losses.append(float(loss.detach()))
+    return np.asarray(step_losses), to_canonical(model)
+
+
 def predict_labels(model: nn.Module, images: np.ndarray) -> np.ndarray:
     """Eval-mode labels ``(N, H, W)`` for channels-last ``images (N, H, W, C)``."""
     model.eval()
@@ -86,10 +105,9 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     """Train as ``config`` says, writing everything to ``out`` (``shared.runs``); returns the metric rows."""
     run = RunFolder(out)
     checkpoint = run.start(config, resume)
-    data: TrainData = prepare_data(config, run.split_file, progress)
-    for problem in data.skipped:
-        print(f"skipped: {problem}", file=sys.stderr)
+    data: TrainData = prepare_data(config, run.split_file, resume, progress)
     model, optimizer, loss_fn = build_run(config, config.outputs())
+    run.save_config(config)
     rows, step = [], 0
     if checkpoint is not None:
         from_canonical(model, checkpoint.weights)

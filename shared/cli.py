@@ -3,11 +3,22 @@
 ``segparity report [--arch NAME ...] [--json PATH] [--device cpu|cuda] [--seed N]``: build every
 registered architecture in both frameworks with shared random weights, run the parity checks on a
 synthetic batch, print the table; exit status 1 if any row fails.
+
+``segparity train --framework torch|tf --arch NAME --out DIR [...]``: train one network
+(``segmentation_{torch,tf}/train.py``; run folder layout in ``shared/runs.py``).
+
+``segparity compare-train --arch NAME --out DIR [--steps N] [...]``: the same network, weights and
+batches trained in both frameworks; per-step loss difference (``shared/compare.py``).
+
+Bad arguments and bad data end with one line naming the argument, file or key (exit status 2),
+before any framework is imported where possible.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import os
 import platform
 import sys
@@ -69,6 +80,107 @@ def _report(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _model_option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _config(args: argparse.Namespace, framework: str):
+    from shared.training import make_config
+
+    given = {name: getattr(args, name, None) for name in (
+        "data", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "loss", "image_size",
+        "num_classes", "synthetic_classes", "synthetic_samples", "seed", "skip_bad", "mask_threshold",
+        "init_weights", "device")}
+    given["split"] = tuple(args.split) if args.split else None
+    given["augment"] = getattr(args, "augment", None)
+    given["model_options"] = dict(args.model_option) if args.model_option else None
+    return make_config(framework, args.arch, preset=args.preset, **given)
+
+
+def _errors():
+    """The errors that mean bad arguments or data (reported in one line), not a bug."""
+    from shared.checkpoint import CheckpointError
+    from shared.data.samples import DatasetError
+    from shared.runs import RunError
+
+    return (ValueError, TypeError, FileNotFoundError, DatasetError, RunError, CheckpointError)
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        config = _config(args, args.framework)
+        rows = importlib.import_module(f"segmentation_{args.framework}.train").train(
+            config, args.out, resume=args.resume, progress=not args.quiet)
+    except _errors() as error:
+        print(f"segparity train: error: {error}", file=sys.stderr)
+        return 2
+    last = rows[-1]
+    print(f"{config.arch} ({args.framework}) after {int(last['epoch'])} epochs: val_loss {last['val_loss']:.4f}, "
+          f"val_iou {last['val_iou']:.4f}, val_dice {last['val_dice']:.4f}, val_accuracy {last['val_accuracy']:.4f}")
+    print(f"metrics, checkpoints and plots in {args.out}")
+    return 0
+
+
+def _compare_train(args: argparse.Namespace) -> int:
+    from shared import compare
+
+    try:
+        config = _config(args, "torch")
+        result = compare.compare_train(config, args.steps, args.out, progress=not args.quiet)
+    except _errors() as error:
+        print(f"segparity compare-train: error: {error}", file=sys.stderr)
+        return 2
+    print(compare.summary_table(result))
+    first = result.first_step_above(compare.SGD_RTOL)
+    print(f"max relative loss difference over {args.steps} steps: {result.relative().max():.2e}; first step above "
+          f"rtol {compare.SGD_RTOL:g}: {first or 'none'}; max |tf - torch| of the weights after the last step: "
+          f"{result.weight_diff:.2e}")
+    print(f"steps.csv, loss_curves.png and init.safetensors in {args.out}")
+    within = first is None or first > min(args.steps, compare.SGD_STEPS)
+    if config.optimizer == "sgd" and not within:
+        print(f"FAIL: plain SGD must agree within rtol {compare.SGD_RTOL:g} for the first {compare.SGD_STEPS} steps "
+              f"(docs/training.md)")
+        return 1
+    return 0
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``train`` and ``compare-train``; None means "not given" (preset, then default)."""
+    from shared.training import LOSSES, OPTIMIZERS
+
+    parser.add_argument("--arch", required=True, choices=list_models())
+    parser.add_argument("--preset", help="model preset (paper, lesson); 'lesson' also sets the lesson's "
+                        "training: 256x256, BCE, Adam lr 1e-3 wd 1e-6, batch 32, 30 epochs, 90%% train, seed 42")
+    parser.add_argument("--model-option", action="append", type=_model_option, metavar="KEY=VALUE",
+                        help="extra build_model option, e.g. base_channels=16 (repeatable)")
+    parser.add_argument("--data", help="synthetic (default), ph2:DIR or mads:DIR")
+    parser.add_argument("--batch-size", type=int, help="default 16")
+    parser.add_argument("--lr", type=float, help="default 1e-3")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
+    parser.add_argument("--momentum", type=float, help="SGD momentum, default 0")
+    parser.add_argument("--weight-decay", type=float, help="L2 added to the gradient, default 0")
+    parser.add_argument("--loss", choices=tuple(LOSSES), help="default bce for one output channel, else ce")
+    parser.add_argument("--image-size", type=int, help="square size images are resized or drawn at, default 64")
+    parser.add_argument("--num-classes", type=int, help="network outputs (default: synthetic classes, 1 for PH2/MADS)")
+    parser.add_argument("--synthetic-classes", type=int, help="synthetic label classes incl. background, default 3")
+    parser.add_argument("--synthetic-samples", type=int, help="synthetic dataset size, default 512")
+    parser.add_argument("--split", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"), help="default 0.8 0.1 0.1")
+    parser.add_argument("--seed", type=int, help="split, batch order, augmentation, initialiser; default 0")
+    parser.add_argument("--skip-bad", action="store_true", default=None,
+                        help="leave out unreadable or mismatched image/mask pairs (each named and counted) instead of stopping")
+    parser.add_argument("--mask-threshold", type=int, help="foreground = mask value > T (for lossily saved masks)")
+    parser.add_argument("--init-weights", metavar="PATH", help="canonical checkpoint to start from")
+    parser.add_argument("--device", choices=("cpu", "cuda"))
+    parser.add_argument("--out", required=True, metavar="DIR")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segparity", description="Segmentation networks in PyTorch and Keras, proven equal.")
     parser.add_argument("--version", action="version", version=f"segparity {__version__}")
@@ -80,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     report.add_argument("--seed", type=int, default=0, help="seed of weights and synthetic data (default 0)")
     report.set_defaults(run=_report)
+
+    train = commands.add_parser("train", help="train one network in one framework")
+    train.add_argument("--framework", required=True, choices=("torch", "tf"))
+    _add_run_arguments(train)
+    train.add_argument("--epochs", type=int, help="default 10")
+    train.add_argument("--augment", action="store_true", default=None, help="random flips and 90-degree rotations")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.set_defaults(run=_train)
+
+    compare = commands.add_parser("compare-train", help="train in both frameworks from the same weights on the same batches")
+    _add_run_arguments(compare)
+    compare.add_argument("--steps", type=int, default=50, help="optimiser steps (default 50)")
+    compare.set_defaults(run=_compare_train)
     return parser
 
 

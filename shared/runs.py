@@ -62,7 +62,8 @@ class RunFolder:
         return self.out / "split.json"
 
     def start(self, config: TrainConfig, resume: bool) -> Checkpoint | None:
-        """Check the folder against ``config``; return the checkpoint to resume from (None: fresh start).
+        """Check the folder against ``config``; return the checkpoint to resume from (None: fresh start
+        or a resumed run killed before its first checkpoint). Writes nothing.
 
         A folder holding a run is never overwritten: without ``resume`` it is an error.
         """
@@ -82,9 +83,13 @@ class RunFolder:
             return latest
         if resume:
             raise RunError(f"--resume: {self.out} holds no run to resume (no config.json)")
-        text = json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n"
-        atomic_write(config_file, lambda tmp: Path(tmp).write_text(text))
         return None
+
+    def save_config(self, config: TrainConfig) -> None:
+        """Write ``config.json``: from here on the folder holds a run (called once data and model are ready,
+        so a run that fails on bad arguments or data leaves no run behind)."""
+        text = json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n"
+        atomic_write(self.out / "config.json", lambda tmp: Path(tmp).write_text(text))
 
     def latest(self) -> Checkpoint | None:
         pointer = self.checkpoints / "latest.json"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from shared.data.ph2 import find_ph2
 from shared.data.preprocess import Augment
 from shared.data.samples import DatasetError, Skipped
 from shared.data.splits import load_split, save_split, split_keys
+from shared.specs import make_spec
 
 FRAMEWORKS = ("torch", "tf")
 OPTIMIZERS = ("sgd", "adam")
@@ -77,6 +79,8 @@ class TrainConfig:
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         parse_data(self.data)
+        loss_description(self)
+        make_spec(self.arch, in_channels=3, num_classes=self.outputs(), preset=self.preset, **self.model_options)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "split": list(self.split)}
@@ -142,9 +146,9 @@ class TrainData:
     skipped: list[str]
 
 
-def prepare_data(config: TrainConfig, split_file: Path, progress: bool = True) -> TrainData:
-    """Load (or draw) the data, split it by ``config.seed`` and store the split in ``split_file``; a
-    split file already there (a resumed run) is read and checked instead."""
+def prepare_data(config: TrainConfig, split_file: Path, resume: bool = False, progress: bool = True) -> TrainData:
+    """Load (or draw) the data, split it by ``config.seed`` and store the split in ``split_file``;
+    when resuming, the stored split is read and checked against the data instead."""
     name, folder = parse_data(config.data)
     size = (config.image_size, config.image_size)
     skipped = Skipped(config.skip_bad)
@@ -155,10 +159,14 @@ def prepare_data(config: TrainConfig, split_file: Path, progress: bool = True) -
         samples, skipped = (find_ph2 if name == "ph2" else find_mads)(folder, skip_bad=config.skip_bad)
         data = load_samples(samples, size, skipped, config.mask_threshold, progress)
         num_labels = 2
+        for problem in skipped.problems:
+            print(f"skipped: {problem}", file=sys.stderr)
+        if skipped.problems:
+            print(f"--skip-bad: left out {len(skipped.problems)} bad pair(s); training on {len(data)}", file=sys.stderr)
     if config.outputs() not in (1, num_labels):
         raise ValueError(f"num_classes {config.outputs()} does not fit data with {num_labels} label classes "
                          f"(use {num_labels}, or 1 for a binary one-logit network)")
-    if split_file.is_file():
+    if resume:
         split = load_split(split_file, list(data.keys))
     else:
         split = split_keys(list(data.keys), config.split, config.seed)
