@@ -54,25 +54,29 @@ def synthetic_sample(index: int, height: int, width: int, num_classes: int, seed
     """Sample ``index`` of the synthetic dataset ``seed``.
 
     Returns ``image (H, W, in_channels) float32 in [0, 1]``, ``semantic (H, W) int64`` (0 = background,
-    class ``k`` = shape type ``k - 1``) and ``instances (H, W) int32`` (0 = background, 1..K one id per
-    visible shape, numbered in drawing order; a shape hidden entirely by later ones gets no id).
-    Each class has one colour for the whole dataset; each shape varies it slightly (sd 0.05) and
-    pixel noise (sd 0.05) is added, so the class is told by colour and shape together.
+    class ``k`` = shape type ``k - 1``: disk, rectangle, triangle, ellipse, ...) and ``instances (H, W)
+    int32`` (0 = background, 1..K one id per visible shape, numbered in drawing order; a shape hidden
+    entirely by later ones gets no id). Every shape gets a random colour at least 0.25 away from the
+    image's background colour in some channel, and pixel noise (sd 0.08) is added: the class is told
+    by shape, not by colour (unlike ``synthetic_batch``), so a network has to segment, not threshold.
     """
     if not 0 <= index:
         raise ValueError(f"index must be >= 0, got {index}")
-    palette = np.random.default_rng([seed, 0]).uniform(0.1, 1.0, size=(num_classes, in_channels))
-    rng = np.random.default_rng([seed, 1, index])
+    rng = np.random.default_rng([seed, index])
     semantic = np.zeros((height, width), dtype=np.int64)
     instances = np.zeros((height, width), dtype=np.int32)
-    colours = [palette[0]]
+    background = rng.uniform(0.0, 1.0, size=in_channels)
+    colours = [background]
     for cls in range(1, num_classes):
         for _ in range(int(rng.integers(1, 3))):
             rr, cc = _draw(cls - 1, rng, height, width)
             semantic[rr, cc] = cls
             instances[rr, cc] = len(colours)
-            colours.append(palette[cls] + rng.normal(0.0, 0.05, size=in_channels))
-    image = np.asarray(colours)[instances] + rng.normal(0.0, 0.05, size=(height, width, in_channels))
+            colour = rng.uniform(0.0, 1.0, size=in_channels)
+            while np.abs(colour - background).max() < 0.25:
+                colour = rng.uniform(0.0, 1.0, size=in_channels)
+            colours.append(colour)
+    image = np.asarray(colours)[instances] + rng.normal(0.0, 0.08, size=(height, width, in_channels))
     visible = np.union1d([0], instances)
     renumber = np.zeros(len(colours), dtype=np.int32)
     renumber[visible] = np.arange(len(visible), dtype=np.int32)

@@ -156,7 +156,8 @@ def prepare_data(config: TrainConfig, split_file: Path, resume: bool = False, pr
         data = synthetic_dataset(config.synthetic_samples, size, config.synthetic_classes, config.seed)
         num_labels = config.synthetic_classes
     else:
-        samples, skipped = (find_ph2 if name == "ph2" else find_mads)(folder, skip_bad=config.skip_bad)
+        samples, found_bad = (find_ph2 if name == "ph2" else find_mads)(folder, skip_bad=config.skip_bad)
+        skipped.problems.extend(found_bad)
         data = load_samples(samples, size, skipped, config.mask_threshold, progress)
         num_labels = 2
         for problem in skipped.problems:
