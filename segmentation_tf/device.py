@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import keras
 import tensorflow as tf
 
 DEVICES = ("cpu", "cuda")
@@ -25,3 +28,16 @@ def set_tf32(enabled: bool) -> None:
 def tf32_state() -> str:
     """What TF32 is set to, for reports."""
     return f"tf tensor_float_32_execution={tf.config.experimental.tensor_float_32_execution_enabled()}"
+
+
+@contextlib.contextmanager
+def precision(dtype: str):
+    """Build (and run) Keras layers, losses and optimisers in ``dtype`` ("float32" or "float64")."""
+    previous = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(previous[0])
+        keras.config.set_dtype_policy(previous[1])

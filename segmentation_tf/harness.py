@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from segmentation_tf.device import resolve_device
+from segmentation_tf.device import precision, resolve_device
 from segmentation_tf import losses as tf_losses
 from segmentation_tf.optimizers import build_optimizer
 from segmentation_tf.registry import build_model
@@ -47,26 +47,13 @@ def _nchw(t) -> np.ndarray:
     return np.transpose(keras.ops.convert_to_numpy(t), (0, 3, 1, 2))
 
 
-@contextlib.contextmanager
-def _precision(dtype: str):
-    """Build and run Keras layers, losses and optimisers in ``dtype`` ("float32" or "float64")."""
-    previous = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx(dtype)
-    keras.config.set_dtype_policy(dtype)
-    try:
-        yield
-    finally:
-        keras.config.set_floatx(previous[0])
-        keras.config.set_dtype_policy(previous[1])
-
-
 def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
                   settings: TraceSettings, device: str = "cpu", dtype: str = "float32") -> dict:
     """Every quantity of ``shared.trace`` for ``spec`` with ``weights`` on ``images (N, C, H, W)``.
 
     ``dtype="float64"`` runs everything in double precision (results are returned as float64).
     """
-    with tf.device(resolve_device(device)), _precision(dtype):
+    with tf.device(resolve_device(device)), precision(dtype):
         model = build_model(spec.name, **spec.options())
         x = tf.constant(np.transpose(images, (0, 2, 3, 1)).astype(dtype))
         y = tf.constant(np.asarray(labels, dtype=np.int64))
@@ -110,7 +97,7 @@ def loss_trace(losses: dict, target: np.ndarray, dtype: str = "float32") -> dict
     """``loss_<name>`` and ``grad_logits_<name>`` (``shared.trace``) of each ``name: (class_name, kwargs,
     input (N, C, H, W))`` (``shared.losses.report_inputs``) against ``target``, computed in ``dtype``."""
     trace = {}
-    with _precision(dtype):
+    with precision(dtype):
         y = tf.constant(np.asarray(target))
         for name, (class_name, kwargs, inputs) in losses.items():
             x = tf.constant(np.transpose(inputs, (0, 2, 3, 1)).astype(dtype))
@@ -156,7 +143,7 @@ def kink_margin(spec, weights: dict[str, np.ndarray], images: np.ndarray) -> flo
     """``shared.kinks.kink_margin`` of a training-mode forward pass, run in float64 and float32."""
     records = {}
     for dtype in ("float64", "float32"):
-        with _precision(dtype), _record_kink_inputs() as record:
+        with precision(dtype), _record_kink_inputs() as record:
             model = from_canonical(build_model(spec.name, **spec.options()), weights)
             model(np.transpose(np.asarray(images, dtype=dtype), (0, 2, 3, 1)), training=True)
         records[dtype] = record

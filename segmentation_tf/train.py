@@ -10,7 +10,6 @@ comparison wants.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -20,19 +19,16 @@ import tensorflow as tf
 
 from segmentation_tf import losses
 from segmentation_tf.data import make_loader
-from segmentation_tf.device import resolve_device
+from segmentation_tf.device import precision, resolve_device
 from segmentation_tf.metrics import MeanDice, MeanIoU, PixelAccuracy, predicted_labels
 from segmentation_tf.optimizers import build_optimizer, load_optimizer_state, optimizer_state
 from segmentation_tf.registry import build_model
 from segmentation_tf.weights import from_canonical, load_weights, to_canonical
 from shared.data.dataset import batch_indices
 from shared.losses import build
-from shared.plots import plot_learning_curves, plot_predictions
+from shared.plots import plot_run
 from shared.runs import RunFolder
 from shared.training import METRICS, TrainConfig, TrainData, epoch_row, loss_description, prepare_data
-
-PREVIEW = 6  # validation images in predictions.png
-
 
 def build_run(config: TrainConfig, num_outputs: int) -> tuple[keras.Model, keras.optimizers.Optimizer, keras.losses.Loss]:
     """Model (seeded by ``config.seed``, or ``config.init_weights``), optimiser and loss of a run."""
@@ -65,11 +61,13 @@ class _SaveEpoch(keras.callbacks.Callback):
                             optimizer_state(self.model, self.model.optimizer, step), self.model.spec)
 
 
-def train_steps(config: TrainConfig, data: TrainData, steps: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def train_steps(config: TrainConfig, data: TrainData, steps: int,
+                dtype: str = "float32") -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``steps`` optimiser steps over the run's batch order (epoch after epoch), from ``build_run``'s
-    model; returns each step's training loss (before its update) and the final canonical weights.
-    ``train_on_batch`` resets the loss tracker first, so it returns that batch's loss."""
-    with tf.device(resolve_device(config.device)):
+    model built in ``dtype``; returns each step's training loss (before its update) and the final
+    canonical weights (float32). ``train_on_batch`` resets the loss tracker first, so it returns that
+    batch's loss; the layers cast the float32 batches to their own dtype."""
+    with tf.device(resolve_device(config.device)), precision(dtype):
         model, optimizer, loss_fn = build_run(config, config.outputs())
         model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)
         step_losses = []
@@ -113,8 +111,5 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
                   validation_data=make_loader(data.val, config.batch_size, 0, shuffle=False),
                   callbacks=[_SaveEpoch(run, rows, config.lr, progress)], verbose=1 if progress else 0)
         run.save_final(to_canonical(model), model.spec)
-        title = f"{config.arch}, tf, {config.data}"
-        plot_learning_curves(rows, run.out / "learning_curves.png", title)
-        inputs, masks = data.val.batch(np.arange(min(PREVIEW, len(data.val))), epoch=0)
-        plot_predictions(data.val.images[:PREVIEW], masks, predict_labels(model, inputs), run.out / "predictions.png", title)
+        plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images), f"{config.arch}, tf, {config.data}")
     return rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 DEVICES = ("cpu", "cuda")
@@ -26,3 +28,14 @@ def tf32_state() -> str:
     """What TF32 is set to, for reports."""
     return (f"torch matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}, "
             f"cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}")
+
+
+@contextlib.contextmanager
+def precision(dtype: str):
+    """Build torch modules in ``dtype`` ("float32" or "float64"): the default dtype inside the block."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)

@@ -19,19 +19,16 @@ from tqdm import tqdm
 
 from segmentation_torch import losses
 from segmentation_torch.data import make_loader
-from segmentation_torch.device import resolve_device
+from segmentation_torch.device import precision, resolve_device
 from segmentation_torch.metrics import ConfusionMatrix, predicted_labels
 from segmentation_torch.optimizers import build_optimizer, load_optimizer_state, optimizer_state
 from segmentation_torch.registry import build_model
 from segmentation_torch.weights import from_canonical, load_weights, to_canonical
 from shared import metrics
 from shared.losses import build
-from shared.plots import plot_learning_curves, plot_predictions
+from shared.plots import plot_run
 from shared.runs import RunFolder
 from shared.training import TrainConfig, TrainData, epoch_row, loss_description, prepare_data
-
-PREVIEW = 6  # validation images in predictions.png
-
 
 def build_run(config: TrainConfig, num_outputs: int) -> tuple[nn.Module, torch.optim.Optimizer, nn.Module]:
     """Model (seeded by ``config.seed``, or ``config.init_weights``), optimiser and loss of a run."""
@@ -73,10 +70,13 @@ def _run_epoch(model: nn.Module, loss_fn: nn.Module, loader, num_labels: int,
             "accuracy": metrics.pixel_accuracy(cm)}
 
 
-def train_steps(config: TrainConfig, data: TrainData, steps: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def train_steps(config: TrainConfig, data: TrainData, steps: int,
+                dtype: str = "float32") -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``steps`` optimiser steps over the run's batch order (epoch after epoch), from ``build_run``'s
-    model; returns each step's training loss (before its update) and the final canonical weights."""
-    model, optimizer, loss_fn = build_run(config, config.outputs())
+    model built in ``dtype``; returns each step's training loss (before its update) and the final
+    canonical weights (float32)."""
+    with precision(dtype):
+        model, optimizer, loss_fn = build_run(config, config.outputs())
     model.train()
     device = next(model.parameters()).device
     step_losses = []
@@ -84,7 +84,7 @@ def train_steps(config: TrainConfig, data: TrainData, steps: int) -> tuple[np.nd
         for images, masks in make_loader(data.train, config.batch_size, epoch, shuffle=True):
             if len(step_losses) == steps:
                 return np.asarray(step_losses), to_canonical(model)
-            loss = loss_fn(model(images.to(device)), masks.to(device))
+            loss = loss_fn(model(images.to(device, getattr(torch, dtype))), masks.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -126,8 +126,5 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
         if progress:
             print(f"epoch {epoch + 1}: val_loss {rows[-1]['val_loss']:.4f}, val_iou {rows[-1]['val_iou']:.4f}", file=sys.stderr)
     run.save_final(to_canonical(model), model.spec)
-    title = f"{config.arch}, torch, {config.data}"
-    plot_learning_curves(rows, run.out / "learning_curves.png", title)
-    inputs, masks = data.val.batch(np.arange(min(PREVIEW, len(data.val))), epoch=0)
-    plot_predictions(data.val.images[:PREVIEW], masks, predict_labels(model, inputs), run.out / "predictions.png", title)
+    plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images), f"{config.arch}, torch, {config.data}")
     return rows

@@ -132,20 +132,23 @@ def _compare_train(args: argparse.Namespace) -> int:
 
     try:
         config = _config(args, "torch")
-        result = compare.compare_train(config, args.steps, args.out, progress=not args.quiet)
+        dtype = "float64" if args.float64 else "float32"
+        result = compare.compare_train(config, args.steps, args.out, dtype=dtype, progress=not args.quiet)
     except _errors() as error:
         print(f"segparity compare-train: error: {error}", file=sys.stderr)
         return 2
     print(compare.summary_table(result))
-    first = result.first_step_above(compare.SGD_RTOL)
-    print(f"max relative loss difference over {args.steps} steps: {result.relative().max():.2e}; first step above "
-          f"rtol {compare.SGD_RTOL:g}: {first or 'none'}; max |tf - torch| of the weights after the last step: "
-          f"{result.weight_diff:.2e}")
+    print(f"{dtype}, {args.steps} steps: max relative loss difference {result.relative().max():.2e}; first step "
+          f"above 1e-4: {result.first_step_above(1e-4) or 'none'}, above 1e-3: {result.first_step_above(1e-3) or 'none'}; "
+          f"max |tf - torch| of the weights after the last step: {result.weight_diff:.2e}")
+    outside = result.first_step_outside()
+    if result.reference_loss is not None:
+        print(f"torch's own float32 drift (against torch float64) reaches {result.floor().max():.2e}; "
+              f"first step where tf - torch exceeds {compare.SGD_RTOL:g} + 2 x that drift: {outside or 'none'}")
     print(f"steps.csv, loss_curves.png and init.safetensors in {args.out}")
-    within = first is None or first > min(args.steps, compare.SGD_STEPS)
-    if config.optimizer == "sgd" and not within:
-        print(f"FAIL: plain SGD must agree within rtol {compare.SGD_RTOL:g} for the first {compare.SGD_STEPS} steps "
-              f"(docs/training.md)")
+    if config.optimizer == "sgd" and outside is not None and outside <= compare.SGD_STEPS:
+        print(f"FAIL: with SGD, tf must stay within {compare.SGD_RTOL:g} + 2 x torch's float32 drift for the first "
+              f"{compare.SGD_STEPS} steps (docs/training.md)")
         return 1
     return 0
 
@@ -204,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare-train", help="train in both frameworks from the same weights on the same batches")
     _add_run_arguments(compare)
     compare.add_argument("--steps", type=int, default=50, help="optimiser steps (default 50)")
+    compare.add_argument("--float64", action="store_true", help="run both frameworks in float64 (no float32 drift)")
     compare.set_defaults(run=_compare_train)
     return parser
 

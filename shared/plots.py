@@ -48,7 +48,7 @@ def plot_learning_curves(rows: list[dict[str, Any]], path: str | Path, title: st
     return _save(figure, path)
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.6) -> np.ndarray:
     """``image (H, W, 3)`` in [0, 1] with each foreground label tinted its own colour."""
     colours = np.array([[0, 0, 0], [1, 0.1, 0.1], [0.1, 0.9, 0.1], [0.2, 0.4, 1], [1, 0.9, 0], [1, 0, 1],
                         [0, 1, 1]], dtype=np.float32)
@@ -76,15 +76,28 @@ def plot_predictions(images: np.ndarray, masks: np.ndarray, predictions: np.ndar
     return _save(figure, path)
 
 
-def plot_loss_comparison(steps: np.ndarray, torch_loss: np.ndarray, tf_loss: np.ndarray, path: str | Path,
-                         title: str) -> Path:
-    """Both frameworks' per-step training loss (top) and their absolute difference, log scale (bottom)."""
+def plot_loss_comparison(result, path: str | Path, title: str) -> Path:
+    """Both frameworks' per-step training loss (top); their relative difference, torch's own float32
+    drift and the allowed bound, log scale (bottom). ``result`` is a ``shared.compare.Comparison``."""
     plt = _pyplot()
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    top.plot(steps, torch_loss, "-", label="torch")
-    top.plot(steps, tf_loss, "--", label="tf (Keras)")
+    top.plot(result.steps, result.torch_loss, "-", label="torch")
+    top.plot(result.steps, result.tf_loss, "--", label="tf (Keras)")
     top.set(ylabel="training loss", title=title)
     top.legend()
-    bottom.semilogy(steps, np.maximum(np.abs(np.asarray(torch_loss) - np.asarray(tf_loss)), 1e-12), "-", color="C3")
-    bottom.set(xlabel="step", ylabel="|torch - tf|")
+    bottom.semilogy(result.steps, np.maximum(result.relative(), 1e-12), "-", color="C3", label="|tf - torch| / |torch|")
+    if result.reference_loss is not None:
+        bottom.semilogy(result.steps, np.maximum(result.floor(), 1e-12), "-", color="C7", alpha=0.7,
+                        label="torch float32 vs float64")
+        bottom.semilogy(result.steps, result.allowed(), ":", color="k", label="allowed (SGD)")
+    bottom.set(xlabel="step", ylabel="relative difference")
+    bottom.legend(fontsize=8)
     return _save(figure, path)
+
+
+def plot_run(out: str | Path, rows: list[dict[str, Any]], val, predict, title: str, preview: int = 6) -> None:
+    """``learning_curves.png`` and ``predictions.png`` of a finished run in ``out``: ``val`` is the
+    validation ``ArrayDataset``, ``predict(images (N, H, W, C)) -> labels (N, H, W)`` the framework's."""
+    plot_learning_curves(rows, Path(out) / "learning_curves.png", title)
+    inputs, masks = val.batch(np.arange(min(preview, len(val))), epoch=0)
+    plot_predictions(val.images[:preview], masks, predict(inputs), Path(out) / "predictions.png", title)

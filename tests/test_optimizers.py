@@ -83,3 +83,43 @@ def test_pitfall_adam_first_step_conditioning():
             opt.step()
         result = compare(b.w.detach().numpy(), a.w.detach().numpy())
         assert result.passed == should_pass, (eps, result)
+
+
+def test_pitfall_keras_sgd_momentum_convention():
+    """Keras SGD keeps ``m = momentum*m - lr*g`` (the lr inside the buffer), torch ``b = momentum*b + g``.
+    With a constant lr they step alike; once the lr changes (a schedule, or a run resumed with another
+    lr) the stock Keras optimiser still carries the old lr in its buffer. segparity's keeps torch's b."""
+    rng = np.random.default_rng(3)
+    w0, g1, g2 = (rng.normal(size=(4, 3)).astype(np.float32) for _ in range(3))
+
+    def two_steps(model, optimizer, set_lr, step):
+        step(model, optimizer, g1)
+        set_lr(optimizer, 0.01)
+        step(model, optimizer, g2)
+
+    def torch_step(model, optimizer, g):
+        model.w.grad = torch.from_numpy(g.copy())
+        optimizer.step()
+
+    def keras_step(model, optimizer, g):
+        optimizer.apply_gradients([(keras.ops.convert_to_tensor(g), model.w)])
+
+    def torch_lr(optimizer, lr):
+        optimizer.param_groups[0]["lr"] = lr
+
+    def keras_lr(optimizer, lr):
+        optimizer.learning_rate = lr
+
+    tm = _TorchParams(w0)
+    two_steps(tm, build_torch(tm, "sgd", lr=0.1, momentum=0.9), torch_lr, torch_step)
+    expected = w0 - 0.1 * g1 - 0.01 * (0.9 * g1 + g2)
+    assert np.allclose(tm.w.detach().numpy(), expected, atol=1e-6)
+    results = {}
+    for label, make in (("fixed", lambda m: build_keras(m, "sgd", lr=0.1, momentum=0.9)),
+                        ("naive", lambda m: keras.optimizers.SGD(learning_rate=0.1, momentum=0.9))):
+        km = _KerasParams(w0)
+        two_steps(km, make(km), keras_lr, keras_step)
+        results[label] = compare(tm.w.detach().numpy(), keras.ops.convert_to_numpy(km.w), rtol=1e-5, atol=1e-6)
+    assert results["fixed"].passed, results["fixed"]
+    assert not results["naive"].passed  # off by 0.9 * (0.1 - 0.01) * g1
+    assert results["naive"].max_abs > 0.05
