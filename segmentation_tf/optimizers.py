@@ -58,15 +58,19 @@ class _TorchAdam(keras.optimizers.Adam):
         gradient = ops.cast(gradient, variable.dtype)
         if self.l2:
             gradient = gradient + self.l2 * variable
-        step = ops.cast(self.iterations + 1, variable.dtype)
-        bias_correction1 = 1 - ops.power(ops.cast(self.beta_1, variable.dtype), step)
-        bias_correction2 = 1 - ops.power(ops.cast(self.beta_2, variable.dtype), step)
+        # Bias corrections in float64, then rounded once, as torch computes them in Python floats.
+        # (ops.cast(0.999, "float64") would round 0.999 to float32 first: pitfall keras_cast_python_float.)
+        step = ops.cast(self.iterations + 1, "float64")
+        bias_correction1 = 1 - ops.power(ops.convert_to_tensor(self.beta_1, dtype="float64"), step)
+        bias_correction2 = 1 - ops.power(ops.convert_to_tensor(self.beta_2, dtype="float64"), step)
+        step_size = ops.cast(ops.cast(lr, "float64") / bias_correction1, variable.dtype)
+        bias_correction2_sqrt = ops.cast(ops.sqrt(bias_correction2), variable.dtype)
         m = self._momentums[self._get_variable_index(variable)]
         v = self._velocities[self._get_variable_index(variable)]
         self.assign_add(m, (gradient - m) * (1 - self.beta_1))
         self.assign(v, v * self.beta_2 + ops.square(gradient) * (1 - self.beta_2))
-        denom = ops.sqrt(v) / ops.sqrt(bias_correction2) + self.epsilon
-        self.assign_sub(variable, (lr / bias_correction1) * m / denom)
+        denom = ops.sqrt(v) / bias_correction2_sqrt + self.epsilon
+        self.assign_sub(variable, step_size * m / denom)
 
 
 def build_optimizer(model: keras.Model, name: str, *, lr: float, momentum: float = 0.0,

@@ -30,6 +30,7 @@ from shared.plots import plot_run
 from shared.runs import RunFolder
 from shared.training import METRICS, TrainConfig, TrainData, epoch_row, loss_description, prepare_data
 
+
 def build_run(config: TrainConfig, num_outputs: int) -> tuple[keras.Model, keras.optimizers.Optimizer, keras.losses.Loss]:
     """Model (seeded by ``config.seed``, or ``config.init_weights``), optimiser and loss of a run."""
     keras.utils.set_random_seed(config.seed)

@@ -30,6 +30,7 @@ from shared.plots import plot_run
 from shared.runs import RunFolder
 from shared.training import TrainConfig, TrainData, epoch_row, loss_description, prepare_data
 
+
 def build_run(config: TrainConfig, num_outputs: int) -> tuple[nn.Module, torch.optim.Optimizer, nn.Module]:
     """Model (seeded by ``config.seed``, or ``config.init_weights``), optimiser and loss of a run."""
     torch.manual_seed(config.seed)
@@ -44,7 +45,7 @@ def build_run(config: TrainConfig, num_outputs: int) -> tuple[nn.Module, torch.o
 
 
 def _run_epoch(model: nn.Module, loss_fn: nn.Module, loader, num_labels: int,
-              optimizer: torch.optim.Optimizer | None = None, desc: str = "") -> dict[str, float]:
+               optimizer: torch.optim.Optimizer | None = None, desc: str = "") -> dict[str, float]:
     """One pass over ``loader``: training (with ``optimizer``) or evaluation (without); returns mean
     loss and ``shared.training.METRICS`` over the pass."""
     device = next(model.parameters()).device
@@ -117,9 +118,9 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
         start = time.perf_counter()
         loader = make_loader(data.train, config.batch_size, epoch, shuffle=True)
         train_scores = _run_epoch(model, loss_fn, loader, data.num_labels, optimizer,
-                                 desc=f"epoch {epoch + 1}/{config.epochs}" if progress else "")
+                                  desc=f"epoch {epoch + 1}/{config.epochs}" if progress else "")
         val_scores = _run_epoch(model, loss_fn, make_loader(data.val, config.batch_size, 0, shuffle=False),
-                               data.num_labels)
+                                data.num_labels)
         step += len(loader)
         rows.append(epoch_row(epoch, train_scores, val_scores, config.lr, time.perf_counter() - start))
         run.save_epoch(rows, step, to_canonical(model), optimizer_state(model, optimizer, step), model.spec)

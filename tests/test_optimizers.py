@@ -123,3 +123,32 @@ def test_pitfall_keras_sgd_momentum_convention():
     assert results["fixed"].passed, results["fixed"]
     assert not results["naive"].passed  # off by 0.9 * (0.1 - 0.01) * g1
     assert results["naive"].max_abs > 0.05
+
+
+def test_pitfall_keras_cast_python_float():
+    """``keras.ops.cast(0.999, "float64")`` makes a float32 tensor of the Python float first: 0.999 becomes
+    0.9990000128746033, and Adam's ``1 - beta_2 ** t`` is then off by 1.3e-5 relative at step 1 (a 6.4e-6
+    relative error in every early step, in float32 and float64 alike). torch computes its bias corrections
+    in Python floats; segparity's Keras Adam computes them in float64 from ``convert_to_tensor(beta,
+    dtype="float64")``, so in float64 it equals torch's Adam to rounding."""
+    from keras import ops
+
+    from segmentation_tf.device import precision
+
+    assert float(ops.cast(0.999, "float64")) == float(np.float32(0.999)) != 0.999  # the trap
+    assert float(ops.convert_to_tensor(0.999, dtype="float64")) == 0.999  # the fix
+    rng = np.random.default_rng(5)
+    w0 = rng.normal(size=(200,))
+    grads = [rng.normal(size=(200,)) * 10.0 ** rng.uniform(-6, 0, size=200) for _ in range(3)]
+    tm = _TorchParams(w0)
+    t_opt = build_torch(tm, "adam", lr=1e-3)
+    with precision("float64"):
+        km = _KerasParams(w0)
+        k_opt = build_keras(km, "adam", lr=1e-3)
+    for g in grads:
+        tm.w.grad = torch.from_numpy(g.copy())
+        t_opt.step()
+        k_opt.apply_gradients([(ops.convert_to_tensor(g), km.w)])
+    moved = tm.w.detach().numpy() - w0
+    gap = np.abs(keras.ops.convert_to_numpy(km.w) - tm.w.detach().numpy()).max() / np.abs(moved).max()
+    assert km.w.dtype == "float64" and gap < 1e-12, gap  # with the trap, 6.7e-6

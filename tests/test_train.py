@@ -46,9 +46,9 @@ def test_run_folder_holds_metrics_checkpoints_and_plots(tmp_path, framework):
 def test_resume_continues_exactly(tmp_path, framework, optimizer):
     kwargs = dict(optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0, lr=0.01, weight_decay=1e-4)
     trainer = TRAINERS[framework]
-    whole = trainer.train(_config(framework, epochs=3, **kwargs), tmp_path / "whole", progress=False)
+    whole = trainer.train(_config(framework, epochs=2, **kwargs), tmp_path / "whole", progress=False)
     trainer.train(_config(framework, epochs=1, **kwargs), tmp_path / "parts", progress=False)
-    resumed = trainer.train(_config(framework, epochs=3, **kwargs), tmp_path / "parts", resume=True, progress=False)
+    resumed = trainer.train(_config(framework, epochs=2, **kwargs), tmp_path / "parts", resume=True, progress=False)
     a, _ = read_checkpoint(tmp_path / "whole" / "weights.safetensors")
     b, _ = read_checkpoint(tmp_path / "parts" / "weights.safetensors")
     assert all(np.array_equal(a[key], b[key]) for key in a)  # bit for bit
