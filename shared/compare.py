@@ -78,6 +78,8 @@ def compare_train(config: TrainConfig, steps: int, out: str | Path, dtype: str =
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     out = Path(out)
+    if (out / "config.json").exists():
+        raise ValueError(f"{out} holds a training run (config.json); choose another --out for compare-train")
     out.mkdir(parents=True, exist_ok=True)
     data = prepare_data(config, out / "split.json", progress=progress)
     torch_train = importlib.import_module("segmentation_torch.train")

@@ -95,12 +95,15 @@ class RunFolder:
         pointer = self.checkpoints / "latest.json"
         if not pointer.is_file():
             return None
-        folder = self.checkpoints / json.loads(pointer.read_text())["checkpoint"]
-        state = json.loads((folder / "state.json").read_text())
-        weights, _ = read_checkpoint(folder / "weights.safetensors")
-        with safe_open(str(folder / "optimizer.safetensors"), framework="numpy") as handle:
-            optimizer = {key: handle.get_tensor(key) for key in handle.keys()}
-        return Checkpoint(state["epoch"], state["step"], state["rows"], weights, optimizer)
+        try:
+            folder = self.checkpoints / json.loads(pointer.read_text())["checkpoint"]
+            state = json.loads((folder / "state.json").read_text())
+            weights, _ = read_checkpoint(folder / "weights.safetensors")
+            with safe_open(str(folder / "optimizer.safetensors"), framework="numpy") as handle:
+                optimizer = {key: handle.get_tensor(key) for key in handle.keys()}
+            return Checkpoint(state["epoch"], state["step"], state["rows"], weights, optimizer)
+        except Exception as error:  # a checkpoint damaged by hand (ours are written atomically)
+            raise RunError(f"--resume: the checkpoint named in {pointer} cannot be read: {error}") from error
 
     def save_epoch(self, rows: list[dict[str, Any]], step: int, weights: dict[str, np.ndarray],
                    optimizer: dict[str, np.ndarray], spec) -> None:

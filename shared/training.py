@@ -20,6 +20,7 @@ from shared.data.ph2 import find_ph2
 from shared.data.preprocess import Augment
 from shared.data.samples import DatasetError, Skipped
 from shared.data.splits import load_split, save_split, split_keys
+from shared.geometry import nearest_sizes
 from shared.specs import make_spec
 
 FRAMEWORKS = ("torch", "tf")
@@ -78,9 +79,19 @@ class TrainConfig:
             raise ValueError(f"synthetic_classes must be >= 2 (background and one shape), got {self.synthetic_classes}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise ValueError(f"momentum must be in [0, 1) and weight_decay >= 0, got {self.momentum!r}, {self.weight_decay!r}")
         parse_data(self.data)
         loss_description(self)
-        make_spec(self.arch, in_channels=3, num_classes=self.outputs(), preset=self.preset, **self.model_options)
+        spec = make_spec(self.arch, in_channels=3, num_classes=self.outputs(), preset=self.preset, **self.model_options)
+        out = spec.output_size(self.image_size)
+        if out is None:
+            nearest = ", ".join(map(str, nearest_sizes(self.image_size, spec.output_size)))
+            raise ValueError(f"image_size {self.image_size} cannot go through {spec.describe()}: it needs "
+                             f"{spec.size_rule()}; nearest valid sizes: {nearest}")
+        if out != self.image_size:
+            raise ValueError(f"{spec.describe()} maps {self.image_size}x{self.image_size} images to {out}x{out} logits; "
+                             f"training needs logits the size of the mask (use padding='same')")
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "split": list(self.split)}
@@ -112,7 +123,7 @@ def differences(stored: dict[str, Any], config: TrainConfig) -> list[str]:
     """Settings of ``config`` that differ from a stored run's (``epochs`` and ``device`` may change on resume)."""
     now = json.loads(json.dumps(config.to_dict()))
     return [f"{key}: stored {stored.get(key)!r}, now {now[key]!r}" for key in now
-            if key not in ("epochs", "device", "framework") and stored.get(key) != now[key]]
+            if key not in ("epochs", "device") and stored.get(key) != now[key]]
 
 
 def parse_data(text: str) -> tuple[str, Path | None]:

@@ -102,6 +102,12 @@ def test_config_errors_name_the_argument():
         make_config("torch", "unet", data="ph3:/x")
     with pytest.raises(ValueError, match="batch_size"):
         make_config("torch", "unet", batch_size=0)
+    with pytest.raises(ValueError, match="image_size 60 cannot go through unet.*nearest valid sizes: 48, 64"):
+        make_config("torch", "unet", image_size=60)
+    with pytest.raises(ValueError, match="training needs logits the size of the mask"):
+        make_config("torch", "unet", image_size=572, model_options={"padding": "valid"})
+    with pytest.raises(ValueError, match="momentum"):
+        make_config("torch", "unet", optimizer="sgd", momentum=1.5)
 
 
 def test_lesson_preset_sets_the_lessons_training():
@@ -152,3 +158,16 @@ def test_optimizer_state_moves_between_frameworks(optimizer):
     assert sorted(exported) == sorted(reference)
     assert max(float(np.abs(exported[k] - reference[k]).max()) for k in reference) < 1e-5
     keras.backend.clear_session()
+
+
+def test_damaged_checkpoint_and_compare_into_a_run_folder_are_named(tmp_path):
+    from shared.compare import compare_train
+
+    config = _config("torch", epochs=1)
+    torch_train.train(config, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="holds a training run"):
+        compare_train(config, 2, tmp_path, progress=False)
+    assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 1  # untouched
+    (tmp_path / "checkpoints" / "epoch_0001" / "optimizer.safetensors").write_bytes(b"garbage")
+    with pytest.raises(RunError, match="latest.json cannot be read"):
+        torch_train.train(_config("torch", epochs=2), tmp_path, resume=True, progress=False)
