@@ -26,6 +26,12 @@ OPTIMIZERS = ("sgd", "adam")
 SLOTS = {"sgd": ("momentum_buffer",), "adam": ("exp_avg", "exp_avg_sq")}
 
 
+def _coupled_gradient(gradient, variable, l2: float):
+    """The gradient in the variable's dtype, plus torch's coupled L2 term ``l2 * w``."""
+    gradient = ops.cast(gradient, variable.dtype)
+    return gradient + l2 * variable if l2 else gradient
+
+
 class _TorchSGD(keras.optimizers.SGD):
     """SGD with torch's update: ``b = momentum * b + g; w -= lr * b`` (``b = g`` on the first step, as
     torch's zero-initialised buffer gives too), with torch's coupled L2 ``weight_decay``."""
@@ -35,15 +41,12 @@ class _TorchSGD(keras.optimizers.SGD):
         self.l2 = l2
 
     def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
-        if self.l2:
-            gradient = gradient + self.l2 * variable
+        gradient = _coupled_gradient(gradient, variable, self.l2)
         if self.momentum:
             buffer = self.momentums[self._get_variable_index(variable)]
             self.assign(buffer, buffer * self.momentum + gradient)
             gradient = buffer
-        self.assign_sub(variable, lr * gradient)
+        self.assign_sub(variable, ops.cast(learning_rate, variable.dtype) * gradient)
 
 
 class _TorchAdam(keras.optimizers.Adam):
@@ -54,16 +57,13 @@ class _TorchAdam(keras.optimizers.Adam):
         self.l2 = l2
 
     def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
-        if self.l2:
-            gradient = gradient + self.l2 * variable
+        gradient = _coupled_gradient(gradient, variable, self.l2)
         # Bias corrections in float64, then rounded once, as torch computes them in Python floats.
         # (ops.cast(0.999, "float64") would round 0.999 to float32 first: pitfall keras_cast_python_float.)
         step = ops.cast(self.iterations + 1, "float64")
         bias_correction1 = 1 - ops.power(ops.convert_to_tensor(self.beta_1, dtype="float64"), step)
         bias_correction2 = 1 - ops.power(ops.convert_to_tensor(self.beta_2, dtype="float64"), step)
-        step_size = ops.cast(ops.cast(lr, "float64") / bias_correction1, variable.dtype)
+        step_size = ops.cast(ops.cast(learning_rate, "float64") / bias_correction1, variable.dtype)
         bias_correction2_sqrt = ops.cast(ops.sqrt(bias_correction2), variable.dtype)
         m = self._momentums[self._get_variable_index(variable)]
         v = self._velocities[self._get_variable_index(variable)]
