@@ -1,0 +1,34 @@
+"""What is timed: one configuration per architecture (input size and batch stated), and the modes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Case:
+    arch: str
+    options: dict[str, Any] = field(default_factory=dict)  # build_model options (in_channels, num_classes, ...)
+    batch: int = 8
+    size: int = 64  # square input, H = W
+
+    def label(self) -> str:
+        return f"{self.arch} {self.batch}x{self.options.get('in_channels', 3)}x{self.size}x{self.size}"
+
+
+FULL = (
+    Case("unet", dict(in_channels=3, num_classes=3, base_channels=32, depth=4), batch=8, size=128),
+    Case("segnet", dict(preset="lesson"), batch=8, size=128),
+    Case("fcn", dict(in_channels=3, num_classes=21, variant="8s", encoder=((32,), (64,), (128,), (128,), (128,)),
+                     fc_channels=256), batch=8, size=128),
+    Case("deeplabv3plus", dict(in_channels=3, num_classes=21), batch=8, size=128),
+)
+QUICK = (Case("unet", dict(in_channels=3, num_classes=3, base_channels=8, depth=3), batch=4, size=64),)
+
+TASKS = ("forward", "train_step")
+MODES = {
+    "torch": ("eager", "channels_last", "compile"),
+    "tf": ("eager", "function", "xla", "fit"),  # "fit": model.fit's compiled train step (train_on_batch)
+}
+QUICK_MODES = {"torch": ("eager", "channels_last"), "tf": ("function", "fit")}
