@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = report.with_rates(rows)
     peaks = report.gemm_peaks(rows)
     header += " fp32 GEMM peak: " + ", ".join(f"{fw} {gf:.1f} GFLOP/s" for fw, gf in peaks.items()) + "."
+    tf32 = "; ".join(r["tf32"] for r in rows if r["task"] == "gemm" and r.get("tf32"))
+    header += f" TF32 left at the frameworks' defaults (speed mode; it only acts on GPUs): {tf32}."
     text = report.markdown(rows, header)
     print(text)
     print(f"{len(rows)} measurements in {time.perf_counter() - start:.0f} s")

@@ -19,7 +19,8 @@ def run(request: dict) -> dict:
     framework, task = request["framework"], request["task"]
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     modes = importlib.import_module(f"benchmarks.{framework}_modes")
-    row = {**request, "threads": modes.threads(request["threads"])}
+    device = importlib.import_module(f"segmentation_{framework}.device")
+    row = {**request, "threads": modes.threads(request["threads"]), "tf32": device.tf32_state()}
     try:
         if task == "gemm":
             timing = modes.gemm(request["n"], request["warmup"], request["repeats"], request["device"])

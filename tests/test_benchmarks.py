@@ -44,3 +44,12 @@ def test_best_modes_and_ratio():
     assert summary["torch"]["mode"] == "channels_last" and summary["tf"]["mode"] == "function"
     assert summary["slower"] == "tf" and summary["ratio"] == pytest.approx(1.5)
     assert rows[2]["flops"] == 2e9 and rows[2]["gflops"] == pytest.approx(2e9 / 0.012 / 1e9)
+
+
+def test_suite_times_sums_each_file():
+    from benchmarks.suite_times import per_file
+
+    output = ("12.34s call     tests/test_train_learns.py::test_unet[torch]\n"
+              "0.50s setup    tests/test_cli.py::test_report\n1.00s call     tests/test_cli.py::test_report\n"
+              "(3 durations < 0.005s hidden.  Use -vv to show these durations.)\n")
+    assert per_file(output) == {"tests/test_train_learns.py": 12.34, "tests/test_cli.py": 1.5}
