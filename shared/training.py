@@ -182,9 +182,10 @@ def prepare_data(config: TrainConfig, split_file: Path, resume: bool = False, pr
         split = load_split(split_file, list(data.keys))
     else:
         split = split_keys(list(data.keys), config.split, config.seed)
-        save_split(split, split_file)
     if not split["train"] or not split["val"]:
         raise DatasetError(f"the split {config.split} of {len(data)} samples leaves an empty train or val set")
+    if not resume:
+        save_split(split, split_file)
     augment = Augment(hflip=True, vflip=True, rot90=True) if config.augment else Augment()
     train = dataclasses.replace(data.subset(split["train"]), augment=augment, seed=config.seed)
     return TrainData(train, data.subset(split["val"]), num_labels, list(skipped.problems))
