@@ -34,56 +34,119 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def requests(quick: bool, device: str, threads: int) -> list[dict]:
+def installed_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether /proc/cpuinfo lists a native bf16 instruction set (``cases.CPU_BF16_FLAGS``)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in cases.CPU_BF16_FLAGS)
+
+
+def precisions(device: str) -> tuple[str, ...]:
+    """fp32 always, then the device's mixed precisions (on a CPU only with native bf16)."""
+    if device == "cpu" and not cpu_has_native_bf16():
+        return ("fp32",)
+    return ("fp32",) + cases.MIXED_PRECISIONS[device]
+
+
+def requests(quick: bool, device: str, threads: int, frameworks: tuple[str, ...]) -> list[dict]:
     warmup, repeats = (2, 5) if quick else (3, 15)
+    n = 1024 if quick else 2048
     base = dict(device=device, threads=threads, warmup=warmup, repeats=repeats)
-    out = [dict(base, framework=fw, task="gemm", mode="gemm", label=f"gemm {1024 if quick else 2048}",
-                n=1024 if quick else 2048) for fw in ("torch", "tf")]
-    modes = cases.QUICK_MODES if quick else cases.MODES
-    for case in cases.QUICK if quick else cases.FULL:
-        for task in cases.TASKS:
-            for fw in ("torch", "tf"):
-                for mode in modes[fw]:
-                    if mode == "fit" and task != "train_step":
-                        continue
-                    out.append(dict(base, framework=fw, task=task, mode=mode, label=case.label(),
-                                    case=dataclasses.asdict(case), count_flops=fw == "torch" and mode == modes["torch"][0]))
+    out = []
+    for precision in precisions(device):
+        out += [dict(base, framework=fw, precision=precision, task="gemm", mode="gemm", label=f"gemm {n}", n=n)
+                for fw in frameworks]
+        if quick:
+            modes = cases.QUICK_MODES if precision == "fp32" else cases.QUICK_MIXED_MODES
+        else:
+            modes = cases.MODES if precision == "fp32" else cases.MIXED_MODES
+        for case in cases.QUICK if quick else cases.FULL:
+            for task in cases.TASKS:
+                for fw in frameworks:
+                    for mode in modes[fw]:
+                        if mode == "fit" and task != "train_step":
+                            continue
+                        out.append(dict(base, framework=fw, precision=precision, task=task, mode=mode,
+                                        label=case.label(), case=dataclasses.asdict(case),
+                                        count_flops=fw == "torch" and precision == "fp32" and mode == modes[fw][0]))
     return out
 
 
-def run_one(request: dict) -> dict:
+def run_worker(batch: list[dict]) -> list[dict]:
+    """Run ``batch`` in one fresh worker process; a request the worker did not answer becomes an error row."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
-    done = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(request)], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(batch)], capture_output=True,
                           text=True, env=env, cwd=Path(__file__).resolve().parents[1])
-    for line in done.stdout.splitlines():
-        if line.startswith("BENCH_ROW "):
-            return json.loads(line[len("BENCH_ROW "):])
+    rows = [json.loads(line[len("BENCH_ROW "):]) for line in done.stdout.splitlines() if line.startswith("BENCH_ROW ")]
     tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    return dict(request, median_s=None, iqr_s=None, peak_rss_mib=0.0, threads="?", error=f"worker failed: {tail[:200]}")
+    for request in batch[len(rows):]:
+        rows.append(dict(request, median_s=None, iqr_s=None, peak_rss_mib=0.0, peak_device_mib=None, threads="?",
+                         tf32="?", flops=None, error=f"worker failed: {tail[:200]}"))
+    return rows
+
+
+def worker_batches(all_requests: list[dict], shared_process: bool) -> list[list[dict]]:
+    """One request per process, or (``shared_process``) one process per framework."""
+    if not shared_process:
+        return [[r] for r in all_requests]
+    frameworks = dict.fromkeys(r["framework"] for r in all_requests)
+    return [[dict(r, shared_process=True) for r in all_requests if r["framework"] == fw] for fw in frameworks]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one small U-Net, two modes per framework (under a minute)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one small U-Net, two modes per framework (one with mixed precision), one process per "
+                             "framework (under a minute)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--framework", choices=("both", "torch", "tf"), default="both",
+                        help="time one framework only (e.g. a GPU machine without TensorFlow); no ratios then")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="intra-op threads in both frameworks")
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--markdown", metavar="PATH")
     parser.add_argument("--png", metavar="PATH")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    versions = {name: metadata.version(name) for name in ("torch", "tensorflow", "keras", "numpy")}
+    versions = {name: installed_version(name) for name in ("torch", "tensorflow", "keras", "numpy")}
     header = (f"segparity benchmarks, {time.strftime('%Y-%m-%d')}: {cpu_model()}, {os.cpu_count()} cores, "
               f"{args.threads} intra-op threads per framework, device {args.device}; python {platform.python_version()}, "
               + ", ".join(f"{k} {v}" for k, v in versions.items())
-              + ". Median of repeated runs after warm-up; each measurement in its own process (peak RSS is its own).")
-    rows = [run_one(r) for r in tqdm(requests(args.quick, args.device, args.threads), desc="benchmarks", unit="run",
-                                      file=sys.stderr, disable=None)]
+              + ". Median of repeated runs after warm-up.")
+    frameworks = ("torch", "tf") if args.framework == "both" else (args.framework,)
+    todo = requests(args.quick, args.device, args.threads, frameworks)
+    if args.device == "cpu" and not cpu_has_native_bf16():
+        header += " No bf16 rows: this CPU has no native bf16 instructions."
+    header += (" --quick: each framework's measurements share one process, so peak RSS is cumulative." if args.quick
+               else " Each measurement in its own process (peak RSS is its own).")
+    gemms, timed = [r for r in todo if r["task"] == "gemm"], [r for r in todo if r["task"] != "gemm"]
+    rows = []
+    with tqdm(total=len(todo), desc="benchmarks", unit="run", file=sys.stderr, disable=None) as bar:
+        for part in (gemms, timed):
+            for batch in worker_batches(part, args.quick):
+                rows += run_worker(batch)
+                bar.update(len(batch))
+            failed = [r for r in rows if r["task"] == "gemm" and r["error"]]
+            if failed:  # no GEMM peak (no device, broken install): nothing after it would mean anything
+                for r in failed:
+                    print(f"benchmarks: {r['framework']} {r['precision']} GEMM failed: {r['error']}", file=sys.stderr)
+                return 1
     rows = report.with_rates(rows)
     peaks = report.gemm_peaks(rows)
-    header += " fp32 GEMM peak: " + ", ".join(f"{fw} {gf:.1f} GFLOP/s" for fw, gf in peaks.items()) + "."
-    tf32 = "; ".join(r["tf32"] for r in rows if r["task"] == "gemm" and r.get("tf32"))
-    header += f" TF32 left at the frameworks' defaults (speed mode; it only acts on GPUs): {tf32}."
+    header += " GEMM peak: " + ", ".join(f"{fw} {p} {gf:.1f} GFLOP/s" for (fw, p), gf in peaks.items()) + "."
+    header += " " + report.flop_check(rows)
+    devices = "; ".join(dict.fromkeys(f"{r['framework']} on {r['device_name']}" for r in rows if r.get("device_name")))
+    tf32 = "; ".join(dict.fromkeys(r["tf32"] for r in rows if r["task"] == "gemm" and r.get("tf32")))
+    header += (f" Devices: {devices}. TF32 left at the frameworks' defaults (speed mode, unlike the parity report,"
+               f" which switches it off; it only acts on NVIDIA GPUs): {tf32}.")
     text = report.markdown(rows, header)
     print(text)
     print(f"{len(rows)} measurements in {time.perf_counter() - start:.0f} s")
@@ -94,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write(args.markdown, lambda tmp: Path(tmp).write_text(text))
     if args.png:
         report.bar_chart(rows, args.png, "torch (blue) vs tf (orange), median time")
-    failed = [r for r in rows if r["error"] and r["task"] == "gemm"]
-    return 1 if failed else 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.flops import step_flops
+from shared.specs import make_spec
+
 
 @dataclass(frozen=True)
 class Case:
@@ -15,6 +18,10 @@ class Case:
 
     def label(self) -> str:
         return f"{self.arch} {self.batch}x{self.options.get('in_channels', 3)}x{self.size}x{self.size}"
+
+    def flops(self, task: str) -> int:
+        """FLOPs of one ``task`` call, counted from the spec (``shared.flops``), the same for both frameworks."""
+        return step_flops(make_spec(self.arch, **self.options), self.batch, self.size, self.size, task)
 
 
 FULL = (
@@ -32,3 +39,11 @@ MODES = {
     "tf": ("eager", "function", "xla", "fit"),  # "fit": model.fit's compiled train step (train_on_batch)
 }
 QUICK_MODES = {"torch": ("eager", "channels_last"), "tf": ("function", "fit")}
+
+# Mixed precision, reported in rows of its own and compared with the same precision's GEMM peak:
+# on the CPU bf16 where the CPU has native bf16 instructions, on a GPU fp16 and bf16. Each framework's
+# usual fast modes only (autocast in torch, a mixed dtype policy in Keras).
+MIXED_PRECISIONS = {"cpu": ("bf16",), "cuda": ("fp16", "bf16")}
+MIXED_MODES = {"torch": ("channels_last", "compile"), "tf": ("function", "fit")}
+QUICK_MIXED_MODES = {"torch": ("channels_last",), "tf": ("function",)}
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic

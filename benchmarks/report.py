@@ -10,48 +10,68 @@ import numpy as np
 from shared.atomic import atomic_write
 
 
-def gemm_peaks(rows: list[dict]) -> dict[str, float]:
-    """Framework -> measured fp32 GEMM GFLOP/s."""
-    return {r["framework"]: r["flops"] / r["median_s"] / 1e9 for r in rows if r["task"] == "gemm" and r["error"] is None}
+def gemm_peaks(rows: list[dict]) -> dict[tuple[str, str], float]:
+    """(framework, precision) -> measured GEMM GFLOP/s."""
+    return {(r["framework"], r["precision"]): r["flops"] / r["median_s"] / 1e9
+            for r in rows if r["task"] == "gemm" and r["error"] is None}
 
 
 def with_rates(rows: list[dict]) -> list[dict]:
-    """Rows with ``flops`` filled in from torch's count for the same case and task, ``gflops`` and
-    ``fraction_of_gemm_peak``."""
-    counts = {(r["label"], r["task"]): r["flops"] for r in rows if r.get("flops") and r["task"] != "gemm"}
+    """Rows with ``gflops`` (from the spec's FLOP count) and ``fraction_of_gemm_peak`` (of the same
+    framework's GEMM in the same precision) filled in."""
     peaks = gemm_peaks(rows)
     out = []
     for r in rows:
         r = dict(r)
-        if r["task"] != "gemm":
-            r["flops"] = counts.get((r["label"], r["task"]))
         ok = r["error"] is None and r.get("flops")
         r["gflops"] = r["flops"] / r["median_s"] / 1e9 if ok else None
-        r["fraction_of_gemm_peak"] = r["gflops"] / peaks[r["framework"]] if ok and r["framework"] in peaks else None
+        peak = peaks.get((r["framework"], r["precision"]))
+        r["fraction_of_gemm_peak"] = r["gflops"] / peak if ok and peak else None
         out.append(r)
     return out
 
 
+def flop_check(rows: list[dict]) -> str:
+    """One sentence: do the FLOPs counted from the specs equal torch's profiler on every checked case?"""
+    checked = [r for r in rows if r.get("profiler_flops") is not None]
+    wrong = [f"{r['label']} {r['task']}: spec {r['flops']}, profiler {r['profiler_flops']}"
+             for r in checked if r["profiler_flops"] != r["flops"]]
+    if not checked:
+        return "FLOPs counted from the specs (shared.flops); not checked against a profiler in this run."
+    if wrong:
+        return "FLOPs counted from the specs DISAGREE with torch.utils.flop_counter: " + "; ".join(wrong) + "."
+    return (f"FLOPs counted from the specs (shared.flops) equal torch.utils.flop_counter's count on all "
+            f"{len(checked)} case/task pairs.")
+
+
 def best_modes(rows: list[dict]) -> list[dict]:
-    """Per (case, task): each framework's fastest mode, and slower / faster."""
+    """Per (case, task, precision): each framework's fastest mode, and slower / faster."""
     summary = []
-    keys = sorted({(r["label"], r["task"]) for r in rows if r["task"] != "gemm"})
-    for label, task in keys:
+    order = ("fp32", "bf16", "fp16")
+    keys = sorted({(r["label"], r["task"], r["precision"]) for r in rows if r["task"] != "gemm"},
+                  key=lambda key: (key[0], key[1], order.index(key[2])))
+    for label, task, precision in keys:
         best = {}
         for fw in ("torch", "tf"):
-            done = [r for r in rows if r["label"] == label and r["task"] == task and r["framework"] == fw and r["error"] is None]
+            done = [r for r in rows if (r["label"], r["task"], r["precision"], r["framework"]) == (label, task, precision, fw)
+                    and r["error"] is None]
             if done:
                 best[fw] = min(done, key=lambda r: r["median_s"])
         if len(best) == 2:
             fast, slow = sorted(best.values(), key=lambda r: r["median_s"])
-            summary.append({"label": label, "task": task, "torch": best["torch"], "tf": best["tf"],
-                            "slower": slow["framework"], "ratio": slow["median_s"] / fast["median_s"]})
+            summary.append({"label": label, "task": task, "precision": precision, "torch": best["torch"],
+                            "tf": best["tf"], "slower": slow["framework"], "ratio": slow["median_s"] / fast["median_s"]})
     return summary
 
 
+def _best(row: dict) -> str:
+    frac = f", {row['fraction_of_gemm_peak']:.0%} of peak" if row.get("fraction_of_gemm_peak") else ""
+    return f"{row['mode']} {row['median_s'] * 1e3:.1f} ms{frac}"
+
+
 def markdown(rows: list[dict], header: str) -> str:
-    lines = [header, "", "| case | task | framework | mode | median ms | IQR ms | GFLOP/s | of GEMM peak | peak RSS MiB | note |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [header, "", "| case | task | precision | framework | mode | median ms | IQR ms | GFLOP/s | of GEMM peak | "
+             "peak RSS MiB | device peak MiB | note |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["task"] == "gemm":
             continue
@@ -59,12 +79,15 @@ def markdown(rows: list[dict], header: str) -> str:
         iqr = f"{r['iqr_s'] * 1e3:.1f}" if r["iqr_s"] is not None else "—"
         rate = f"{r['gflops']:.1f}" if r.get("gflops") else "—"
         frac = f"{r['fraction_of_gemm_peak']:.0%}" if r.get("fraction_of_gemm_peak") else "—"
-        lines.append(f"| {r['label']} | {r['task']} | {r['framework']} | {r['mode']} | {ms} | {iqr} | {rate} | {frac} | "
-                     f"{r['peak_rss_mib']:.0f} | {r['error'] or ''} |")
-    lines += ["", "| case | task | torch best | tf best | slower | ratio |", "|---|---|---|---|---|---|"]
+        device = f"{r['peak_device_mib']:.0f}" if r.get("peak_device_mib") is not None else "—"
+        lines.append(f"| {r['label']} | {r['task']} | {r['precision']} | {r['framework']} | {r['mode']} | {ms} | {iqr} | "
+                     f"{rate} | {frac} | {r['peak_rss_mib']:.0f} | {device} | {r['error'] or ''} |")
+    lines += ["", "Best mode per framework (precisions are never mixed; the fraction is of the same framework's "
+              "GEMM in the same precision):", "",
+              "| case | task | precision | torch best | tf best | slower | ratio |", "|---|---|---|---|---|---|---|"]
     for s in best_modes(rows):
-        lines.append(f"| {s['label']} | {s['task']} | {s['torch']['mode']} {s['torch']['median_s'] * 1e3:.1f} ms | "
-                     f"{s['tf']['mode']} {s['tf']['median_s'] * 1e3:.1f} ms | {s['slower']} | {s['ratio']:.2f}x |")
+        lines.append(f"| {s['label']} | {s['task']} | {s['precision']} | {_best(s['torch'])} | {_best(s['tf'])} | "
+                     f"{s['slower']} | {s['ratio']:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -77,10 +100,13 @@ def bar_chart(rows: list[dict], path: str | Path, title: str) -> Path:
 
     timed = [r for r in rows if r["task"] != "gemm" and r["error"] is None]
     groups = sorted({(r["label"], r["task"]) for r in timed})
-    figure, axes = plt.subplots(len(groups), 1, figsize=(9, 2.6 * len(groups)), squeeze=False)
+    bars = [sum(1 for r in timed if (r["label"], r["task"]) == g) for g in groups]
+    figure, axes = plt.subplots(len(groups), 1, figsize=(9, sum(0.3 * n + 1.2 for n in bars)), squeeze=False,
+                                gridspec_kw={"height_ratios": [0.3 * n + 1.2 for n in bars]})
     for ax, (label, task) in zip(axes[:, 0], groups):
         part = [r for r in timed if r["label"] == label and r["task"] == task]
-        names = [f"{r['framework']} {r['mode']}" for r in part]
+        names = [f"{r['framework']} {r['mode']}" + ("" if r["precision"] == "fp32" else f" {r['precision']}")
+                 for r in part]
         colours = ["C0" if r["framework"] == "torch" else "C1" for r in part]
         ax.barh(np.arange(len(part)), [r["median_s"] * 1e3 for r in part], xerr=[r["iqr_s"] * 1e3 for r in part],
                 color=colours)

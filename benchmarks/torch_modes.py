@@ -1,6 +1,9 @@
-"""The PyTorch side of one measurement: eager, ``channels_last`` and ``torch.compile`` modes."""
+"""The PyTorch side of one measurement: eager, ``channels_last`` and ``torch.compile`` modes, in fp32
+or under autocast (bf16, fp16)."""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import torch
@@ -9,16 +12,35 @@ from benchmarks.cases import Case
 from benchmarks.timing import Timing, time_call
 from segmentation_torch.registry import build_model
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+_PINNED = False
+
 
 def threads(n: int) -> str:
-    torch.set_num_threads(n)
-    torch.set_num_interop_threads(1)
+    """Pin intra-op threads to ``n`` and inter-op to 1, once per process (the setters refuse a second
+    call after work has run); returns what is in force."""
+    global _PINNED
+    if not _PINNED:
+        torch.set_num_threads(n)
+        torch.set_num_interop_threads(1)
+        _PINNED = True
     return f"torch intra-op {torch.get_num_threads()}, inter-op {torch.get_num_interop_threads()}"
 
 
-def gemm(n: int, warmup: int, repeats: int, device: str) -> Timing:
-    """``(n, n) @ (n, n)`` float32: 2 n^3 floating-point operations."""
-    a, b = (torch.randn(n, n, device=device) for _ in range(2))
+def check_device(device: str) -> str:
+    """The device's name; a one-line error when ``device`` is "cuda" and torch sees no CUDA device."""
+    if device == "cpu":
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"--device cuda: torch {torch.__version__} sees no CUDA device")
+    return torch.cuda.get_device_name()
+
+
+def gemm(n: int, precision: str, warmup: int, repeats: int, device: str) -> Timing:
+    """``(n, n) @ (n, n)`` in ``precision``: 2 n^3 floating-point operations."""
+    a, b = (torch.randn(n, n, device=device, dtype=DTYPES[precision]) for _ in range(2))
+    reset_device_peak(device)
     return time_call(lambda: a @ b, warmup=warmup, repeats=repeats, sync=_sync(device))
 
 
@@ -26,9 +48,19 @@ def _sync(device: str):
     return torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
 
-def flops(case: Case, task: str) -> int:
-    """FLOPs of one call, counted by ``torch.utils.flop_counter`` (convolutions and matmuls; a
-    multiply-add is 2)."""
+def reset_device_peak(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def device_peak_mib(device: str) -> float | None:
+    """The CUDA caching allocator's peak since the last reset, MiB; None on the CPU."""
+    return torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+
+
+def profiler_flops(case: Case, task: str) -> int:
+    """FLOPs of one call, counted by ``torch.utils.flop_counter`` on the built model (convolutions and
+    matmuls; a multiply-add is 2): the check of ``Case.flops``, which counts from the spec."""
     from torch.utils.flop_counter import FlopCounterMode
 
     model, x, y, loss_fn, _ = _setup(case, "cpu")
@@ -56,9 +88,10 @@ def _setup(case: Case, device: str):
     return model, x, y, loss_fn, optimizer
 
 
-def measure(case: Case, task: str, mode: str, warmup: int, repeats: int, device: str) -> Timing:
+def measure(case: Case, task: str, mode: str, precision: str, warmup: int, repeats: int, device: str) -> Timing:
     """Time one ``task`` ("forward": eval mode, no autograd; "train_step": forward, loss, backward,
-    SGD update) of ``case`` in ``mode``."""
+    SGD update) of ``case`` in ``mode``. ``precision`` "bf16"/"fp16" runs forward and loss under
+    ``torch.autocast`` (weights stay fp32; fp16 training scales the loss with a ``GradScaler``)."""
     model, x, y, loss_fn, optimizer = _setup(case, device)
     if mode == "channels_last":
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
@@ -66,19 +99,28 @@ def measure(case: Case, task: str, mode: str, warmup: int, repeats: int, device:
         model = torch.compile(model)
     elif mode != "eager":
         raise ValueError(f"unknown torch mode {mode!r}")
+    if precision == "fp32":
+        autocast = contextlib.nullcontext
+    else:
+        def autocast():
+            return torch.autocast(device_type=device, dtype=DTYPES[precision])
+    scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")
     if task == "forward":
         model.eval()
 
         def step():
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 return model(x)
     else:
         model.train()
 
         def step():
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
+            with autocast():
+                loss = loss_fn(model(x), y)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             return loss
+    reset_device_peak(device)
     return time_call(step, warmup=warmup, repeats=repeats, sync=_sync(device))

@@ -1,6 +1,9 @@
-"""One measurement in a fresh process: ``python -m benchmarks.worker '<json request>'`` prints one JSON row.
+"""Measurements in a fresh process: ``python -m benchmarks.worker '<json list of requests>'`` prints
+one ``BENCH_ROW <json>`` line per request.
 
-Threads are pinned before the framework runs anything; peak RSS is this process's own.
+Threads are pinned before the framework runs anything. Peak RSS is this process's own, so it is a
+single measurement's only when the process runs one request (the full run; ``--quick`` runs all of a
+framework's requests in one process and says so in each row).
 """
 
 from __future__ import annotations
@@ -16,28 +19,34 @@ from benchmarks.timing import peak_rss_mib
 
 
 def run(request: dict) -> dict:
-    framework, task = request["framework"], request["task"]
+    framework, task, precision = request["framework"], request["task"], request["precision"]
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     modes = importlib.import_module(f"benchmarks.{framework}_modes")
     device = importlib.import_module(f"segmentation_{framework}.device")
     row = {**request, "threads": modes.threads(request["threads"]), "tf32": device.tf32_state()}
     try:
+        row["device_name"] = modes.check_device(request["device"])
         if task == "gemm":
-            timing = modes.gemm(request["n"], request["warmup"], request["repeats"], request["device"])
-            row["flops"] = 2 * request["n"] ** 3
+            timing = modes.gemm(request["n"], precision, request["warmup"], request["repeats"], request["device"])
         else:
-            case = Case(**request["case"])
-            timing = modes.measure(case, task, request["mode"], request["warmup"], request["repeats"], request["device"])
+            timing = modes.measure(Case(**request["case"]), task, request["mode"], precision, request["warmup"],
+                                   request["repeats"], request["device"])
         row.update(median_s=timing.median_s, iqr_s=timing.iqr_s, repeats=timing.repeats, warmup=timing.warmup,
-                   peak_rss_mib=peak_rss_mib(), error=None)
+                   error=None)
     except Exception as error:  # a mode a framework cannot run here (no compiler, no XLA) is reported, not fatal
-        row.update(median_s=None, iqr_s=None, peak_rss_mib=peak_rss_mib(),
-                   error=f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+        row.update(median_s=None, iqr_s=None, error=f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
         traceback.print_exc(file=sys.stderr)
-    if task != "gemm" and framework == "torch" and row["error"] is None and request.get("count_flops"):
-        row["flops"] = modes.flops(Case(**request["case"]), task)
+    row.update(peak_rss_mib=peak_rss_mib(), peak_device_mib=modes.device_peak_mib(request["device"])
+               if row["error"] is None else None)
+    if task == "gemm":
+        row["flops"] = 2 * request["n"] ** 3
+    else:
+        row["flops"] = Case(**request["case"]).flops(task)
+        if request.get("count_flops"):  # the check: torch's profiler on the built model
+            row["profiler_flops"] = modes.profiler_flops(Case(**request["case"]), task)
     return row
 
 
 if __name__ == "__main__":
-    print("BENCH_ROW " + json.dumps(run(json.loads(sys.argv[1]))))
+    for request in json.loads(sys.argv[1]):
+        print("BENCH_ROW " + json.dumps(run(request)), flush=True)

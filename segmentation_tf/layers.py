@@ -39,7 +39,7 @@ class BatchNorm(keras.layers.Layer):
             if static and x.shape[0] * x.shape[1] * x.shape[2] == 1:  # the check torch makes
                 raise ValueError(f"Expected more than 1 value per channel when training, got input shape {tuple(x.shape)}")
             # torch's CPU kernel accumulates batch statistics in float64; float32 sums here put
-            # train-mode logits ~6x further from the exact value (pitfall "bn_stats_accumulation").
+            # train-mode logits ~6x further from the exact value (pitfall "bn_batch_statistics_accumulation").
             mean, variance = ops.moments(ops.cast(x, "float64"), axes=[0, 1, 2])
             mean, variance = ops.cast(mean, x.dtype), ops.cast(variance, x.dtype)
             shape = ops.shape(x)
@@ -49,13 +49,55 @@ class BatchNorm(keras.layers.Layer):
             self.moving_variance.assign(self.momentum * self.moving_variance + (1.0 - self.momentum) * unbiased)
         else:
             mean, variance = self.moving_mean, self.moving_variance
-        return (x - mean) * ops.rsqrt(variance + self.eps) * self.gamma + self.beta
+        # torch's CPU kernel folds everything per channel first, then makes one pass over x:
+        # scale = gamma / sqrt(var + eps), y = x * scale + (beta - mean * scale).
+        scale = ops.rsqrt(variance + self.eps) * self.gamma
+        return x * scale + (self.beta - mean * scale)
 
     def get_config(self):
         return {**super().get_config(), "num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
 
 
-class _SymmetricPadConv2D(keras.layers.Conv2D):
+_DILATED_CONV_IS_ONE_OP: dict[str, bool] = {}
+
+
+def _dilated_conv_is_one_op(dtype: str = "float32") -> bool:
+    """Whether this TensorFlow runs a dilated convolution *and its gradients* in ``dtype`` as one conv
+    op. oneDNN (x86 CPUs) does for float32 and bfloat16, cuDNN (GPUs) does; TensorFlow's own CPU
+    backprop kernels refuse dilation (float64 here, or a build without oneDNN). Probed once per dtype,
+    on a 1x3x3x1 input, not assumed."""
+    if dtype not in _DILATED_CONV_IS_ONE_OP:
+        with tf.init_scope():  # eager even when first called while a tf.function is traced
+            x, kernel = tf.ones((1, 3, 3, 1), dtype=dtype), tf.ones((3, 3, 1, 1), dtype=dtype)
+            conv = dict(strides=[1, 1, 1, 1], padding="SAME", dilations=[1, 2, 2, 1])
+            try:  # the three ops a training step runs (init_scope pauses gradient tapes, so called directly)
+                tf.raw_ops.Conv2D(input=x, filter=kernel, **conv)
+                tf.raw_ops.Conv2DBackpropInput(input_sizes=[1, 3, 3, 1], filter=kernel, out_backprop=x, **conv)
+                tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=[3, 3, 1, 1], out_backprop=x, **conv)
+                _DILATED_CONV_IS_ONE_OP[dtype] = True
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError):
+                _DILATED_CONV_IS_ONE_OP[dtype] = False
+    return _DILATED_CONV_IS_ONE_OP[dtype]
+
+
+class _DilatedConv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` whose dilated convolution is one conv op with ``dilations`` set.
+
+    Keras calls ``tf.nn.convolution``, which runs any dilation > 1 as SpaceToBatchND -> conv ->
+    BatchToSpaceND: the padded map is cut into rate x rate interleaved grids and every grid is
+    convolved. For DeepLab's ASPP (rates 12 and 18 on an 8x8 map) that is 20-50x slower on a CPU than
+    oneDNN's dilated kernel (pitfall ``tf_dilated_conv_space_to_batch``). Same numbers, same weights;
+    falls back to Keras's path where the one-op gradient is missing (``_dilated_conv_is_one_op``).
+    """
+
+    def convolution_op(self, inputs, kernel):
+        if self.dilation_rate == (1, 1) or not _dilated_conv_is_one_op(keras.backend.standardize_dtype(inputs.dtype)):
+            return super().convolution_op(inputs, kernel)
+        return tf.nn.conv2d(inputs, kernel, strides=list(self.strides), padding=self.padding.upper(),
+                            dilations=list(self.dilation_rate))
+
+
+class _SymmetricPadConv2D(_DilatedConv2D):
     """``keras.layers.Conv2D`` after ``padding`` zeros on every side, i.e. ``torch.nn.Conv2d(padding=p)``.
 
     Keras's own ``padding="same"`` pads ``max(k - s, 0)`` in total and puts the odd pixel at the
@@ -85,14 +127,16 @@ def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int
            dilation: int = 1, bias: bool = True, name: str) -> keras.layers.Conv2D:
     """A built Conv2D with ``torch.nn.Conv2d``'s padding: ``padding`` zeros on every side, whatever the stride.
 
-    Keras ``"same"`` is used only where it is exactly that (stride 1, ``padding = dilation*(k-1)/2``).
+    Keras ``"same"`` is used only where it is exactly that (stride 1, ``padding = dilation*(k-1)/2``); a dilated
+    conv is ``_DilatedConv2D`` (one conv op, not Keras's space-to-batch).
     """
+    conv_class = keras.layers.Conv2D if dilation == 1 else _DilatedConv2D
     if padding == 0:
-        layer = keras.layers.Conv2D(out_channels, kernel_size, strides=stride, padding="valid", dilation_rate=dilation,
-                                    use_bias=bias, name=name)
+        layer = conv_class(out_channels, kernel_size, strides=stride, padding="valid", dilation_rate=dilation,
+                           use_bias=bias, name=name)
     elif stride == 1 and kernel_size % 2 == 1 and padding == dilation * (kernel_size - 1) // 2:
-        layer = keras.layers.Conv2D(out_channels, kernel_size, strides=1, padding="same", dilation_rate=dilation,
-                                    use_bias=bias, name=name)
+        layer = conv_class(out_channels, kernel_size, strides=1, padding="same", dilation_rate=dilation,
+                           use_bias=bias, name=name)
     else:
         layer = _SymmetricPadConv2D(out_channels, kernel_size, symmetric_padding=padding, strides=stride,
                                     dilation_rate=dilation, use_bias=bias, name=name)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segmentation_torch.layers import ConvBNReLU, conv2d, max_pool_with_indices, max_unpool, resize_bilinear
+from segmentation_torch.layers import (ConvBNReLU, conv2d, max_pool_2x2, max_pool_with_indices, max_unpool,
+                                       resize_bilinear)
 from shared.networks.segnet import SEGNET_DECODER, VGG16_ENCODER, SegNetSpec
 from shared.validation import check_image_batch
 
@@ -55,7 +56,10 @@ class SegNet(nn.Module):
             for layer in stage:
                 x = layer(x)
             height, width = x.shape[2], x.shape[3]
-            x, indices = max_pool_with_indices(x)
+            if self.spec.upsample == "unpool":
+                x, indices = max_pool_with_indices(x)
+            else:  # bilinear up-sampling needs no indices (and the argmax pool is slower, XLA cannot compile it)
+                x, indices = max_pool_2x2(x), None
             pooled.append((indices, height, width))
         for layer in self.bottleneck:
             x = layer(x)

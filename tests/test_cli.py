@@ -57,7 +57,7 @@ def test_report_prints_versions_tf32_table_and_parameter_counts(report):
 
 
 def test_report_seed_and_kink_redraw_note(capsys):
-    status = cli.main(["report", "--arch", "unet", "--seed", "3"])
+    status = cli.main(["report", "--arch", "unet", "--seed", "11"])  # pitfall relu_kink_flip's batch
     out = capsys.readouterr().out
     assert status == 0
     assert out.count("data seed") == CONFIGS["unet"] and "kink" in out

@@ -101,6 +101,9 @@ class DeepLabV3PlusSpec:
     def layer_table(self) -> list[LayerEntry]:
         return deeplab_layer_table(self)
 
+    def layer_sizes(self, size: int) -> dict[str, int]:
+        return deeplab_layer_sizes(self, size)
+
 
 def deeplab_layer_table(spec: DeepLabV3PlusSpec) -> list[LayerEntry]:
     """Every DeepLabV3+ layer with weights, in execution order."""
@@ -127,3 +130,26 @@ def deeplab_layer_table(spec: DeepLabV3PlusSpec) -> list[LayerEntry]:
     layers += conv_bn_entries("decoder.fuse.1", d, d, 3, batch_norm=True)
     layers.append(LayerEntry("head", "conv2d", d, spec.num_classes, 1))
     return layers
+
+
+def deeplab_layer_sizes(spec: DeepLabV3PlusSpec, size: int) -> dict[str, int]:
+    """Per conv layer of ``deeplab_layer_table``, its output side for an input side ``size`` (a
+    padded stride-s conv gives ``ceil(side / s)``; the image-pooling conv runs on 1x1)."""
+    side = -(-size // 2)
+    sizes = {"stem.conv": side}
+    low_level = side
+    for i, blocks in enumerate(spec.blocks_per_stage):
+        stride = spec.stage_strides()[i][0]
+        for b in range(blocks):
+            if b == 0:
+                side = -(-side // stride)
+                if stride != 1 or (spec.stage_channels[i - 1] if i else spec.stem_channels) != spec.stage_channels[i]:
+                    sizes[f"encoder.{i}.{b}.shortcut.conv"] = side
+            sizes[f"encoder.{i}.{b}.conv1.conv"] = side
+            sizes[f"encoder.{i}.{b}.conv2.conv"] = side
+        if i == 0:
+            low_level = side
+    sizes.update({f"aspp.branches.{r}.conv": side for r in range(4)})
+    sizes.update({"aspp.pool.conv": 1, "aspp.project.conv": side, "decoder.reduce.conv": low_level,
+                  "decoder.fuse.0.conv": low_level, "decoder.fuse.1.conv": low_level, "head": low_level})
+    return sizes

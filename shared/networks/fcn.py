@@ -106,6 +106,9 @@ class FCNSpec:
     def layer_table(self) -> list[LayerEntry]:
         return fcn_layer_table(self)
 
+    def layer_sizes(self, size: int) -> dict[str, int]:
+        return fcn_layer_sizes(self, size)
+
 
 def fcn_layer_table(spec: FCNSpec) -> list[LayerEntry]:
     """Every FCN layer with weights, in execution order."""
@@ -207,25 +210,46 @@ def crop_offsets(spec: FCNSpec) -> dict[str, tuple[int, int]]:
     return offsets
 
 
+def fcn_layer_sizes(spec: FCNSpec, size: int) -> dict[str, int]:
+    """Per conv layer of ``fcn_layer_table``, the side of the map its multiply-adds run over for an
+    input side ``size``: the output side of a conv, the input side of a transposed conv."""
+    return _walk_sizes(spec, size)[0]
+
+
 def _paper_crops_fit(spec: FCNSpec, size: int) -> bool:
     """Whether every crop of the ``padding="paper"`` network stays inside its tensor for ``size``."""
-    s = size + 2 * PAPER_FIRST_PADDING - 2  # conv1_1
+    return _walk_sizes(spec, size)[1]
+
+
+def _walk_sizes(spec: FCNSpec, size: int) -> tuple[dict[str, int], bool]:
+    """Layer sides as in ``fcn_layer_sizes``, and whether every crop fits (the walk stops where one does not)."""
+    sizes: dict[str, int] = {}
+    s = size
     pool_sizes = []
-    for _ in spec.encoder:
-        s = math.ceil(s / 2)  # 3x3 pad-1 convs keep the size; ceil-mode pooling
+    for i, stage in enumerate(spec.encoder):
+        for j in range(len(stage)):
+            if spec.padding == "paper" and (i, j) == (0, 0):
+                s = s + 2 * PAPER_FIRST_PADDING - 2  # conv1_1; the other 3x3 pad-1 convs keep the size
+            sizes[f"encoder.{i}.{j}.conv"] = s
+        s = math.ceil(s / 2)  # ceil-mode pooling
         pool_sizes.append(s)
-    s = s - spec.fc_kernel_size + 1  # unpadded fc6
+    if spec.padding == "paper":
+        s = s - spec.fc_kernel_size + 1  # unpadded fc6
     if s < 1:
-        return False
+        return sizes, False
+    sizes.update({"fc6.conv": s, "fc7.conv": s, "score_fr": s})
     offsets = crop_offsets(spec)
-    for name, pool_size in (("pool4", pool_sizes[-2] if spec.skips() >= 1 else None),
-                            ("pool3", pool_sizes[-3] if spec.skips() >= 2 else None)):
+    for name, up_layer, score_layer, pool_size in (
+            ("pool4", "upscore2", "score_pool4", pool_sizes[-2] if spec.skips() >= 1 else None),
+            ("pool3", "upscore_pool4", "score_pool3", pool_sizes[-3] if spec.skips() >= 2 else None)):
         if pool_size is None:
             break
-        up = (s + 1) * 2
+        sizes[up_layer], sizes[score_layer] = s, pool_size
+        up = (s + 1) * 2  # unpadded 4x4 stride-2 transposed conv
         up_offset, skip_offset = offsets[name]
         s = min(up - up_offset, pool_size - skip_offset)
         if s < 1:
-            return False
+            return sizes, False
+    sizes["upscore"] = s
     stride = spec.final_stride()
-    return (s + 1) * stride - offsets["output"][0] >= size
+    return sizes, (s + 1) * stride - offsets["output"][0] >= size

@@ -92,6 +92,9 @@ class SegNetSpec:
     def layer_table(self) -> list[LayerEntry]:
         return segnet_layer_table(self)
 
+    def layer_sizes(self, size: int) -> dict[str, int]:
+        return segnet_layer_sizes(self, size)
+
 
 def segnet_layer_table(spec: SegNetSpec) -> list[LayerEntry]:
     """Every SegNet layer with weights, in execution order."""
@@ -105,3 +108,17 @@ def segnet_layer_table(spec: SegNetSpec) -> list[LayerEntry]:
         layers += conv_stack_entries(f"decoder.{k}", spec.decoder_input_channels(k), stage, spec.batch_norm)
     layers.append(LayerEntry("head", "conv2d", spec.decoder[-1][-1], spec.num_classes, spec.head_kernel_size))
     return layers
+
+
+def segnet_layer_sizes(spec: SegNetSpec, size: int) -> dict[str, int]:
+    """Per conv layer of ``segnet_layer_table``, its output side for an input side ``size`` (every
+    conv is padded; stage ``i`` runs at ``size / 2**i``, the bottleneck at ``size / 2**n``)."""
+    n = len(spec.encoder)
+    sizes: dict[str, int] = {}
+    for i, stage in enumerate(spec.encoder):
+        sizes.update({f"encoder.{i}.{j}.conv": size // 2**i for j in range(len(stage))})
+    sizes.update({f"bottleneck.{j}.conv": size // 2**n for j in range(len(spec.bottleneck))})
+    for k, stage in enumerate(spec.decoder):
+        sizes.update({f"decoder.{k}.{j}.conv": size // 2 ** (n - 1 - k) for j in range(len(stage))})
+    sizes["head"] = size
+    return sizes

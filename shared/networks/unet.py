@@ -77,6 +77,9 @@ class UNetSpec:
     def layer_table(self) -> list[LayerEntry]:
         return unet_layer_table(self)
 
+    def layer_sizes(self, size: int) -> dict[str, int]:
+        return unet_layer_sizes(self, size)
+
 
 def _conv_block(prefix: str, cin: int, cout: int, spec: UNetSpec) -> list[LayerEntry]:
     """conv1 [bn1] (conv2 [bn2]): 3x3 convs, bias only without BatchNorm."""
@@ -108,3 +111,29 @@ def unet_layer_table(spec: UNetSpec) -> list[LayerEntry]:
         layers += _conv_block(f"decoder.{j}", shallow + spec.up_channels(j), shallow, spec)
     layers.append(LayerEntry("head", "conv2d", ch[0], spec.num_classes, 1))
     return layers
+
+
+def unet_layer_sizes(spec: UNetSpec, size: int) -> dict[str, int]:
+    """Per conv layer of ``unet_layer_table``, the side of the map its multiply-adds run over for an
+    input side ``size``: the output side of a conv, the input side of a transposed conv."""
+    shrink = 2 if spec.padding == "valid" else 0  # per unpadded 3x3 conv
+    sizes: dict[str, int] = {}
+
+    def block(prefix: str, side: int) -> int:
+        for i in range(1, spec.convs_per_block + 1):
+            side -= shrink
+            sizes[f"{prefix}.conv{i}"] = side
+        return side
+
+    side = size
+    for i in range(spec.depth):
+        side = block(f"encoder.{i}", side) // 2
+    side = block("bottleneck", side)
+    for j in range(spec.depth):
+        if spec.upsample == "transpose":
+            sizes[f"decoder.{j}.up"] = side
+        elif spec.upsample == "bilinear":
+            sizes[f"decoder.{j}.up"] = 2 * side
+        side = block(f"decoder.{j}", 2 * side)
+    sizes["head"] = side
+    return sizes

@@ -43,14 +43,15 @@ def test_float64_parity(arch):
 
 
 def test_pitfall_float32_floor():
-    """A DeepLabV3+ case (first found by hypothesis; seed 37 since the one-logit cases train on a 0/1 mask
-    in binary mode): torch's own float32 input gradient is 1.6e-5 of its scale from torch's float64 one,
-    Keras's float32 one is 1.4e-5 from torch's: above the bare atol of 1e-5, within
-    atol + 2 * floor. In float64 the two frameworks agree to 1e-7 (the float32 tf.image.resize), so the
-    gap is float32 rounding through ~20 train-mode BatchNorms, not the port."""
+    """A DeepLabV3+ case (first found by hypothesis; the one-logit cases train on a 0/1 mask in binary
+    mode): torch's own float32 input gradient is 1.03e-5 of its scale from torch's float64 one, Keras's
+    float32 one is 1.6e-5 from torch's: above the bare atol of 1e-5, within atol + 2 * floor. In
+    float64 the two frameworks agree to 1e-7 (the float32 tf.image.resize), so the gap is float32
+    rounding through ~20 train-mode BatchNorms, not the port. (Seed 37 showed it until the Keras
+    BatchNorm was folded like torch's kernel; that batch now agrees within the bare atol: seed 45.)"""
     options = dict(output_stride=16, stem_channels=4, stage_channels=(4, 8, 8, 16), blocks_per_stage=(2, 1, 2, 2),
                    aspp_channels=8, aspp_rates=(1, 1, 2), low_level_channels=4, decoder_channels=8)
-    case = suite.Case("deeplabv3plus", options, batch=8, size=32, seed=37, weights_from="torch", in_channels=2,
+    case = suite.Case("deeplabv3plus", options, batch=8, size=32, seed=45, weights_from="torch", in_channels=2,
                       num_classes=1)
     result = suite.run_case(case, max_kink_redraws=0)
     rows = {row.quantity: row for row in result.rows}

@@ -178,14 +178,15 @@ def test_pitfall_bn_small_variance_conditioning():
 
 
 def test_pitfall_relu_kink_flip():
-    """Not a port error: in the report's third case at seed 3 the batch drawn has a ReLU input
-    1.2e-6 from 0 (2e-7 of its layer's scale). torch's float32 value stays on the float64 side of the
-    kink, Keras's does not, so one gradient path is open in torch and shut in Keras: logits agree,
-    gradients differ by ~1e-2 of their scale. The suite recognises this (only gradients fail, a kink
-    within KINK_MARGIN float32 errors) and uses the next batch, where everything agrees."""
+    """Not a port error: in the report's third case at seed 11 the batch drawn has a ReLU input or
+    pool tie 0.04 float32 errors from its kink. torch's float32 value stays on the float64 side of it,
+    Keras's does not, so one gradient path is open in torch and shut in Keras: logits agree (2.1e-6),
+    input gradients differ by 1.4e-2 of their scale (torch vs float64: 6.6e-7). The suite recognises
+    this (only gradients fail, a kink within KINK_MARGIN float32 errors) and uses the next batch, where
+    everything agrees."""
     from shared.kinks import KINK_MARGIN
 
-    case = suite.unet_cases(seed=3)[2]
+    case = suite.unet_cases(seed=11)[2]
     on_kink = suite.run_case(case, max_kink_redraws=0)
     rows = {row.quantity: row for row in on_kink.rows}
     assert rows["logits_train"].passed and rows["logits_eval"].passed

@@ -75,3 +75,44 @@ def test_pitfall_transposed_conv_padding():
     fixed = keras_layers.crop(layers["valid"](_nhwc(x)), 1, 1, 10, 10)
     assert naive.shape == expected.shape and np.abs(naive - expected).max() > 1.0
     assert_parity(_nchw(fixed), expected, quantity="transposed conv")
+
+
+def _op_types(fn, *args) -> set[str]:
+    import tensorflow as tf
+
+    return {op.type for op in tf.function(fn).get_concrete_function(*args).graph.get_operations()}
+
+
+def test_pitfall_tf_dilated_conv_space_to_batch():
+    """A speed pitfall, not a numbers one: ``keras.layers.Conv2D(dilation_rate=r)`` runs as
+    SpaceToBatchND -> conv -> BatchToSpaceND, convolving r x r interleaved grids of the padded map
+    (20-50x slower than oneDNN's dilated kernel for DeepLab's ASPP rates on an 8x8 map). segparity's
+    dilated conv is one Conv2D op with ``dilations`` set, forward and backward, and gives torch's
+    numbers (``benchmarks/`` times the whole network)."""
+    import tensorflow as tf
+
+    if not keras_layers._dilated_conv_is_one_op():
+        pytest.skip("this TensorFlow build has no one-op dilated conv gradient (no oneDNN): Keras's path is used")
+    x = RNG.normal(size=(2, 4, 8, 8)).astype(np.float32)
+    w = RNG.normal(size=(5, 4, 3, 3)).astype(np.float32)
+    expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=6, dilation=6).numpy()
+    naive = keras.layers.Conv2D(5, 3, padding="same", dilation_rate=6, use_bias=False)
+    naive.build((None, None, None, 4))
+    fixed = keras_layers.conv2d(4, 5, 3, padding=6, dilation=6, bias=False, name="fixed")
+    for layer in (naive, fixed):
+        layer.kernel.assign(permute_axes(w, "OIHW", "HWIO"))
+
+    def gradient_graph(layer):
+        def loss_and_gradients(inputs):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                loss = tf.reduce_sum(layer(inputs) ** 2)
+            return tape.gradient(loss, [inputs, layer.kernel])
+        return _op_types(loss_and_gradients, tf.constant(_nhwc(x)))
+
+    assert {"SpaceToBatchND", "BatchToSpaceND"} <= gradient_graph(naive)
+    fixed_ops = gradient_graph(fixed)
+    assert not fixed_ops & {"SpaceToBatchND", "BatchToSpaceND"}
+    assert {"Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"} <= fixed_ops
+    assert_parity(_nchw(fixed(_nhwc(x))), expected, quantity="dilated conv")
+    assert_parity(_nchw(naive(_nhwc(x))), expected, quantity="dilated conv (Keras's path)")
