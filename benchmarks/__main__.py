@@ -12,8 +12,10 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -81,9 +83,20 @@ def requests(quick: bool, device: str, threads: int, frameworks: tuple[str, ...]
     return out
 
 
+_INDUCTOR_CACHE: list[str] = []
+
+
+def _inductor_cache() -> str:
+    """A fresh ``torch.compile`` cache for this run: a stale shared one (``/tmp/torchinductor_<user>``) has
+    been seen to fail compiling with "'at::vec' has not been declared"; warm-up still excludes compilation."""
+    if not _INDUCTOR_CACHE:
+        _INDUCTOR_CACHE.append(tempfile.mkdtemp(prefix="segparity-inductor-"))
+    return _INDUCTOR_CACHE[0]
+
+
 def run_worker(batch: list[dict]) -> list[dict]:
     """Run ``batch`` in one fresh worker process; a request the worker did not answer becomes an error row."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow", TORCHINDUCTOR_CACHE_DIR=_inductor_cache())
     done = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(batch)], capture_output=True,
                           text=True, env=env, cwd=Path(__file__).resolve().parents[1])
     rows = [json.loads(line[len("BENCH_ROW "):]) for line in done.stdout.splitlines() if line.startswith("BENCH_ROW ")]
@@ -161,4 +174,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        for folder in _INDUCTOR_CACHE:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -83,36 +83,43 @@ def _setup(case: Case, precision: str):
 
 
 def measure(case: Case, task: str, mode: str, precision: str, warmup: int, repeats: int, device: str) -> Timing:
-    """Time one ``task`` ("forward": inference mode; "train_step": forward, loss, gradient, SGD update)
-    of ``case`` in ``mode``. Each call ends by fetching a result, which waits for the device.
+    """Time ``step_function(case, task, mode, precision, device)``, the device's peak memory reset first."""
+    with tf.device(_device(device)):
+        step = step_function(case, task, mode, precision, device)
+        reset_device_peak(device)
+        return time_call(step, warmup=warmup, repeats=repeats)
+
+
+def step_function(case: Case, task: str, mode: str, precision: str, device: str):
+    """One ``task`` ("forward": inference mode; "train_step": forward, loss, gradient, SGD update) of
+    ``case`` in ``mode``, as a callable that ends by fetching a result (which waits for the device).
     ``precision`` "bf16"/"fp16" builds the model under Keras's mixed dtype policy (the loss is computed
     in fp32; fp16 training wraps the optimiser in a ``LossScaleOptimizer``)."""
     with tf.device(_device(device)):
         model, x, y, loss_fn, optimizer = _setup(case, precision)
-        reset_device_peak(device)
-        if mode == "fit":
-            if task != "train_step":
-                raise ValueError("mode 'fit' times model.fit's train step; use it with task train_step")
-            model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)
-            return time_call(lambda: model.train_on_batch(x, y), warmup=warmup, repeats=repeats)
-        if task == "forward":
-            def step():
-                return model(x, training=False)
-        else:
-            def step():
-                with tf.GradientTape() as tape:
-                    loss = loss_fn(y, model(x, training=True))
-                    scaled = optimizer.scale_loss(loss)  # identity unless a LossScaleOptimizer (fp16)
-                optimizer.apply_gradients(zip(tape.gradient(scaled, model.trainable_variables),
-                                              model.trainable_variables))
-                return loss
-        if mode == "function":
-            step = tf.function(step, jit_compile=False)
-        elif mode == "xla":
-            step = tf.function(step, jit_compile=True)
-        elif mode != "eager":
-            raise ValueError(f"unknown tf mode {mode!r}")
-        return time_call(lambda: _wait(step()), warmup=warmup, repeats=repeats)
+    if mode == "fit":
+        if task != "train_step":
+            raise ValueError("mode 'fit' times model.fit's train step; use it with task train_step")
+        model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)
+        return lambda: model.train_on_batch(x, y)
+    if task == "forward":
+        def step():
+            return model(x, training=False)
+    else:
+        def step():
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=True))
+                scaled = optimizer.scale_loss(loss)  # identity unless a LossScaleOptimizer (fp16)
+            optimizer.apply_gradients(zip(tape.gradient(scaled, model.trainable_variables),
+                                          model.trainable_variables))
+            return loss
+    if mode == "function":
+        step = tf.function(step, jit_compile=False)
+    elif mode == "xla":
+        step = tf.function(step, jit_compile=True)
+    elif mode != "eager":
+        raise ValueError(f"unknown tf mode {mode!r}")
+    return lambda: _wait(step())
 
 
 def _wait(result) -> float:

@@ -89,9 +89,16 @@ def _setup(case: Case, device: str):
 
 
 def measure(case: Case, task: str, mode: str, precision: str, warmup: int, repeats: int, device: str) -> Timing:
-    """Time one ``task`` ("forward": eval mode, no autograd; "train_step": forward, loss, backward,
-    SGD update) of ``case`` in ``mode``. ``precision`` "bf16"/"fp16" runs forward and loss under
-    ``torch.autocast`` (weights stay fp32; fp16 training scales the loss with a ``GradScaler``)."""
+    """Time ``step_function(case, task, mode, precision, device)``, the device's peak memory reset first."""
+    step = step_function(case, task, mode, precision, device)
+    reset_device_peak(device)
+    return time_call(step, warmup=warmup, repeats=repeats, sync=_sync(device))
+
+
+def step_function(case: Case, task: str, mode: str, precision: str, device: str):
+    """One ``task`` ("forward": eval mode, no autograd; "train_step": forward, loss, backward, SGD
+    update) of ``case`` in ``mode``, as a callable. ``precision`` "bf16"/"fp16" runs forward and loss
+    under ``torch.autocast`` (weights stay fp32; fp16 training scales the loss with a ``GradScaler``)."""
     model, x, y, loss_fn, optimizer = _setup(case, device)
     if mode == "channels_last":
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
@@ -122,5 +129,4 @@ def measure(case: Case, task: str, mode: str, precision: str, warmup: int, repea
             scaler.step(optimizer)
             scaler.update()
             return loss
-    reset_device_peak(device)
-    return time_call(step, warmup=warmup, repeats=repeats, sync=_sync(device))
+    return step

@@ -17,7 +17,7 @@ class BatchNorm(keras.layers.Layer):
     (so Keras momentum = 1 - torch momentum). It differs from ``keras.layers.BatchNormalization`` on
     purpose in one place: ``moving_variance`` is updated with the *unbiased* batch variance
     (times n / (n - 1), n = N*H*W), as torch does; normalisation uses the biased variance in both.
-    Batch mean and variance are accumulated in float64, as torch's CPU kernel does.
+    Batch mean and variance are accumulated in float64 (float32 for 16-bit inputs), as torch's CPU kernel does.
     """
 
     def __init__(self, num_features: int, *, eps: float, momentum: float, **kwargs):
@@ -38,9 +38,11 @@ class BatchNorm(keras.layers.Layer):
             static = x.shape[0] is not None and x.shape[1] is not None and x.shape[2] is not None
             if static and x.shape[0] * x.shape[1] * x.shape[2] == 1:  # the check torch makes
                 raise ValueError(f"Expected more than 1 value per channel when training, got input shape {tuple(x.shape)}")
-            # torch's CPU kernel accumulates batch statistics in float64; float32 sums here put
-            # train-mode logits ~6x further from the exact value (pitfall "bn_batch_statistics_accumulation").
-            mean, variance = ops.moments(ops.cast(x, "float64"), axes=[0, 1, 2])
+            # torch's CPU kernel accumulates batch statistics one type wider: float64 for float32 input
+            # (float32 sums put train-mode logits ~6x further from the exact value; pitfall
+            # "bn_batch_statistics_accumulation"), float32 for bfloat16/float16 (mixed precision).
+            wider = "float64" if keras.backend.standardize_dtype(x.dtype) in ("float32", "float64") else "float32"
+            mean, variance = ops.moments(ops.cast(x, wider), axes=[0, 1, 2])
             mean, variance = ops.cast(mean, x.dtype), ops.cast(variance, x.dtype)
             shape = ops.shape(x)
             n = ops.cast(shape[0] * shape[1] * shape[2], x.dtype)
