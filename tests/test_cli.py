@@ -57,10 +57,11 @@ def test_report_prints_versions_tf32_table_and_parameter_counts(report):
 
 
 def test_report_seed_and_kink_redraw_note(capsys):
-    status = cli.main(["report", "--arch", "unet", "--seed", "11"])  # pitfall relu_kink_flip's batch
+    status = cli.main(["report", "--arch", "segnet", "--seed", "1"])  # the lesson preset's batch 3 sits on a kink
     out = capsys.readouterr().out
     assert status == 0
-    assert out.count("data seed") == CONFIGS["unet"] and "kink" in out
+    assert out.count("data seed") == CONFIGS["segnet"]
+    assert "data seed 4; batch 3 set aside: gradients split at a ReLU/max-pool kink" in out
 
 
 def test_report_fails_when_a_row_fails(monkeypatch, capsys, tmp_path):
