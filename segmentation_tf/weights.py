@@ -6,12 +6,18 @@ For each canonical tensor: the Keras variable that holds it and Keras's axis ord
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
 
-from shared.checkpoint import check_tensors, read_checkpoint, write_checkpoint
+from shared.atomic import atomic_write
+from shared.checkpoint import CheckpointError, check_native_keys, check_tensors, read_checkpoint, write_checkpoint
 from shared.layout import layer_table, permute_axes, CANONICAL_AXES
+
+# Files this framework writes natively: ``model.save_weights``.
+NATIVE_SUFFIXES = (".weights.h5",)
 
 # layer kind -> canonical tensor -> (Keras variable attribute, Keras axes)
 KERAS_TENSORS = {
@@ -64,3 +70,50 @@ def load_weights(model: keras.Model, path: str | os.PathLike) -> keras.Model:
     """Load a canonical checkpoint into ``model``; the stored spec and every key/shape are checked first."""
     tensors, _ = read_checkpoint(path, expected_spec=model.spec)
     return from_canonical(model, tensors)
+
+
+def read_native(path: str | os.PathLike, spec) -> dict[str, np.ndarray]:
+    """Canonical tensors from a Keras ``.weights.h5`` file of the network ``spec`` describes.
+
+    Every dataset of the file (its HDF5 path, shape and dtype) is checked against the file a model
+    built from ``spec`` writes, before Keras loads it.
+    """
+    from segmentation_tf.registry import build_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Keras weight file not found: {path}")
+    if not path.name.endswith(".weights.h5"):
+        raise CheckpointError(f"{path}: Keras weight files end with .weights.h5")
+    model = build_model(spec.name, **spec.options())
+    with tempfile.TemporaryDirectory() as folder:
+        reference = Path(folder) / "reference.weights.h5"
+        model.save_weights(reference)
+        expected = _h5_datasets(reference, "reference")
+    check_native_keys(expected, _h5_datasets(path, str(path)), [], source=str(path), describe=spec.describe())
+    model.load_weights(path)
+    return to_canonical(model)
+
+
+def write_native(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec) -> Path:
+    """Write canonical ``tensors`` as a Keras ``.weights.h5`` file (``model.save_weights``, atomically)."""
+    from segmentation_tf.registry import build_model
+
+    if not str(path).endswith(".weights.h5"):
+        raise CheckpointError(f"{path}: Keras weight files must end with .weights.h5")
+    model = from_canonical(build_model(spec.name, **spec.options()), tensors)
+    return atomic_write(path, model.save_weights, suffix=".weights.h5")
+
+
+def _h5_datasets(path: Path, source: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """HDF5 dataset path -> (shape, dtype) of every array in a ``.weights.h5`` file."""
+    import h5py
+
+    found: dict[str, tuple[tuple[int, ...], str]] = {}
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visititems(lambda name, item: found.__setitem__(name, (tuple(item.shape), str(item.dtype)))
+                              if isinstance(item, h5py.Dataset) else None)
+    except OSError as exc:
+        raise CheckpointError(f"{source} is not a readable HDF5 (.weights.h5) file: {exc}") from None
+    return found

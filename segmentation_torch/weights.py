@@ -6,13 +6,20 @@ For each canonical tensor: the torch attribute that holds it and torch's axis or
 from __future__ import annotations
 
 import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from shared.checkpoint import check_tensors, read_checkpoint, write_checkpoint
+from shared.atomic import atomic_write
+from shared.checkpoint import CheckpointError, check_native_keys, check_tensors, read_checkpoint, write_checkpoint
 from shared.layout import layer_table, permute_axes, CANONICAL_AXES
+
+# Files this framework writes natively: a ``state_dict`` saved with ``torch.save``.
+NATIVE_SUFFIXES = (".pt", ".pth")
 
 # layer kind -> canonical tensor -> (torch attribute, torch axes)
 TORCH_TENSORS = {
@@ -63,3 +70,39 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a canonical checkpoint into ``model``; the stored spec and every key/shape are checked first."""
     tensors, _ = read_checkpoint(path, expected_spec=model.spec)
     return from_canonical(model, tensors)
+
+
+def read_native(path: str | os.PathLike, spec) -> dict[str, np.ndarray]:
+    """Canonical tensors from a torch ``state_dict`` file of the network ``spec`` describes.
+
+    The file is read with ``torch.load(weights_only=True)``: no arbitrary object is unpickled. Keys,
+    shapes and dtypes (float32) are checked against a model built from ``spec`` before anything is
+    copied; ``num_batches_tracked`` may be absent (canonical checkpoints do not keep it).
+    """
+    from segmentation_torch.registry import build_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"torch weight file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path} is not a torch file that loads with weights_only=True: "
+                              f"{str(exc).splitlines()[0][:200]}") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state_dict (a mapping of names to tensors)")
+    model = build_model(spec.name, **spec.options())
+    expected = {key: (tuple(t.shape), str(t.dtype).removeprefix("torch.")) for key, t in model.state_dict().items()}
+    found = {key: (tuple(t.shape), str(t.dtype).removeprefix("torch.")) for key, t in state.items()}
+    optional = [key for key in expected if key.endswith("num_batches_tracked")]
+    check_native_keys(expected, found, optional, source=str(path), describe=spec.describe())
+    model.load_state_dict(dict(state), strict=False)  # every required key and shape checked above
+    return to_canonical(model)
+
+
+def write_native(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec) -> Path:
+    """Write canonical ``tensors`` as a torch ``state_dict`` file (``torch.save``, atomically)."""
+    from segmentation_torch.registry import build_model
+
+    model = from_canonical(build_model(spec.name, **spec.options()), tensors)
+    return atomic_write(path, lambda tmp: torch.save(model.state_dict(), tmp))

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Callable
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(temporary_path)`` and move the result to ``path`` only if it succeeded."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, suffix: str = ".tmp") -> Path:
+    """Call ``write(temporary_path)`` and move the result to ``path`` only if it succeeded. ``suffix`` ends
+    the temporary name (Keras insists on ``.weights.h5``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)

@@ -56,6 +56,24 @@ def check_tensors(tensors: dict[str, np.ndarray], spec, source: str) -> None:
         raise CheckpointError(f"{source} does not match {spec.name} {spec.options()}:\n  " + "\n  ".join(problems))
 
 
+def check_native_keys(expected: dict[str, tuple], found: dict[str, tuple], optional: list[str], *, source: str,
+                      describe: str) -> None:
+    """Compare a framework file's keys with a freshly built model's: ``{key: (shape, dtype)}`` each.
+
+    Raises ``CheckpointError`` naming ``source`` and every missing, unexpected or mis-shaped key
+    (``optional`` keys may be absent).
+    """
+    missing = [k for k in expected if k not in found and k not in optional]
+    extra = [k for k in found if k not in expected]
+    wrong = [f"{k!r}: expected {expected[k][0]} {expected[k][1]}, found {found[k][0]} {found[k][1]}"
+             for k in expected if k in found and found[k] != expected[k]]
+    problems = ([f"missing key {k!r}" for k in missing] + [f"unexpected key {k!r}" for k in extra]
+                + [f"key {line}" for line in wrong])
+    if problems:
+        shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else [])
+        raise CheckpointError(f"{source} does not match {describe}:\n  " + "\n  ".join(shown))
+
+
 def header_json(spec) -> str:
     """The metadata value written for ``spec``."""
     return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec_to_dict(spec)}, sort_keys=True)

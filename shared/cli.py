@@ -10,6 +10,10 @@ synthetic batch, print the table; exit status 1 if any row fails.
 ``segparity compare-train --arch NAME --out DIR [--steps N] [...]``: the same network, weights and
 batches trained in both frameworks; per-step loss difference (``shared/compare.py``).
 
+``segparity convert SRC DST [--arch NAME [--preset P] [--in-channels N] [--num-classes N] [--model-option K=V]]``:
+weights between a canonical ``.safetensors`` checkpoint, a torch ``.pt``/``.pth`` state_dict and a Keras
+``.weights.h5`` file, either way (``shared/convert.py``).
+
 Bad arguments and bad data end with one line naming the argument, file or key (exit status 2),
 before any framework is imported where possible.
 """
@@ -153,6 +157,26 @@ def _compare_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from shared.checkpoint import CheckpointError
+    from shared.convert import convert
+    from shared.specs import make_spec
+
+    try:
+        spec = None
+        if args.arch is not None:
+            spec = make_spec(args.arch, preset=args.preset, in_channels=args.in_channels,
+                             num_classes=args.num_classes, **dict(args.model_option or []))
+        elif args.preset or args.model_option or args.in_channels or args.num_classes:
+            raise ValueError("--preset, --in-channels, --num-classes and --model-option need --arch")
+        spec = convert(args.source, args.target, spec)
+    except (CheckpointError, FileNotFoundError, ValueError, TypeError) as exc:
+        print(f"segparity convert: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.source} -> {args.target}: {spec.describe()}, {len(spec.layer_table())} layers")
+    return 0
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by ``train`` and ``compare-train``; None means "not given" (preset, then default)."""
     from shared.training import LOSSES, OPTIMIZERS
@@ -209,6 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--steps", type=int, default=50, help="optimiser steps (default 50)")
     compare.add_argument("--float64", action="store_true", help="run both frameworks in float64 (no float32 drift)")
     compare.set_defaults(run=_compare_train)
+
+    conv = commands.add_parser("convert", help="weights between canonical .safetensors, torch .pt/.pth and Keras .weights.h5")
+    conv.add_argument("source", metavar="SRC")
+    conv.add_argument("target", metavar="DST")
+    conv.add_argument("--arch", choices=list_models(), help="architecture of a torch/Keras source (canonical files record it)")
+    conv.add_argument("--preset", help="model preset the weights were built with")
+    conv.add_argument("--in-channels", type=int)
+    conv.add_argument("--num-classes", type=int)
+    conv.add_argument("--model-option", action="append", type=_model_option, metavar="KEY=VALUE",
+                      help="build_model option the weights were built with (repeatable)")
+    conv.set_defaults(run=_convert)
     return parser
 
 
