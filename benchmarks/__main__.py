@@ -1,9 +1,10 @@
-"""``python -m benchmarks [--quick] [--json PATH] [--markdown PATH] [--png PATH] [--device cpu|cuda] [--threads N]``
+"""``python -m benchmarks [--quick] [--json PATH] [--markdown PATH] [--png PATH] [--device cpu|cuda]
+[--framework both|torch|tf] [--threads N]``
 
-Times every case of ``benchmarks.cases`` in both frameworks and every mode, each measurement in its own
-subprocess, then prints the Markdown summary (best mode per framework and their ratio, achieved GFLOP/s
-against the framework's own measured fp32 GEMM peak).
-"""
+Times every case of ``benchmarks.cases`` in both frameworks, every mode and precision, each measurement in
+its own subprocess (``--quick``: one per framework), then prints the Markdown summary (best mode per
+framework, case, task and precision and their ratio; achieved GFLOP/s against the framework's own
+measured GEMM peak in the same precision, FLOPs counted from the specs)."""
 
 from __future__ import annotations
 

@@ -16,9 +16,6 @@ from shared.atomic import atomic_write
 from shared.checkpoint import CheckpointError, check_native_keys, check_tensors, read_checkpoint, write_checkpoint
 from shared.layout import layer_table, permute_axes, CANONICAL_AXES
 
-# Files this framework writes natively: ``model.save_weights``.
-NATIVE_SUFFIXES = (".weights.h5",)
-
 # layer kind -> canonical tensor -> (Keras variable attribute, Keras axes)
 KERAS_TENSORS = {
     "conv2d": {"weight": ("kernel", "HWIO"), "bias": ("bias", "O")},

@@ -58,7 +58,7 @@ class SegNet(nn.Module):
             height, width = x.shape[2], x.shape[3]
             if self.spec.upsample == "unpool":
                 x, indices = max_pool_with_indices(x)
-            else:  # bilinear up-sampling needs no indices (and the argmax pool is slower, XLA cannot compile it)
+            else:  # bilinear up-sampling needs no indices (and the argmax pool costs more)
                 x, indices = max_pool_2x2(x), None
             pooled.append((indices, height, width))
         for layer in self.bottleneck:

@@ -18,9 +18,6 @@ from shared.atomic import atomic_write
 from shared.checkpoint import CheckpointError, check_native_keys, check_tensors, read_checkpoint, write_checkpoint
 from shared.layout import layer_table, permute_axes, CANONICAL_AXES
 
-# Files this framework writes natively: a ``state_dict`` saved with ``torch.save``.
-NATIVE_SUFFIXES = (".pt", ".pth")
-
 # layer kind -> canonical tensor -> (torch attribute, torch axes)
 TORCH_TENSORS = {
     "conv2d": {"weight": ("weight", "OIHW"), "bias": ("bias", "O")},
