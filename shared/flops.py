@@ -20,6 +20,9 @@ TASKS = ("forward", "train_step")
 
 def layer_macs(spec, height: int, width: int) -> dict[str, int]:
     """Conv layer path -> multiply-adds of its forward for one ``height x width`` image, in layer-table order."""
+    for name, side in (("height", height), ("width", width)):
+        if spec.output_size(side) is None:
+            raise ValueError(f"{name} {side} cannot go through {spec.describe()}: it needs {spec.size_rule()}")
     rows, cols = spec.layer_sizes(height), spec.layer_sizes(width)
     macs = {}
     for entry in spec.layer_table():

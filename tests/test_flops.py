@@ -63,6 +63,12 @@ def test_layer_macs_by_hand():
     assert list(macs)[0] == "encoder.0.conv1" and len(macs) == 10  # 4 + 1 + 4 convs and the head
 
 
+def test_a_size_the_network_cannot_take_is_named():
+    with pytest.raises(ValueError, match=r"height 100 cannot go through unet\(depth=4, padding='same'\): it needs "
+                                         r"height and width divisible by 2\*\*depth = 16"):
+        step_flops(build_model("unet", preset="lesson").spec, 1, 100, 96, "forward")
+
+
 def test_unknown_task_is_named():
     with pytest.raises(ValueError, match="task must be one of"):
         step_flops(build_model("unet", preset="lesson").spec, 1, 16, 16, "backward")
