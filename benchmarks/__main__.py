@@ -25,16 +25,7 @@ from tqdm import tqdm
 
 from benchmarks import cases, report
 from shared.atomic import atomic_write
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from shared.machine import cpu_model
 
 
 def installed_version(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import keras
 import tensorflow as tf
@@ -28,6 +29,28 @@ def set_tf32(enabled: bool) -> None:
 def tf32_state() -> str:
     """What TF32 is set to, for reports."""
     return f"tf tensor_float_32_execution={tf.config.experimental.tensor_float_32_execution_enabled()}"
+
+
+def determinism_state() -> str:
+    """Which determinism switches are set, for reports (``tf.config.experimental.enable_op_determinism``
+    has no public getter; TensorFlow's own ``config.is_op_determinism_enabled`` is read)."""
+    from tensorflow.python.framework import config as tf_config
+
+    return (f"tf op_determinism={tf_config.is_op_determinism_enabled()}, "
+            f"TF_DETERMINISTIC_OPS={os.environ.get('TF_DETERMINISTIC_OPS', 'unset')}, "
+            f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}")
+
+
+def device_names() -> list[str]:
+    """The devices TensorFlow can run on here, named (``tf.config.list_physical_devices``)."""
+    return [f"{d.device_type.lower()}:{d.name.rsplit(':', 1)[-1]}" for d in tf.config.list_physical_devices()]
+
+
+def environment() -> dict[str, object]:
+    """TensorFlow's and Keras's versions, devices, TF32 and determinism settings."""
+    return {"version": f"tensorflow {tf.__version__}, keras {keras.__version__}", "devices": device_names(),
+            "tf32": tf32_state(), "determinism": determinism_state(),
+            "threads": f"intra_op {tf.config.threading.get_intra_op_parallelism_threads()} (0: TensorFlow chooses)"}
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ KERAS_TENSORS = {
     "conv_transpose2d": {"weight": ("kernel", "HWOI"), "bias": ("bias", "O")},
     "batch_norm": {"scale": ("gamma", "C"), "bias": ("beta", "C"), "mean": ("moving_mean", "C"),
                    "var": ("moving_variance", "C")},
+    "linear": {"weight": ("kernel", "IO"), "bias": ("bias", "O")},
 }
 
 

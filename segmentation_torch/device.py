@@ -30,6 +30,23 @@ def tf32_state() -> str:
             f"cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}")
 
 
+def determinism_state() -> str:
+    """Which determinism switches are set, for reports."""
+    return (f"torch use_deterministic_algorithms={torch.are_deterministic_algorithms_enabled()}, "
+            f"cudnn.deterministic={torch.backends.cudnn.deterministic}, cudnn.benchmark={torch.backends.cudnn.benchmark}")
+
+
+def device_names() -> list[str]:
+    """The devices torch can run on here, named (the CPU, then each CUDA device)."""
+    return ["cpu"] + [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
+
+
+def environment() -> dict[str, object]:
+    """torch's version, devices, TF32 and determinism settings."""
+    return {"version": torch.__version__, "devices": device_names(), "tf32": tf32_state(),
+            "determinism": determinism_state(), "threads": torch.get_num_threads()}
+
+
 @contextlib.contextmanager
 def precision(dtype: str):
     """Build torch modules in ``dtype`` ("float32" or "float64"): the default dtype inside the block."""

@@ -24,6 +24,7 @@ TORCH_TENSORS = {
     "conv_transpose2d": {"weight": ("weight", "IOHW"), "bias": ("bias", "O")},
     "batch_norm": {"scale": ("weight", "C"), "bias": ("bias", "C"), "mean": ("running_mean", "C"),
                    "var": ("running_var", "C")},
+    "linear": {"weight": ("weight", "OI"), "bias": ("bias", "O")},
 }
 
 

@@ -14,6 +14,11 @@ batches trained in both frameworks; per-step loss difference (``shared/compare.p
 weights between a canonical ``.safetensors`` checkpoint, a torch ``.pt``/``.pth`` state_dict and a Keras
 ``.weights.h5`` file, either way (``shared/convert.py``).
 
+``segparity diff --arch NAME [--preset P] [--weights PATH] [--tf-weights PATH] [--train] [--json PATH]``:
+both frameworks on one seeded random batch with shared weights, every layer compared isolated (fed
+torch's input) and end to end, the first layer over tolerance named (``shared/layerdiff.py``); exit
+status 1 if any layer or the output is over tolerance.
+
 Bad arguments and bad data end with one line naming the argument, file or key (exit status 2),
 before any framework is imported where possible.
 """
@@ -27,8 +32,10 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 from shared import __version__
+from shared.parity import ATOL, RTOL
 from shared.specs import list_models
 
 
@@ -36,7 +43,8 @@ def _report(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from shared import suite
-    from shared.report import format_summary, format_table, write_json
+    from shared.machine import environment
+    from shared.report import format_environment, format_summary, format_table, write_json
 
     unknown = [a for a in args.arch if a not in suite.SUITES]
     if unknown:
@@ -46,8 +54,10 @@ def _report(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     versions = {**suite.harness("torch").versions(), **suite.harness("tf").versions()}
     tf32 = suite.set_tf32(False)
+    env = environment()
     print(f"segparity {__version__} parity report: python {platform.python_version()}, "
-          + ", ".join(f"{k} {v}" for k, v in versions.items()) + f", device {args.device}")
+          + ", ".join(f"{k} {v}" for k, v in versions.items()) + f", device {args.device}; {env['machine']['cpu']}")
+    print(format_environment(env))
     print(f"TF32 switched off for parity: {tf32}; TensorFlow oneDNN ops: "
           f"{'off' if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '0' else 'on'} (TF_ENABLE_ONEDNN_OPTS="
           f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')})")
@@ -79,7 +89,7 @@ def _report(args: argparse.Namespace) -> int:
     for r in failed:
         print(f"FAIL {r.arch} [{r.config}] {r.quantity}: {r.detail}")
     if args.json:
-        write_json(rows, args.json)
+        write_json(rows, args.json, env)
         print(f"rows written to {args.json}")
     return 1 if failed else 0
 
@@ -177,6 +187,40 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diff(args: argparse.Namespace) -> int:
+    from shared.atomic import atomic_write
+    from shared.checkpoint import CheckpointError
+    from shared.convert import read_weights
+    from shared import suite
+    from shared.layerdiff import diff_architecture
+    from shared.report import format_environment
+    from shared.specs import make_spec
+
+    try:
+        spec = make_spec(args.arch, preset=args.preset, in_channels=args.in_channels, num_classes=args.num_classes,
+                         **dict(args.model_option or []))
+        weights = read_weights(args.weights, spec)[0] if args.weights else None
+        tf_weights = read_weights(args.tf_weights, spec)[0] if args.tf_weights else None
+        suite.set_tf32(False)  # as in the parity report: TF32 keeps 10 mantissa bits on Ampere+ GPUs
+        report = diff_architecture(spec, weights=weights, tf_weights=tf_weights, batch=args.batch, size=args.size,
+                                   seed=args.seed, training=args.train, rtol=args.rtol, atol=args.atol,
+                                   reference=None if args.no_floor else "float64")
+    except (CheckpointError, FileNotFoundError, ValueError, TypeError, KeyError) as exc:
+        print(f"segparity diff: error: {exc}", file=sys.stderr)
+        return 2
+    env = report.environment
+    print(f"segparity {__version__} layer diff of {spec.describe()}: "
+          f"{'training' if args.train else 'inference'} mode, seed {args.seed}; python {env['machine']['python']}, "
+          f"{env['machine']['cpu']}")
+    print(format_environment(env))
+    print(report.format())
+    if args.json:
+        text = json.dumps(report.to_json(), indent=1) + "\n"
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
+        print(f"report written to {args.json}")
+    return 0 if report.passed else 1
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by ``train`` and ``compare-train``; None means "not given" (preset, then default)."""
     from shared.training import LOSSES, OPTIMIZERS
@@ -244,6 +288,27 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--model-option", action="append", type=_model_option, metavar="KEY=VALUE",
                       help="build_model option the weights were built with (repeatable)")
     conv.set_defaults(run=_convert)
+
+    diff = commands.add_parser("diff", help="layer-by-layer torch/Keras divergence, isolated and end to end")
+    diff.add_argument("--arch", required=True, choices=list_models())
+    diff.add_argument("--preset", help="model preset (paper, lesson)")
+    diff.add_argument("--in-channels", type=int)
+    diff.add_argument("--num-classes", type=int)
+    diff.add_argument("--model-option", action="append", type=_model_option, metavar="KEY=VALUE",
+                      help="extra build_model option (repeatable)")
+    diff.add_argument("--weights", metavar="PATH", help="weights for both (.safetensors, .pt/.pth, .weights.h5); "
+                      "default: seeded random weights")
+    diff.add_argument("--tf-weights", metavar="PATH", help="different weights for the Keras model (e.g. another converter's output)")
+    diff.add_argument("--batch", type=int, default=2, help="images in the random batch (default 2)")
+    diff.add_argument("--size", type=int, help="square input size (default: the smallest >= 64 the network takes)")
+    diff.add_argument("--seed", type=int, default=0, help="seed of the input (and of random weights), default 0")
+    diff.add_argument("--train", action="store_true", help="training mode (BatchNorm batch statistics)")
+    diff.add_argument("--rtol", type=float, default=RTOL, help=f"default {RTOL:g}")
+    diff.add_argument("--atol", type=float, default=ATOL, help=f"default {ATOL:g}")
+    diff.add_argument("--no-floor", action="store_true",
+                      help="skip torch's float64 run; judge end-to-end rows at the bare atol")
+    diff.add_argument("--json", metavar="PATH", help="also write the whole report as JSON")
+    diff.set_defaults(run=_diff)
     return parser
 
 

@@ -15,6 +15,8 @@ batch_norm        scale     C                           weight          gamma
 batch_norm        bias      C                           bias            beta
 batch_norm        mean      C                           running_mean    moving_mean
 batch_norm        var       C (unbiased running var)    running_var     moving_variance
+linear            weight    O I (out, in)               weight  OI      kernel  IO
+linear            bias      O                           bias            bias
 ================  ========  ==========================  ==============  ==================
 
 All tensors are float32. torch's ``num_batches_tracked`` is not stored (it only matters when BN
@@ -31,11 +33,13 @@ CANONICAL_AXES: dict[str, dict[str, str]] = {
     "conv2d": {"weight": "OIHW", "bias": "O"},
     "conv_transpose2d": {"weight": "IOHW", "bias": "O"},
     "batch_norm": {"scale": "C", "bias": "C", "mean": "C", "var": "C"},
+    "linear": {"weight": "OI", "bias": "O"},  # torch Linear (out, in); Keras Dense kernel (in, out)
 }
 
 # Tensors an optimiser updates; the others (BN mean/var) are running statistics.
 TRAINABLE = {("conv2d", "weight"), ("conv2d", "bias"), ("conv_transpose2d", "weight"),
-             ("conv_transpose2d", "bias"), ("batch_norm", "scale"), ("batch_norm", "bias")}
+             ("conv_transpose2d", "bias"), ("batch_norm", "scale"), ("batch_norm", "bias"),
+             ("linear", "weight"), ("linear", "bias")}
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class LayerEntry:
             shapes = {"weight": (o, i, k, k), "bias": (o,)}
         elif self.kind == "conv_transpose2d":
             shapes = {"weight": (i, o, k, k), "bias": (o,)}
+        elif self.kind == "linear":
+            shapes = {"weight": (o, i), "bias": (o,)}
         elif self.kind == "batch_norm":
             return {name: (o,) for name in CANONICAL_AXES["batch_norm"]}
         else:

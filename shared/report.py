@@ -40,7 +40,18 @@ def format_summary(rows) -> str:
     return "\n".join(lines)
 
 
-def write_json(rows, path: str | os.PathLike) -> Path:
-    """Write ``[row.to_json(), ...]`` to ``path`` atomically (temporary file, then rename)."""
-    text = json.dumps([r.to_json() for r in rows], indent=1) + "\n"
+def format_environment(environment: dict) -> str:
+    """Two lines of ``shared.machine.environment()``: per framework, its devices, TF32, determinism and threads."""
+    lines = []
+    for framework in ("torch", "tf"):
+        e = environment[framework]
+        lines.append(f"{framework} {e['version']}: devices {', '.join(e['devices'])}; {e['tf32']}; {e['determinism']}; "
+                     f"threads {e['threads']}")
+    return "\n".join(lines)
+
+
+def write_json(rows, path: str | os.PathLike, environment: dict) -> Path:
+    """Write ``{"environment": environment, "rows": [row.to_json(), ...]}`` to ``path`` atomically
+    (temporary file, then rename)."""
+    text = json.dumps({"environment": environment, "rows": [r.to_json() for r in rows]}, indent=1) + "\n"
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -26,11 +26,13 @@ def report(tmp_path_factory):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         status = cli.main(["report", "--json", str(path)])
-    return status, json.loads(path.read_text()), out.getvalue()
+    document = json.loads(path.read_text())
+    assert list(document) == ["environment", "rows"]
+    return status, document["rows"], out.getvalue(), document["environment"]
 
 
 def test_report_passes_and_writes_documented_json(report):
-    status, rows, _ = report
+    status, rows, _, _ = report
     assert status == 0
     assert rows and all(list(row) == KEYS for row in rows)
     assert all(row["passed"] for row in rows)
@@ -44,10 +46,15 @@ def test_report_passes_and_writes_documented_json(report):
 
 
 def test_report_prints_versions_tf32_table_and_parameter_counts(report):
-    status, _, out = report
+    status, _, out, environment = report
     assert status == 0
     assert "torch 2." in out and "tensorflow 2." in out and "keras 3." in out
     assert "TF32 switched off for parity" in out
+    # the versions, devices, TF32 and determinism settings it ran under, printed and in the JSON
+    assert "torch use_deterministic_algorithms=False" in out and "tf op_determinism=False" in out
+    assert environment["torch"]["version"].startswith("2.") and environment["torch"]["devices"][0] == "cpu"
+    assert "tensor_float_32_execution=False" in environment["tf"]["tf32"]
+    assert "cudnn.deterministic" in environment["torch"]["determinism"] and environment["machine"]["python"]
     assert re.search(r"\| arch +\| config", out)
     assert out.count("(equal)") == sum(CONFIGS.values()) and "DIFFERENT" not in out
     assert "unet [same/transpose/bn d3 c8 2x3x32x32 w:torch]: parameters torch 121,139 / tf 121,139" in out
@@ -79,7 +86,7 @@ def test_report_fails_when_a_row_fails(monkeypatch, capsys, tmp_path):
     out = capsys.readouterr().out
     assert status == 1
     assert "FAIL fcn" in out and "logits_eval" in out
-    rows = json.loads((tmp_path / "r.json").read_text())
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert [r["passed"] for r in rows if r["quantity"] == "logits_eval"] == [False] * CONFIGS["fcn"]
 
 

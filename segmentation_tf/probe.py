@@ -1,0 +1,191 @@
+"""Layer-by-layer probing of a Keras model: what ``segparity diff`` and the parity harness
+(``shared/layerdiff.py``) need from Keras.
+
+Twin of ``segmentation_torch/probe.py``. Activations go in and come out as numpy arrays in Keras's
+own layout (channels-last, ``(N, H, W, C)``): which axes a Keras tensor has is the port's business,
+so ``shared.layerdiff`` moves them to torch's layout, once, by the rule it documents. Layer weights
+are in ``shared.layout`` axes.
+A layer is named by an attribute path (``decoder.0.conv1``, how segparity's models nest their
+layers, each also *named* so) or, failing that, by its Keras name (``model.get_layer(name)``, how a
+functional model is addressed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from segmentation_tf.layers import BatchNorm
+from segmentation_tf.weights import KERAS_TENSORS
+from shared.layout import CANONICAL_AXES, permute_axes
+from shared.layerdiff import LayerCall
+
+FRAMEWORK = "tf"
+
+# Keras layer class -> canonical kind (tensors and axes: ``segmentation_tf.weights.KERAS_TENSORS``);
+# Conv2DTranspose is not a Conv2D subclass, segparity's BatchNorm is not a BatchNormalization one
+LAYER_KINDS = ((keras.layers.Conv2DTranspose, "conv_transpose2d"), (keras.layers.Conv2D, "conv2d"),
+               (keras.layers.BatchNormalization, "batch_norm"), (BatchNorm, "batch_norm"),
+               (keras.layers.Dense, "linear"))
+
+
+def is_model(fn) -> bool:
+    """Whether ``fn`` is a model whose layers can be probed (a Keras layer or model)."""
+    return isinstance(fn, keras.layers.Layer)
+
+
+def find_layer(model: keras.Model, path: str) -> keras.layers.Layer:
+    """The layer at the attribute path ``path``, else the layer named ``path``; a ``KeyError`` naming
+    the path if there is neither."""
+    obj = model
+    try:
+        for part in path.split("."):
+            obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+    except (AttributeError, IndexError, TypeError):
+        obj = None
+    if isinstance(obj, keras.layers.Layer):
+        return obj
+    try:
+        return model.get_layer(path)
+    except ValueError:
+        raise KeyError(f"Keras model {model.name!r} has no layer {path!r}") from None
+
+
+def layer_paths(model: keras.Model) -> list[str]:
+    """The name of every layer inside ``model``, depth first (the model itself excluded)."""
+    return [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)]
+
+
+def layer_kind(model: keras.Model, path: str) -> str:
+    """The class name of the layer at ``path`` (for reports)."""
+    return type(find_layer(model, path)).__name__
+
+
+def to_framework(array: np.ndarray) -> tf.Tensor:
+    """A numpy array as a TensorFlow tensor (same axes)."""
+    return tf.convert_to_tensor(np.ascontiguousarray(array))
+
+
+def from_framework(value):
+    """A tensor (or a tuple/list of them) as numpy (same axes); anything else unchanged."""
+    if isinstance(value, (tf.Tensor, tf.Variable)) or keras.ops.is_tensor(value):
+        return keras.ops.convert_to_numpy(value)
+    if isinstance(value, (tuple, list)):
+        return [from_framework(v) for v in value]
+    return value
+
+
+def _to_framework_args(value):
+    if isinstance(value, np.ndarray):
+        return to_framework(value)
+    if isinstance(value, list):
+        return [_to_framework_args(v) for v in value]
+    return value
+
+
+@contextlib.contextmanager
+def _state_kept(layer: keras.layers.Layer):
+    """Run a block and put every variable of the layer back afterwards (a training-mode call moves
+    BatchNorm's moving statistics)."""
+    saved = [(v, keras.ops.convert_to_numpy(v)) for v in layer.variables]
+    try:
+        yield
+    finally:
+        for v, value in saved:
+            v.assign(value)
+
+
+def run(fn, inputs: list[np.ndarray], training: bool = False):
+    """``fn(*inputs)`` (a Keras model/layer, called with ``training``, or any TensorFlow callable) on
+    numpy inputs; the output as numpy. A Keras layer is left as it was."""
+    args = [to_framework(x) for x in inputs]
+    if not isinstance(fn, keras.layers.Layer):
+        return from_framework(fn(*args))
+    with _state_kept(fn):
+        return from_framework(fn(*args, training=training))
+
+
+def record(model: keras.Model, inputs: list[np.ndarray], paths: list[str], training: bool = False,
+           dtype: str | None = None) -> tuple[object, list[LayerCall]]:
+    """Run ``model`` once, eagerly, on numpy ``inputs``; return its output and, in the order the calls
+    finish, every call of a layer in ``paths``: its positional arguments and its output (numpy).
+
+    Each layer's ``call`` is wrapped for the run (Keras's ``__call__`` looks ``call`` up on the
+    instance) and restored afterwards, as are the model's variables. ``dtype`` must be None: a built Keras model keeps the dtype of
+    its variables (build it under ``segmentation_tf.device.precision("float64")`` for a float64 run).
+    """
+    if dtype is not None:
+        raise ValueError(f"dtype={dtype!r}: a built Keras model cannot be recast; build it in that dtype "
+                         "(segmentation_tf.device.precision) and pass dtype=None")
+    calls: list[LayerCall] = []
+    wrapped = []
+    for path in paths:
+        layer = find_layer(model, path)
+        original = layer.call
+
+        def recording_call(*args, _path=path, _original=original, **kwargs):
+            output = _original(*args, **kwargs)
+            calls.append(LayerCall(_path, from_framework(list(args)), from_framework(output)))
+            return output
+
+        object.__setattr__(layer, "call", recording_call)
+        wrapped.append(layer)
+    try:
+        output = run(model, inputs, training)
+    finally:
+        for layer in wrapped:
+            object.__delattr__(layer, "call")  # the class's own ``call`` again
+    return output, calls
+
+
+def run_layer(model: keras.Model, path: str, args: list, training: bool = False):
+    """The layer at ``path`` alone, called on numpy ``args``; its output, numpy."""
+    layer = find_layer(model, path)
+    with _state_kept(layer):
+        return from_framework(layer(*[_to_framework_args(a) for a in args], training=training))
+
+
+def _kind(layer: keras.layers.Layer) -> tuple[str, dict]:
+    for cls, kind in LAYER_KINDS:
+        if isinstance(layer, cls):
+            return kind, KERAS_TENSORS[kind]
+    known = ", ".join(cls.__name__ for cls, _ in LAYER_KINDS)
+    raise TypeError(f"layer {type(layer).__name__} has no canonical weight layout (known: {known})")
+
+
+def get_layer_weights(model: keras.Model, path: str) -> tuple[str | None, dict[str, np.ndarray]]:
+    """``(kind, canonical tensors)`` of the layer at ``path`` (``shared.layout`` axes, float32);
+    ``(None, {})`` for a layer without variables of its own (ReLU, pooling, a container)."""
+    layer = find_layer(model, path)
+    if not layer._trainable_variables and not layer._non_trainable_variables:  # its own, not its sublayers'
+        return None, {}
+    kind, tensors = _kind(layer)
+    out = {}
+    for name, (attribute, axes) in tensors.items():
+        value = getattr(layer, attribute, None)
+        if value is not None:
+            array = np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float32)
+            out[name] = permute_axes(array, axes, CANONICAL_AXES[kind][name])
+    return kind, out
+
+
+def set_layer_weights(model: keras.Model, path: str, kind: str, tensors: dict[str, np.ndarray]) -> None:
+    """Copy canonical ``tensors`` of a ``kind`` layer into the layer at ``path``; every name and shape
+    is checked first, and a mismatch names the layer and the tensor."""
+    layer = find_layer(model, path)
+    own_kind, names = _kind(layer)
+    if own_kind != kind:
+        raise ValueError(f"layer {path!r} is a {own_kind}, the tensors are of a {kind}")
+    targets = {name: getattr(layer, attribute, None) for name, (attribute, _) in names.items()}
+    targets = {name: target for name, target in targets.items() if target is not None}
+    if set(targets) != set(tensors):
+        raise ValueError(f"layer {path!r}: expected tensors {sorted(targets)}, got {sorted(tensors)}")
+    for name, target in targets.items():
+        value = permute_axes(np.asarray(tensors[name], dtype=np.float32), CANONICAL_AXES[kind][name], names[name][1])
+        if tuple(value.shape) != tuple(target.shape):
+            raise ValueError(f"layer {path!r} tensor {name!r}: Keras expects {tuple(target.shape)}, "
+                             f"got {value.shape} after permuting from canonical {CANONICAL_AXES[kind][name]}")
+        target.assign(value)

@@ -1,0 +1,109 @@
+"""The parity harness for users' own models (docs/parity-harness.md): the worked example runs as
+written, the pytest fixtures work, and bad name maps are clear errors."""
+
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from shared.layerdiff import ParityError, assert_parity, diff_models, transfer_weights
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "parity-harness.md"
+
+
+def _doc_example() -> str:
+    """The first ```python block of the page: the worked example."""
+    return re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)[0]
+
+
+def test_worked_example_in_the_docs_runs(capsys):
+    namespace: dict = {"__name__": "docs_example"}
+    exec(compile(_doc_example(), str(DOC), "exec"), namespace)  # its own asserts check the outcome
+    out = capsys.readouterr().out
+    assert "port error: flatten gives a different output on torch's own input" in out
+    assert "torch and Keras agree at every compared layer" in out
+
+
+class _Torch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)))
+
+
+def _keras(epsilon: float) -> keras.Model:
+    x = inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(3, 3, padding="same", name="c")(x)
+    x = keras.layers.BatchNormalization(epsilon=epsilon, momentum=0.9, name="b")(x)
+    return keras.Model(inputs, keras.layers.ReLU()(x))
+
+
+NAMES = {"conv": "c", "bn": "b"}
+IMAGES = np.random.default_rng(1).standard_normal((4, 2, 6, 6)).astype(np.float32)
+
+
+def _pair(epsilon: float):
+    torch.manual_seed(0)
+    model = _Torch()
+    with torch.no_grad():
+        model.bn.running_var.fill_(2e-3)  # small variances make the epsilon visible
+    twin = _keras(epsilon)
+    assert transfer_weights(model, twin, NAMES) == ["conv", "bn"]
+    return model, twin
+
+
+def test_fixture_passes_a_faithful_pair_and_names_the_layer_of_an_unfaithful_one(assert_parity, parity_tolerance):
+    assert parity_tolerance == (1e-4, 1e-5)  # no option or ini value given: segparity's defaults
+    model, twin = _pair(epsilon=1e-5)
+    report = assert_parity(model.eval(), twin, IMAGES, name_map=NAMES)
+    assert report.passed and [row.torch_path for row in report.rows] == ["conv", "bn"]
+    training = assert_parity(model, twin, IMAGES, name_map=NAMES, training=True)
+    assert training.rows[1].isolated.max_abs < 1e-5
+    model, naive = _pair(epsilon=1e-3)  # Keras's default epsilon
+    with pytest.raises(ParityError, match=r"isolated: bn -> b") as caught:
+        assert_parity(model.eval(), naive, IMAGES, name_map=NAMES)
+    assert caught.value.report.rows[0].isolated.passed  # the conv before it is fine
+
+
+def test_probes_leave_weights_statistics_and_modes_as_they_were():
+    model, twin = _pair(epsilon=1e-5)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    keras_before = [keras.ops.convert_to_numpy(v) for v in twin.variables]
+    diff_models(model, twin, IMAGES, name_map=NAMES, training=True)
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(np.array_equal(a, keras.ops.convert_to_numpy(v)) for a, v in zip(keras_before, twin.variables))
+
+
+def test_weights_move_back_from_keras_to_torch():
+    model, twin = _pair(epsilon=1e-5)
+    twin.get_layer("c").kernel.assign(np.full((3, 3, 2, 3), 0.25, np.float32))
+    transfer_weights(model, twin, NAMES, to="torch")
+    assert torch.all(model.conv.weight == 0.25)
+
+
+def test_plain_functions_compare_outputs_in_torch_layout():
+    report = assert_parity(lambda x: torch.flip(x, dims=[1]), lambda x: x[..., ::-1], IMAGES)
+    assert report.rows == [] and report.output.max_abs == 0.0
+    with pytest.raises(ParityError, match="output max_abs"):
+        assert_parity(lambda x: x * 2, lambda x: x * 2.001, IMAGES)
+
+
+def test_bad_name_maps_and_weights_name_the_layer():
+    model, twin = _pair(epsilon=1e-5)
+    with pytest.raises(KeyError, match="torch model _Torch has no layer 'convv'"):
+        diff_models(model, twin, IMAGES, name_map={"convv": "c"})
+    with pytest.raises(KeyError, match="has no layer 'cc'"):
+        diff_models(model, twin, IMAGES, name_map={"conv": "cc"})
+    with pytest.raises(ValueError, match="layer 'b' is a batch_norm, the tensors are of a conv2d"):
+        transfer_weights(model, twin, {"conv": "b"})
+    small = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(5, 3, name="c")])
+    with pytest.raises(ValueError, match=r"layer 'c' tensor 'weight': Keras expects \(3, 3, 2, 5\)"):
+        transfer_weights(model, small, {"conv": "c"})
