@@ -194,10 +194,14 @@ def _diff(args: argparse.Namespace) -> int:
     from shared import suite
     from shared.layerdiff import diff_architecture
     from shared.report import format_environment
-    from shared.specs import make_spec
+    from shared.specs import PRESETS, make_spec
 
     try:
-        spec = make_spec(args.arch, preset=args.preset, in_channels=args.in_channels, num_classes=args.num_classes,
+        preset = PRESETS.get(args.arch, {}).get(args.preset, {}) if args.preset else {}
+        # a random batch needs a shape: 3 input channels and 2 classes unless given or set by the preset
+        in_channels = args.in_channels or (None if "in_channels" in preset else 3)
+        num_classes = args.num_classes or (None if "num_classes" in preset else 2)
+        spec = make_spec(args.arch, preset=args.preset, in_channels=in_channels, num_classes=num_classes,
                          **dict(args.model_option or []))
         weights = read_weights(args.weights, spec)[0] if args.weights else None
         tf_weights = read_weights(args.tf_weights, spec)[0] if args.tf_weights else None
@@ -292,8 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     diff = commands.add_parser("diff", help="layer-by-layer torch/Keras divergence, isolated and end to end")
     diff.add_argument("--arch", required=True, choices=list_models())
     diff.add_argument("--preset", help="model preset (paper, lesson)")
-    diff.add_argument("--in-channels", type=int)
-    diff.add_argument("--num-classes", type=int)
+    diff.add_argument("--in-channels", type=int, help="default 3 (or the preset's)")
+    diff.add_argument("--num-classes", type=int, help="default 2 (or the preset's)")
     diff.add_argument("--model-option", action="append", type=_model_option, metavar="KEY=VALUE",
                       help="extra build_model option (repeatable)")
     diff.add_argument("--weights", metavar="PATH", help="weights for both (.safetensors, .pt/.pth, .weights.h5); "

@@ -141,3 +141,16 @@ def randomize_for_parity(tensors: dict[str, np.ndarray], spec, seed: int) -> dic
             noise = rng.normal(0.0, 0.1 * max(float(np.abs(weight).max()), 1e-3), weight.shape)
             out[f"{entry.path}.weight"] = (weight + noise).astype(np.float32)
     return out
+
+
+def linear_after_flatten(weight: np.ndarray, channels: int, height: int, width: int) -> np.ndarray:
+    """Reorder the columns of a torch ``Linear`` weight ``(out, C*H*W)`` that follows ``torch.flatten``
+    of an ``(N, C, H, W)`` map, for a Keras ``Dense`` after ``Flatten`` of the ``(N, H, W, C)`` map,
+    whose inputs come in H, W, C order (pitfall ``flatten_order``, docs/pitfalls.md). The result is
+    still ``(out, H*W*C)`` in canonical OI axes; Keras's kernel is its transpose."""
+    weight = np.asarray(weight)
+    if weight.ndim != 2 or weight.shape[1] != channels * height * width:
+        raise ValueError(f"weight of shape {weight.shape} does not follow a flatten of {channels}x{height}x{width} "
+                         f"(expected (out, {channels * height * width}))")
+    out = weight.shape[0]
+    return np.ascontiguousarray(weight.reshape(out, channels, height, width).transpose(0, 2, 3, 1).reshape(out, -1))

@@ -73,7 +73,7 @@ def merge(comparisons: list[Comparison], quantity: str) -> Comparison:
                       worst.rtol, worst.atol, not failing, detail)
 
 
-def assert_parity(actual, expected, *, rtol: float = RTOL, atol: float = ATOL, quantity: str = "value",
+def assert_close(actual, expected, *, rtol: float = RTOL, atol: float = ATOL, quantity: str = "value",
                   scale: float | None = None) -> Comparison:
     """``compare`` and raise ``AssertionError`` with the numbers when it fails."""
     result = compare(actual, expected, rtol=rtol, atol=atol, quantity=quantity, scale=scale)

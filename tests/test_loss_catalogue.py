@@ -13,7 +13,7 @@ from segmentation_tf import losses as tf_losses
 from segmentation_torch import losses as torch_losses
 from shared import losses as reference
 from shared import metrics
-from shared.parity import assert_parity
+from shared.parity import assert_close
 
 IGNORE = 255
 LOSSES = ("BinaryCrossEntropyLoss", "CrossEntropyLoss", "DiceLoss", "JaccardLoss", "TverskyLoss", "FocalLoss",
@@ -46,10 +46,10 @@ def assert_three_way(class_name: str, kwargs: dict, x: np.ndarray, target: np.nd
     value_t, grad_t = run_torch(class_name, kwargs, x, target)
     value_k, grad_k = run_keras(class_name, kwargs, x, target)
     assert np.isfinite([value_t, value_k]).all() and np.isfinite(grad_t).all() and np.isfinite(grad_k).all()
-    assert_parity(value_t, expected, quantity=f"torch {class_name} vs numpy")
-    assert_parity(value_k, expected, quantity=f"keras {class_name} vs numpy")
+    assert_close(value_t, expected, quantity=f"torch {class_name} vs numpy")
+    assert_close(value_k, expected, quantity=f"keras {class_name} vs numpy")
     scale = float(np.abs(grad_t).max()) or None
-    assert_parity(grad_k, grad_t, quantity=f"d {class_name} / d input", scale=scale)
+    assert_close(grad_k, grad_t, quantity=f"d {class_name} / d input", scale=scale)
     return expected
 
 
@@ -156,8 +156,8 @@ def test_losses_are_non_negative_and_zero_at_the_perfect_prediction(class_name, 
     best = reference.reference(class_name, kw, perfect, target)
     assert 0.0 <= best <= 1e-6  # the cross-entropies clip probabilities to [1e-7, 1 - 1e-7]
     assert reference.reference(class_name, kw, other, target) >= best
-    assert_parity(run_torch(class_name, kw, perfect, target)[0], best, quantity="torch at the perfect prediction")
-    assert_parity(run_keras(class_name, kw, perfect, target)[0], best, quantity="keras at the perfect prediction")
+    assert_close(run_torch(class_name, kw, perfect, target)[0], best, quantity="torch at the perfect prediction")
+    assert_close(run_keras(class_name, kw, perfect, target)[0], best, quantity="keras at the perfect prediction")
 
 
 def _probabilities_without_smoothing(class_name: str, kwargs: dict) -> dict:
@@ -231,7 +231,7 @@ def test_cross_entropy_with_label_smoothing_equals_torch_functional():
     expected = torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(labels),
                                                  weight=torch.tensor(weights), ignore_index=IGNORE,
                                                  label_smoothing=0.2).item()
-    assert_parity(assert_three_way("CrossEntropyLoss", kw, x, labels), expected, quantity="CE vs F.cross_entropy")
+    assert_close(assert_three_way("CrossEntropyLoss", kw, x, labels), expected, quantity="CE vs F.cross_entropy")
 
 
 def test_binary_cross_entropy_in_binary_mode_is_two_class_cross_entropy():
@@ -242,8 +242,8 @@ def test_binary_cross_entropy_in_binary_mode_is_two_class_cross_entropy():
     bce = assert_three_way("BinaryCrossEntropyLoss", dict(mode="binary"), x, labels.astype(np.float32))
     ce = assert_three_way("CrossEntropyLoss", dict(mode="binary"), x, labels)
     two_class = torch.cat([torch.zeros_like(torch.from_numpy(x)), torch.from_numpy(x)], dim=1)
-    assert_parity(ce, bce, quantity="CE(binary) vs BCE")
-    assert_parity(ce, torch.nn.functional.cross_entropy(two_class, torch.from_numpy(labels)).item(),
+    assert_close(ce, bce, quantity="CE(binary) vs BCE")
+    assert_close(ce, torch.nn.functional.cross_entropy(two_class, torch.from_numpy(labels)).item(),
                   quantity="CE(binary) vs F.cross_entropy on [0, x]")
 
 
@@ -257,13 +257,13 @@ def test_focal_loss_matches_keras_focal_crossentropies():
     ours = assert_three_way("FocalLoss", dict(mode="binary", alpha=0.25, gamma=2.0), xb, tb)
     theirs = keras.losses.binary_focal_crossentropy(_nhwc(tb), _nhwc(xb), apply_class_balancing=True, alpha=0.25,
                                                     gamma=2.0, from_logits=True)
-    assert_parity(ours, float(np.mean(theirs)), quantity="binary focal vs Keras")
+    assert_close(ours, float(np.mean(theirs)), quantity="binary focal vs Keras")
     x = rng.normal(size=(2, 3, 5, 5)).astype(np.float32)
     labels = rng.integers(0, 3, size=(2, 5, 5))
     ours = assert_three_way("FocalLoss", dict(alpha=0.25, gamma=2.0), x, labels)
     theirs = keras.losses.categorical_focal_crossentropy(np.eye(3, dtype=np.float32)[labels], _nhwc(x), alpha=0.25,
                                                          gamma=2.0, from_logits=True)
-    assert_parity(ours, float(np.mean(theirs)), quantity="categorical focal vs Keras", atol=1e-5)
+    assert_close(ours, float(np.mean(theirs)), quantity="categorical focal vs Keras", atol=1e-5)
 
 
 def test_focal_loss_without_focusing_is_cross_entropy():
@@ -271,7 +271,7 @@ def test_focal_loss_without_focusing_is_cross_entropy():
     x = rng.normal(size=(2, 3, 4, 4)).astype(np.float32)
     labels = rng.integers(0, 3, size=(2, 4, 4))
     labels[1, 0] = IGNORE
-    assert_parity(assert_three_way("FocalLoss", dict(gamma=0.0, ignore_index=IGNORE), x, labels),
+    assert_close(assert_three_way("FocalLoss", dict(gamma=0.0, ignore_index=IGNORE), x, labels),
                   reference.cross_entropy(x, labels, ignore_index=IGNORE), quantity="focal gamma 0 vs CE")
 
 
@@ -279,9 +279,9 @@ def test_tversky_generalises_dice_and_jaccard():
     rng = np.random.default_rng(8)
     x = rng.normal(size=(2, 3, 4, 4)).astype(np.float32)
     labels = rng.integers(0, 3, size=(2, 4, 4))
-    assert_parity(assert_three_way("TverskyLoss", dict(alpha=0.5, beta=0.5), x, labels),
+    assert_close(assert_three_way("TverskyLoss", dict(alpha=0.5, beta=0.5), x, labels),
                   reference.dice_loss(x, labels), quantity="Tversky(0.5, 0.5) vs Dice")
-    assert_parity(assert_three_way("TverskyLoss", dict(alpha=1.0, beta=1.0), x, labels),
+    assert_close(assert_three_way("TverskyLoss", dict(alpha=1.0, beta=1.0), x, labels),
                   reference.jaccard_loss(x, labels), quantity="Tversky(1, 1) vs Jaccard")
 
 
@@ -298,8 +298,8 @@ def test_lovasz_softmax_on_hard_predictions_is_one_minus_mean_iou(seed, num_clas
     expected = float(np.mean(1.0 - np.nan_to_num(iou[present])))
     kw = dict(from_logits=False)
     assert reference.lovasz_loss(probs, labels, **kw) == pytest.approx(expected, abs=1e-12)
-    assert_parity(run_torch("LovaszLoss", kw, probs, labels)[0], expected, quantity="torch Lovász vs 1 - IoU")
-    assert_parity(run_keras("LovaszLoss", kw, probs, labels)[0], expected, quantity="keras Lovász vs 1 - IoU")
+    assert_close(run_torch("LovaszLoss", kw, probs, labels)[0], expected, quantity="torch Lovász vs 1 - IoU")
+    assert_close(run_keras("LovaszLoss", kw, probs, labels)[0], expected, quantity="keras Lovász vs 1 - IoU")
 
 
 # --- Keras integration -------------------------------------------------------------------------------
@@ -316,7 +316,7 @@ def test_keras_losses_compile_fit_and_rebuild_from_config(name, kw):
     assert float(clone(labels, _nhwc(x))) == float(loss(labels, _nhwc(x)))
     graph = tf.function(lambda y, p: loss(y, p), input_signature=[tf.TensorSpec((None, None, None), tf.int64),
                                                                   tf.TensorSpec((None, None, None, 3), tf.float32)])
-    assert_parity(float(graph(labels, _nhwc(x))), float(loss(labels, _nhwc(x))), quantity="tf.function vs eager")
+    assert_close(float(graph(labels, _nhwc(x))), float(loss(labels, _nhwc(x))), quantity="tf.function vs eager")
     model = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Conv2D(3, 1)])
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
     history = model.fit(rng.random((4, 4, 4, 2), dtype=np.float32), rng.integers(0, 3, size=(4, 4, 4)),
@@ -396,7 +396,7 @@ def test_pitfall_lovasz_sort_ties():
     labels = rng.integers(0, 3, size=(8, 32, 32))
     value_t, grad_t = run_torch("LovaszLoss", {}, x, labels)
     value_k, grad_k = run_keras("LovaszLoss", {}, x, labels)
-    assert_parity(value_k, value_t, quantity="Lovász value, own softmax")
+    assert_close(value_k, value_t, quantity="Lovász value, own softmax")
     scale = float(np.abs(grad_t).max())
     moved = np.argwhere(np.abs(grad_k - grad_t) > 1e-5 * scale)
     assert len(moved) > 0, "naive: the gradients differ"
@@ -411,8 +411,8 @@ def test_pitfall_lovasz_sort_ties():
     kw = dict(from_logits=False)
     value_t, grad_t = run_torch("LovaszLoss", kw, probs, labels)
     value_k, grad_k = run_keras("LovaszLoss", kw, probs, labels)
-    assert_parity(value_k, value_t, quantity="Lovász value, same probabilities")
-    assert_parity(grad_k, grad_t, quantity="Lovász gradient, same probabilities", scale=float(np.abs(grad_t).max()))
+    assert_close(value_k, value_t, quantity="Lovász value, same probabilities")
+    assert_close(grad_k, grad_t, quantity="Lovász gradient, same probabilities", scale=float(np.abs(grad_t).max()))
 
 
 def test_pitfall_pow_gradient_at_zero():

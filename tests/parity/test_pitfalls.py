@@ -12,7 +12,7 @@ from segmentation_tf.layers import upsample_bilinear_2x as keras_upsample
 from segmentation_torch.layers import BatchNorm as TorchBatchNorm
 from segmentation_torch.layers import upsample_bilinear_2x as torch_upsample
 from shared import suite
-from shared.parity import assert_parity, compare
+from shared.parity import assert_close, compare
 from shared.trace import TraceSettings, compare_traces, summarise
 
 
@@ -71,7 +71,7 @@ def test_pitfall_bn_momentum_convention():
     (_, mean_t, _), (_, mean_naive, _) = _bn_pair(X_BN, KerasBatchNorm(3, eps=1e-5, momentum=0.1))
     assert compare(mean_naive, mean_t).max_abs > 1e-2
     (_, mean_t, _), (_, mean_fixed, _) = _bn_pair(X_BN, KerasBatchNorm(3, eps=1e-5, momentum=1 - 0.1))
-    assert_parity(mean_fixed, mean_t, quantity="running mean")
+    assert_close(mean_fixed, mean_t, quantity="running mean")
 
 
 def test_pitfall_bn_running_variance_is_unbiased_in_torch():
@@ -79,11 +79,11 @@ def test_pitfall_bn_running_variance_is_unbiased_in_torch():
     torch with the unbiased one (n / (n - 1)); segparity's Keras BatchNorm does what torch does."""
     stock = keras.layers.BatchNormalization(axis=-1, momentum=0.9, epsilon=1e-5)
     (y_t, _, var_t), (y_k, _, var_naive) = _bn_pair(X_BN, stock)
-    assert_parity(y_k, y_t, quantity="outputs agree")  # normalisation itself matches ...
+    assert_close(y_k, y_t, quantity="outputs agree")  # normalisation itself matches ...
     naive = compare(var_naive, var_t)
     assert not naive.passed and naive.max_rel > 1e-3  # ... the running variance does not
     (_, _, var_t), (_, _, var_fixed) = _bn_pair(X_BN, KerasBatchNorm(3, eps=1e-5, momentum=0.9))
-    assert_parity(var_fixed, var_t, quantity="running var")
+    assert_close(var_fixed, var_t, quantity="running var")
 
 
 def test_pitfall_bn_epsilon_defaults():
@@ -92,7 +92,7 @@ def test_pitfall_bn_epsilon_defaults():
     (y_t, _, _), (y_naive, _, _) = _bn_pair(x, keras.layers.BatchNormalization(momentum=0.9))
     assert compare(y_naive, y_t).max_abs > 1e-2
     (y_t, _, _), (y_fixed, _, _) = _bn_pair(x, KerasBatchNorm(3, eps=1e-5, momentum=0.9))
-    assert_parity(y_fixed, y_t, quantity="BN output")
+    assert_close(y_fixed, y_t, quantity="BN output")
 
 
 def test_pitfall_bn_batch_statistics_accumulation():
@@ -104,7 +104,7 @@ def test_pitfall_bn_batch_statistics_accumulation():
     y_naive = _nchw((_nhwc(x) - mean) * keras.ops.rsqrt(var + 1e-5))
     assert compare(y_naive, y_t).max_abs > 5e-5
     y_fixed = _nchw(KerasBatchNorm(4, eps=1e-5, momentum=0.9)(_nhwc(x), training=True))
-    assert_parity(y_fixed, y_t, quantity="BN output")
+    assert_close(y_fixed, y_t, quantity="BN output")
 
 
 def test_pitfall_bilinear_resize_conventions():
@@ -116,7 +116,7 @@ def test_pitfall_bilinear_resize_conventions():
     nearest = _nchw(keras.layers.UpSampling2D(size=2)(_nhwc(x)))
     assert compare(corners, reference).max_abs > 1e-2
     assert compare(nearest, reference).max_abs > 1e-2
-    assert_parity(_nchw(keras_upsample(_nhwc(x))), reference, quantity="bilinear x2")
+    assert_close(_nchw(keras_upsample(_nhwc(x))), reference, quantity="bilinear x2")
 
 
 def test_pitfall_bias_before_batch_norm_has_no_gradient():
@@ -173,7 +173,7 @@ def test_pitfall_bn_small_variance_conditioning():
     standardised = np.asarray(images - images.mean()) / images.std()
     fixed = {fw: suite.harness(fw).compute_trace(spec, weights, standardised.astype(np.float32), labels, settings)
              for fw in ("torch", "tf")}
-    assert_parity(fixed["tf"]["grad_input_ce"], fixed["torch"]["grad_input_ce"], quantity="grad_input_ce",
+    assert_close(fixed["tf"]["grad_input_ce"], fixed["torch"]["grad_input_ce"], quantity="grad_input_ce",
                   scale=float(np.abs(fixed["torch"]["grad_input_ce"]).max()))
 
 

@@ -1,0 +1,95 @@
+"""``segparity diff`` / ``shared.layerdiff.diff_architecture``: every registered network agrees layer by
+layer, a planted port error is found at its layer, and the CLI prints and writes what it ran under."""
+
+import json
+
+import numpy as np
+import pytest
+
+from segmentation_torch.harness import random_weights
+from shared import cli
+from shared.checkpoint import write_checkpoint
+from shared.layerdiff import diff_architecture
+from shared.specs import make_spec
+
+SPECS = {
+    "unet": make_spec("unet", in_channels=3, num_classes=2, base_channels=4, depth=2),
+    "segnet": make_spec("segnet", in_channels=3, num_classes=3, encoder=((8, 8), (16,)), decoder=((8,), (8,))),
+    "fcn": make_spec("fcn", in_channels=3, num_classes=3, variant="8s", encoder=((8,), (8,), (16,), (16,), (16,)),
+                     fc_channels=32),
+    "deeplabv3plus": make_spec("deeplabv3plus", in_channels=3, num_classes=3, stem_channels=8,
+                               stage_channels=(8, 8, 16, 16), aspp_channels=8, decoder_channels=8),
+}
+
+
+@pytest.mark.parametrize("arch", list(SPECS))
+def test_every_layer_agrees_isolated_and_end_to_end(arch):
+    spec = SPECS[arch]
+    for training in (False, True):
+        report = diff_architecture(spec, batch=4, seed=3, training=training)
+        paths = [row.torch_path for row in report.rows]
+        assert report.passed, report.format()
+        # every layer with weights is compared once, under the same name in both frameworks (rows are in
+        # execution order, which is not the layer table's: DeepLab's shortcut conv runs first)
+        layers = [entry.path for entry in spec.layer_table()]
+        assert sorted(p for p in paths if p in layers) == sorted(layers)
+        assert all(row.torch_path == row.keras_path and row.isolated is not None for row in report.rows)
+        assert all(row.floor is not None and row.end_to_end.atol == pytest.approx(1e-5 + 2 * row.floor)
+                   for row in report.rows)
+
+
+def test_segnet_unpooling_layers_are_compared_end_to_end():
+    report = diff_architecture(SPECS["segnet"], batch=2, seed=0)
+    assert report.passed and any(row.torch_path.startswith("decoder.") for row in report.rows)
+
+
+def _planted(spec, key="decoder.0.conv1.weight"):
+    weights = random_weights(spec, seed=0)
+    wrong = dict(weights)
+    wrong[key] = np.ascontiguousarray(np.swapaxes(weights[key], 2, 3))  # kh/kw swapped: the shape still fits
+    return weights, wrong
+
+
+def test_a_planted_kernel_transpose_is_found_at_its_layer():
+    spec = SPECS["unet"]
+    weights, wrong = _planted(spec)
+    report = diff_architecture(spec, weights=weights, tf_weights=wrong, seed=0)
+    assert report.first_failure("isolated").torch_path == "decoder.0.conv1"
+    assert report.first_failure("end_to_end").torch_path == "decoder.0.conv1"
+    before = report.rows[: [row.torch_path for row in report.rows].index("decoder.0.conv1")]
+    assert before and all(row.isolated.passed and row.end_to_end.passed for row in before)
+    assert report.diagnosis().startswith("port error: decoder.0.conv1 gives a different output on torch's own input")
+
+
+def test_cli_prints_table_environment_and_json(tmp_path, capsys):
+    spec = SPECS["unet"]
+    weights, wrong = _planted(spec)
+    write_checkpoint(tmp_path / "w.safetensors", weights, spec)
+    write_checkpoint(tmp_path / "wrong.safetensors", wrong, spec)
+    options = ["--arch", "unet", "--in-channels", "3", "--num-classes", "2", "--model-option", "base_channels=4",
+               "--model-option", "depth=2", "--weights", str(tmp_path / "w.safetensors")]
+    assert cli.main(["diff", *options, "--json", str(tmp_path / "ok.json")]) == 0
+    out = capsys.readouterr().out
+    assert "layer diff of unet(depth=2, padding='same'): inference mode" in out
+    assert "| 1  | encoder.0.conv1 " in out and "torch and Keras agree at every compared layer" in out
+    assert "torch use_deterministic_algorithms=False" in out and "tensor_float_32_execution=False" in out
+    document = json.loads((tmp_path / "ok.json").read_text())
+    assert document["passed"] and document["first_failure"] == {"isolated": None, "end_to_end": None}
+    assert document["environment"]["torch"]["version"].startswith("2.") and document["layers"][0]["isolated"]
+
+    assert cli.main(["diff", *options, "--tf-weights", str(tmp_path / "wrong.safetensors"), "--train",
+                     "--json", str(tmp_path / "bad.json")]) == 1
+    out = capsys.readouterr().out
+    assert "training mode" in out and "isolated: decoder.0.conv1 (max_abs" in out
+    assert json.loads((tmp_path / "bad.json").read_text())["first_failure"]["isolated"] == "decoder.0.conv1"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--arch", "unet", "--size", "65"], "--size 65: unet(depth=4, padding='same') does not take it"),
+    (["--arch", "unet", "--batch", "0"], "--batch must be >= 1"),
+    (["--arch", "segnet", "--weights", "missing.safetensors"], "missing.safetensors"),
+])
+def test_cli_bad_arguments_are_one_line(argv, message, capsys):
+    assert cli.main(["diff", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("segparity diff: error:") and message in err and len(err.strip().splitlines()) == 1
