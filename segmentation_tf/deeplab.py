@@ -81,6 +81,7 @@ class Decoder(keras.layers.Layer):
         return x
 
 
+@keras.saving.register_keras_serializable(package="segparity")  # a .keras file names it "segparity>DeepLabV3Plus"
 class DeepLabV3Plus(keras.Model):
     """DeepLabV3+; arguments as ``shared.networks.deeplab.DeepLabV3PlusSpec``."""
 

@@ -35,6 +35,7 @@ def fuse(upsampled, score, offsets: tuple[int, int]):
             + crop(score, offsets[1], offsets[1], height, width))
 
 
+@keras.saving.register_keras_serializable(package="segparity")  # a .keras file names it "segparity>FCN"
 class FCN(keras.Model):
     """FCN; arguments as ``shared.networks.fcn.FCNSpec``."""
 

@@ -26,6 +26,7 @@ def conv_stack(in_channels: int, channels: tuple, *, spec: SegNetSpec, name: str
     return layers
 
 
+@keras.saving.register_keras_serializable(package="segparity")  # a .keras file names it "segparity>SegNet"
 class SegNet(keras.Model):
     """SegNet; arguments as ``shared.networks.segnet.SegNetSpec`` (defaults: the paper's VGG-16 network)."""
 

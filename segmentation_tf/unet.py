@@ -76,6 +76,7 @@ class UpBlock(ConvBlock):
         return super().call(ops.concatenate([skip, x], axis=-1), training=training)
 
 
+@keras.saving.register_keras_serializable(package="segparity")  # a .keras file names it "segparity>UNet"
 class UNet(keras.Model):
     """U-Net; arguments as ``shared.networks.unet.UNetSpec``."""
 

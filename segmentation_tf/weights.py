@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import keras
@@ -71,35 +72,54 @@ def load_weights(model: keras.Model, path: str | os.PathLike) -> keras.Model:
 
 
 def read_native(path: str | os.PathLike, spec) -> dict[str, np.ndarray]:
-    """Canonical tensors from a Keras ``.weights.h5`` file of the network ``spec`` describes.
+    """Canonical tensors from a Keras ``.weights.h5`` file, or the ``model.weights.h5`` inside a
+    ``.keras`` archive, of the network ``spec`` describes.
 
     Every dataset of the file (its HDF5 path, shape and dtype) is checked against the file a model
-    built from ``spec`` writes, before Keras loads it.
+    built from ``spec`` writes, before Keras loads it. A ``.keras`` archive's weights are taken out of
+    the zip as data; the archive's config is never deserialised here (``shared.convert`` reads it as JSON).
     """
     from segmentation_tf.registry import build_model
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Keras weight file not found: {path}")
-    if not path.name.endswith(".weights.h5"):
-        raise CheckpointError(f"{path}: Keras weight files end with .weights.h5")
+    if not path.name.endswith((".weights.h5", ".keras")):
+        raise CheckpointError(f"{path}: Keras weight files end with .weights.h5 or .keras")
     model = build_model(spec.name, **spec.options())
     with tempfile.TemporaryDirectory() as folder:
         reference = Path(folder) / "reference.weights.h5"
         model.save_weights(reference)
         expected = _h5_datasets(reference, "reference")
-    check_native_keys(expected, _h5_datasets(path, str(path)), [], source=str(path), describe=spec.describe())
-    model.load_weights(path)
+        weights = path if path.name.endswith(".weights.h5") else _archive_weights(path, Path(folder))
+        check_native_keys(expected, _h5_datasets(weights, str(path)), [], source=str(path), describe=spec.describe())
+        model.load_weights(weights)
     return to_canonical(model)
 
 
+def _archive_weights(path: Path, folder: Path) -> Path:
+    """Copy ``model.weights.h5`` out of the ``.keras`` zip at ``path`` into ``folder``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read("model.weights.h5")
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise CheckpointError(f"{path} is not a .keras archive holding model.weights.h5: {exc}") from None
+    target = folder / "archive.weights.h5"
+    target.write_bytes(data)
+    return target
+
+
 def write_native(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec) -> Path:
-    """Write canonical ``tensors`` as a Keras ``.weights.h5`` file (``model.save_weights``, atomically)."""
+    """Write canonical ``tensors`` as a Keras ``.weights.h5`` file (``model.save_weights``) or a
+    ``.keras`` model archive (``model.save``: config and weights), atomically."""
     from segmentation_tf.registry import build_model
 
-    if not str(path).endswith(".weights.h5"):
-        raise CheckpointError(f"{path}: Keras weight files must end with .weights.h5")
+    name = str(path)
+    if not name.endswith((".weights.h5", ".keras")):
+        raise CheckpointError(f"{path}: Keras weight files must end with .weights.h5 or .keras")
     model = from_canonical(build_model(spec.name, **spec.options()), tensors)
+    if name.endswith(".keras"):
+        return atomic_write(path, model.save, suffix=".keras")
     return atomic_write(path, model.save_weights, suffix=".weights.h5")
 
 

@@ -11,8 +11,8 @@ synthetic batch, print the table; exit status 1 if any row fails.
 batches trained in both frameworks; per-step loss difference (``shared/compare.py``).
 
 ``segparity convert SRC DST [--arch NAME [--preset P] [--in-channels N] [--num-classes N] [--model-option K=V]]``:
-weights between a canonical ``.safetensors`` checkpoint, a torch ``.pt``/``.pth`` state_dict and a Keras
-``.weights.h5`` file, either way (``shared/convert.py``).
+weights between a canonical ``.safetensors`` checkpoint, a torch ``.pt``/``.pth`` state_dict, a Keras
+``.weights.h5`` file and a Keras ``.keras`` archive, any way (``shared/convert.py``).
 
 ``segparity diff --arch NAME [--preset P] [--weights PATH] [--tf-weights PATH] [--train] [--json PATH]``:
 both frameworks on one seeded random batch with shared weights, every layer compared isolated (fed
@@ -282,10 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--float64", action="store_true", help="run both frameworks in float64 (no float32 drift)")
     compare.set_defaults(run=_compare_train)
 
-    conv = commands.add_parser("convert", help="weights between canonical .safetensors, torch .pt/.pth and Keras .weights.h5")
+    conv = commands.add_parser("convert", help="weights between canonical .safetensors, torch .pt/.pth, Keras .weights.h5 and .keras")
     conv.add_argument("source", metavar="SRC")
     conv.add_argument("target", metavar="DST")
-    conv.add_argument("--arch", choices=list_models(), help="architecture of a torch/Keras source (canonical files record it)")
+    conv.add_argument("--arch", choices=list_models(), help="architecture of a .pt/.pth/.weights.h5 source (.safetensors and .keras files record it)")
     conv.add_argument("--preset", help="model preset the weights were built with")
     conv.add_argument("--in-channels", type=int)
     conv.add_argument("--num-classes", type=int)

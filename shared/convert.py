@@ -5,23 +5,31 @@ Formats, told by the file name:
 - ``.safetensors``: the canonical checkpoint (``shared/checkpoint.py``); it records the architecture spec.
 - ``.pt`` / ``.pth``: a torch ``state_dict`` (``segmentation_torch.weights``; read with ``weights_only=True``).
 - ``.weights.h5``: Keras ``model.save_weights`` (``segmentation_tf.weights``).
+- ``.keras``: a Keras model archive (``model.save``): a zip of ``config.json`` (the model's class and
+  constructor arguments, i.e. the spec) and ``model.weights.h5``. segparity reads ``config.json`` as
+  JSON and the weights as HDF5 data; it never calls ``keras.saving.load_model`` on a file it is handed,
+  so nothing in the archive is deserialised or run.
 
 Every conversion goes through canonical tensors, so torch -> Keras is torch -> canonical -> Keras and a
-round trip is bit-identical (float32 throughout, only axes permuted). Framework files do not record
-the architecture: reading one needs the spec (``--arch`` and options); a canonical source carries its
-own, and a spec given as well must equal it.
+round trip is bit-identical (float32 throughout, only axes permuted). ``.pt`` and ``.weights.h5`` files do
+not record the architecture: reading one needs the spec (``--arch`` and options); a canonical source
+or a ``.keras`` archive carries its own, and a spec given as well must equal it.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import zipfile
 from pathlib import Path
 
 from shared.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from shared.specs import spec_differences
+from shared.specs import make_spec, spec_differences
 
-FORMATS = {"canonical": (".safetensors",), "torch": (".pt", ".pth"), "tf": (".weights.h5",)}
+FORMATS = {"canonical": (".safetensors",), "torch": (".pt", ".pth"), "tf": (".weights.h5", ".keras")}
+# Keras model class (as registered: "segparity>UNet") -> registered architecture name
+KERAS_CLASSES = {"UNet": "unet", "SegNet": "segnet", "FCN": "fcn", "DeepLabV3Plus": "deeplabv3plus"}
 
 
 def weight_format(path: str | os.PathLike) -> str:
@@ -38,15 +46,46 @@ def _weights_module(fmt: str):
     return importlib.import_module(f"segmentation_{fmt}.weights")
 
 
+def keras_archive_spec(path: str | os.PathLike):
+    """The spec recorded in a ``.keras`` archive's ``config.json`` (read as JSON, nothing deserialised)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Keras model file not found: {path}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
+        raise CheckpointError(f"{path} is not a Keras .keras archive with a config.json: {exc}") from None
+    registered = config.get("registered_name") if isinstance(config, dict) else None
+    package, _, class_name = str(registered).partition(">")
+    if package != "segparity" or class_name not in KERAS_CLASSES:
+        known = ", ".join(f"segparity>{c}" for c in KERAS_CLASSES)
+        raise CheckpointError(f"{path} holds a {registered!r} model, not one of segparity's ({known})")
+    options = {k: v for k, v in config.get("config", {}).items() if k not in ("name", "trainable", "dtype")}
+    try:
+        return make_spec(KERAS_CLASSES[class_name], **options)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: config.json does not describe a valid {class_name}: {exc}") from None
+
+
+def _check_same(path, given, stored):
+    if given is not None and spec_differences(given, stored):
+        raise CheckpointError(f"{path} holds a different architecture than the one given:\n  "
+                              + "\n  ".join(spec_differences(given, stored)))
+
+
 def read_weights(path: str | os.PathLike, spec=None):
-    """``(canonical tensors, spec)`` from any supported file; ``spec`` is required for framework files."""
+    """``(canonical tensors, spec)`` from any supported file; ``spec`` is required for ``.pt`` and
+    ``.weights.h5`` files, and checked against the file's own for ``.safetensors`` and ``.keras``."""
     fmt = weight_format(path)
     if fmt == "canonical":
         tensors, stored = read_checkpoint(path)
-        if spec is not None and spec_differences(spec, stored):
-            raise CheckpointError(f"{path} holds a different architecture than the one given:\n  "
-                                  + "\n  ".join(spec_differences(spec, stored)))
+        _check_same(path, spec, stored)
         return tensors, stored
+    if str(path).endswith(".keras"):
+        stored = keras_archive_spec(path)
+        _check_same(path, spec, stored)
+        return _weights_module(fmt).read_native(path, stored), stored
     if spec is None:
         raise CheckpointError(f"{path} is a {fmt} weight file, which does not record the architecture: "
                               "give it (--arch NAME, and --preset / --model-option as it was built)")

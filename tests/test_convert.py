@@ -1,8 +1,11 @@
 """``segparity convert``: canonical <-> torch state_dict <-> Keras .weights.h5, every architecture, both
 directions, bit-identical round trips, and errors that name the file and key."""
 
+import json
 import pickle
+import zipfile
 
+import keras
 import numpy as np
 import pytest
 import torch
@@ -41,7 +44,9 @@ def test_round_trips_both_ways_are_bit_identical(tmp_path, spec):
     convert(tmp_path / "start.safetensors", tmp_path / "b.weights.h5")
     convert(tmp_path / "b.weights.h5", tmp_path / "b.pth", spec)
     convert(tmp_path / "b.pth", tmp_path / "b.safetensors", spec)
-    for end in ("a", "b"):
+    convert(tmp_path / "a.pt", tmp_path / "c.keras", spec)
+    convert(tmp_path / "c.keras", tmp_path / "c.safetensors")  # a .keras archive records its architecture
+    for end in ("a", "b", "c"):
         tensors, stored = read_checkpoint(tmp_path / f"{end}.safetensors", expected_spec=spec)
         assert _identical(tensors, read_checkpoint(tmp_path / "start.safetensors")[0]), end
 
@@ -51,6 +56,8 @@ def test_round_trips_both_ways_are_bit_identical(tmp_path, spec):
     keras_model = build_keras(spec.name, **spec.options())
     keras_model.load_weights(tmp_path / "b.weights.h5")
     assert _identical(torch_canonical(torch_model), weights) and _identical(keras_canonical(keras_model), weights)
+    archive = keras.saving.load_model(tmp_path / "c.keras", compile=False)  # our own file: safe to let Keras load it
+    assert archive.spec == spec and _identical(keras_canonical(archive), weights)
 
 
 def _torch_file(tmp_path, spec, edit=None):
@@ -136,3 +143,37 @@ def test_cli_converts_and_reports_errors_in_one_line(tmp_path, capsys):
     assert cli.main(other) == 2
     assert "holds a different architecture than the one given:\n  base_channels: expected 16, found 4" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.pt").exists()
+
+
+def _rewrite_config(source, target, edit):
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for item in old.namelist():
+            data = old.read(item)
+            if item == "config.json":
+                config = json.loads(data)
+                edit(config)
+                data = json.dumps(config).encode()
+            new.writestr(item, data)
+
+
+def test_keras_archives_are_read_as_data_and_checked(tmp_path):
+    spec = SPECS[2]
+    write_checkpoint(tmp_path / "w.safetensors", random_weights(spec, seed=0), spec)
+    convert(tmp_path / "w.safetensors", tmp_path / "w.keras")
+    with pytest.raises(CheckpointError, match=r"holds a different architecture than the one given:\n  num_classes"):
+        read_weights(tmp_path / "w.keras", make_spec("segnet", in_channels=3, num_classes=5, encoder=((8, 8), (16,)),
+                                                     decoder=((8,), (8,))))
+    _rewrite_config(tmp_path / "w.keras", tmp_path / "dense.keras",
+                    lambda c: c.update(registered_name="keras>Dense", class_name="Dense"))
+    with pytest.raises(CheckpointError, match=r"holds a 'keras>Dense' model, not one of segparity's \(segparity>UNet"):
+        read_weights(tmp_path / "dense.keras")
+    _rewrite_config(tmp_path / "w.keras", tmp_path / "head.keras", lambda c: c["config"].update(head_kernel_size=1))
+    with pytest.raises(CheckpointError, match=r"head.keras does not match segnet(.|\n)*key 'head/vars/0': expected "
+                                              r"\(1, 1, 8, 4\) float32, found \(3, 3, 8, 4\) float32"):
+        read_weights(tmp_path / "head.keras")  # the config says one thing, the weights another: named
+    _rewrite_config(tmp_path / "w.keras", tmp_path / "bad.keras", lambda c: c["config"].update(decoder=[[16], [8]]))
+    with pytest.raises(CheckpointError, match="bad.keras: config.json does not describe a valid SegNet"):
+        read_weights(tmp_path / "bad.keras")
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="junk.keras is not a Keras .keras archive with a config.json"):
+        read_weights(tmp_path / "junk.keras")
