@@ -31,3 +31,4 @@ def small_spec(**options):
     base = dict(in_channels=3, num_classes=3, base_channels=4, depth=2)
     base.update(options)
     return make_spec("unet", **base)
+
