@@ -48,7 +48,8 @@ from shared.parity import ATOL, RTOL
 
 @dataclass(frozen=True)
 class LayerCall:
-    """One call of one layer during a forward pass: positional arguments and output, canonical numpy."""
+    """One call of one layer during a forward pass: positional arguments and output, as numpy arrays in
+    the recording framework's own layout (``to_torch`` / ``to_keras`` move between them)."""
 
     path: str
     args: list
