@@ -3,7 +3,8 @@
 
 Twin of ``segmentation_tf/probe.py``. Activations go in and come out as numpy arrays in torch's own
 layout (channels-first, ``(N, C, H, W)``), which is also the layout ``shared.layerdiff`` compares
-in. Layer weights are in ``shared.layout`` axes. A layer is named by its torch attribute path (``decoder.0.conv1``, ``model.get_submodule``).
+in. Layer weights are in ``shared.layout`` axes. A layer is named by its torch attribute path
+(``decoder.0.conv1``, as ``model.get_submodule`` takes it).
 """
 
 from __future__ import annotations
