@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--num-classes", type=int, help="default 2 (or the preset's)")
     diff.add_argument("--model-option", action="append", type=_model_option, metavar="KEY=VALUE",
                       help="extra build_model option (repeatable)")
-    diff.add_argument("--weights", metavar="PATH", help="weights for both (.safetensors, .pt/.pth, .weights.h5); "
+    diff.add_argument("--weights", metavar="PATH", help="weights for both (.safetensors, .pt/.pth, .weights.h5, .keras); "
                       "default: seeded random weights")
     diff.add_argument("--tf-weights", metavar="PATH", help="different weights for the Keras model (e.g. another converter's output)")
     diff.add_argument("--batch", type=int, default=2, help="images in the random batch (default 2)")

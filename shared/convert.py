@@ -61,7 +61,10 @@ def keras_archive_spec(path: str | os.PathLike):
     if package != "segparity" or class_name not in KERAS_CLASSES:
         known = ", ".join(f"segparity>{c}" for c in KERAS_CLASSES)
         raise CheckpointError(f"{path} holds a {registered!r} model, not one of segparity's ({known})")
-    options = {k: v for k, v in config.get("config", {}).items() if k not in ("name", "trainable", "dtype")}
+    arguments = config.get("config")
+    if not isinstance(arguments, dict):
+        raise CheckpointError(f"{path}: config.json has no constructor arguments (\"config\") for {class_name}")
+    options = {k: v for k, v in arguments.items() if k not in ("name", "trainable", "dtype")}
     try:
         return make_spec(KERAS_CLASSES[class_name], **options)
     except (TypeError, ValueError) as exc:

@@ -278,6 +278,9 @@ def diff_models(torch_model, keras_model, inputs, *, name_map: dict[str, str] | 
     torch_probe, tf_probe = probes()
     inputs = [np.asarray(x) for x in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
     name_map = default_name_map(torch_model, keras_model) if name_map is None else dict(name_map)
+    repeated = sorted({k for k in name_map.values() if list(name_map.values()).count(k) > 1})
+    if repeated:
+        raise ValueError(f"name_map names the Keras layer(s) {', '.join(map(repr, repeated))} for more than one torch layer")
     for torch_path, keras_path in name_map.items():
         torch_probe.find_layer(torch_model, torch_path)  # a KeyError naming the path, before anything runs
         tf_probe.find_layer(keras_model, keras_path)

@@ -102,6 +102,8 @@ def test_bad_name_maps_and_weights_name_the_layer():
         diff_models(model, twin, IMAGES, name_map={"convv": "c"})
     with pytest.raises(KeyError, match="has no layer 'cc'"):
         diff_models(model, twin, IMAGES, name_map={"conv": "cc"})
+    with pytest.raises(ValueError, match="names the Keras layer\\(s\\) 'c' for more than one torch layer"):
+        diff_models(model, twin, IMAGES, name_map={"conv": "c", "bn": "c"})
     with pytest.raises(ValueError, match="layer 'b' is a batch_norm, the tensors are of a conv2d"):
         transfer_weights(model, twin, {"conv": "b"})
     small = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(5, 3, name="c")])
