@@ -114,8 +114,9 @@ def record(model: keras.Model, inputs: list[np.ndarray], paths: list[str], train
     finish, every call of a layer in ``paths``: its positional arguments and its output (numpy).
 
     Each layer's ``call`` is wrapped for the run (Keras's ``__call__`` looks ``call`` up on the
-    instance) and restored afterwards, as are the model's variables. ``dtype`` must be None: a built Keras model keeps the dtype of
-    its variables (build it under ``segmentation_tf.device.precision("float64")`` for a float64 run).
+    instance) and restored afterwards, as are the model's variables. ``dtype`` must be None: a built
+    Keras model keeps the dtype of its variables (build it under
+    ``segmentation_tf.device.precision("float64")`` for a float64 run).
     """
     if dtype is not None:
         raise ValueError(f"dtype={dtype!r}: a built Keras model cannot be recast; build it in that dtype "
