@@ -149,12 +149,12 @@ def run_layer(model: keras.Model, path: str, args: list, training: bool = False)
         return from_framework(layer(*[_to_framework_args(a) for a in args], training=training))
 
 
-def _kind(layer: keras.layers.Layer) -> tuple[str, dict]:
+def _kind(layer: keras.layers.Layer, path: str) -> tuple[str, dict]:
     for cls, kind in LAYER_KINDS:
         if isinstance(layer, cls):
             return kind, KERAS_TENSORS[kind]
     known = ", ".join(cls.__name__ for cls, _ in LAYER_KINDS)
-    raise TypeError(f"layer {type(layer).__name__} has no canonical weight layout (known: {known})")
+    raise TypeError(f"layer {path!r} ({type(layer).__name__}) has weights but no canonical layout (known: {known})")
 
 
 def get_layer_weights(model: keras.Model, path: str) -> tuple[str | None, dict[str, np.ndarray]]:
@@ -163,7 +163,7 @@ def get_layer_weights(model: keras.Model, path: str) -> tuple[str | None, dict[s
     layer = find_layer(model, path)
     if not layer._trainable_variables and not layer._non_trainable_variables:  # its own, not its sublayers'
         return None, {}
-    kind, tensors = _kind(layer)
+    kind, tensors = _kind(layer, path)
     out = {}
     for name, (attribute, axes) in tensors.items():
         value = getattr(layer, attribute, None)
@@ -177,7 +177,7 @@ def set_layer_weights(model: keras.Model, path: str, kind: str, tensors: dict[st
     """Copy canonical ``tensors`` of a ``kind`` layer into the layer at ``path``; every name and shape
     is checked first, and a mismatch names the layer and the tensor."""
     layer = find_layer(model, path)
-    own_kind, names = _kind(layer)
+    own_kind, names = _kind(layer, path)
     if own_kind != kind:
         raise ValueError(f"layer {path!r} is a {own_kind}, the tensors are of a {kind}")
     targets = {name: getattr(layer, attribute, None) for name, (attribute, _) in names.items()}

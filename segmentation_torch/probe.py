@@ -132,12 +132,12 @@ def run_layer(model: nn.Module, path: str, args: list, training: bool = False):
         return from_framework(layer(*[_to_framework_args(a) for a in args]))
 
 
-def _kind(layer: nn.Module) -> tuple[str, dict]:
+def _kind(layer: nn.Module, path: str) -> tuple[str, dict]:
     for cls, kind in LAYER_KINDS:
         if isinstance(layer, cls):
             return kind, TORCH_TENSORS[kind]
     known = ", ".join(cls.__name__ for cls, _ in LAYER_KINDS)
-    raise TypeError(f"layer {type(layer).__name__} has no canonical weight layout (known: {known})")
+    raise TypeError(f"layer {path!r} ({type(layer).__name__}) has weights but no canonical layout (known: {known})")
 
 
 def get_layer_weights(model: nn.Module, path: str) -> tuple[str | None, dict[str, np.ndarray]]:
@@ -146,7 +146,7 @@ def get_layer_weights(model: nn.Module, path: str) -> tuple[str | None, dict[str
     layer = find_layer(model, path)
     if not list(layer.parameters(recurse=False)) and not list(layer.buffers(recurse=False)):
         return None, {}
-    kind, tensors = _kind(layer)
+    kind, tensors = _kind(layer, path)
     out = {}
     for name, (attribute, axes) in tensors.items():
         value = getattr(layer, attribute)
@@ -159,7 +159,7 @@ def set_layer_weights(model: nn.Module, path: str, kind: str, tensors: dict[str,
     """Copy canonical ``tensors`` of a ``kind`` layer into the layer at ``path``; every name and shape
     is checked first, and a mismatch names the layer and the tensor."""
     layer = find_layer(model, path)
-    own_kind, names = _kind(layer)
+    own_kind, names = _kind(layer, path)
     if own_kind != kind:
         raise ValueError(f"layer {path!r} is a {own_kind}, the tensors are of a {kind}")
     targets = {name: getattr(layer, attribute) for name, (attribute, _) in names.items()

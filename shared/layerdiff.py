@@ -348,6 +348,9 @@ def diff_architecture(spec, *, weights: dict | None = None, tf_weights: dict | N
         raise ValueError(f"--size {size}: {spec.describe()} does not take it ({spec.size_rule()})")
     if batch < 1:
         raise ValueError(f"--batch must be >= 1, got {batch}")
+    if training and batch < 2 and spec.name == "deeplabv3plus":
+        raise ValueError("--train with --batch 1: DeepLabV3+'s image-pooling BatchNorm would see one value per "
+                         "channel, which training mode cannot normalise; use --batch 2 or more")
     torch_registry = importlib.import_module("segmentation_torch.registry")
     tf_registry = importlib.import_module("segmentation_tf.registry")
     if weights is None:

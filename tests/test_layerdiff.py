@@ -87,6 +87,7 @@ def test_cli_prints_table_environment_and_json(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--arch", "unet", "--size", "65"], "--size 65: unet(depth=4, padding='same') does not take it"),
     (["--arch", "unet", "--batch", "0"], "--batch must be >= 1"),
+    (["--arch", "deeplabv3plus", "--train", "--batch", "1"], "--train with --batch 1: DeepLabV3+'s image-pooling"),
     (["--arch", "segnet", "--weights", "missing.safetensors"], "missing.safetensors"),
 ])
 def test_cli_bad_arguments_are_one_line(argv, message, capsys):

@@ -106,6 +106,8 @@ def test_bad_name_maps_and_weights_name_the_layer():
         diff_models(model, twin, IMAGES, name_map={"conv": "c", "bn": "c"})
     with pytest.raises(ValueError, match="layer 'b' is a batch_norm, the tensors are of a conv2d"):
         transfer_weights(model, twin, {"conv": "b"})
+    with pytest.raises(TypeError, match=r"layer '0' \(Conv1d\) has weights but no canonical layout"):
+        transfer_weights(nn.Sequential(nn.Conv1d(2, 3, 1)), twin, {"0": "c"})
     small = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(5, 3, name="c")])
     with pytest.raises(ValueError, match=r"layer 'c' tensor 'weight': Keras expects \(3, 3, 2, 5\)"):
         transfer_weights(model, small, {"conv": "c"})
