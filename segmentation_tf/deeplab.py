@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from segmentation_tf.layers import ConvBNReLU, conv2d, resize_bilinear
+from segmentation_tf.layers import ConvBNReLU, conv2d, resize_bilinear, split_outputs
 from shared.networks.deeplab import DeepLabV3PlusSpec
 from shared.validation import check_image_batch
 
@@ -88,11 +88,12 @@ class DeepLabV3Plus(keras.Model):
     def __init__(self, in_channels: int, num_classes: int, output_stride: int = 16, stem_channels: int = 64,
                  stage_channels: tuple = (64, 128, 256, 512), blocks_per_stage: tuple = (2, 2, 2, 2),
                  aspp_channels: int = 256, aspp_rates: tuple | None = None, low_level_channels: int = 48,
-                 decoder_channels: int = 256, bn_eps: float = 1e-5, bn_momentum: float = 0.1, **kwargs):
+                 decoder_channels: int = 256, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                 embedding_dim: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.spec = DeepLabV3PlusSpec(in_channels, num_classes, output_stride, stem_channels, stage_channels,
                                       blocks_per_stage, aspp_channels, aspp_rates, low_level_channels,
-                                      decoder_channels, bn_eps, bn_momentum)
+                                      decoder_channels, bn_eps, bn_momentum, embedding_dim)
         spec = self.spec
         self.stem = ConvBNReLU(in_channels, stem_channels, 3, stride=2, batch_norm=True, bn_eps=bn_eps,
                                bn_momentum=bn_momentum, name="stem")
@@ -108,7 +109,7 @@ class DeepLabV3Plus(keras.Model):
             self.encoder.append(stage)
         self.aspp = ASPP(cin, spec=spec, name="aspp")
         self.decoder = Decoder(spec.stage_channels[0], spec=spec, name="decoder")
-        self.head = conv2d(decoder_channels, num_classes, 1, name="head")
+        self.head = conv2d(decoder_channels, self.spec.out_channels(), 1, name="head")
         self.built = True
 
     def call(self, x, training=False):
@@ -122,7 +123,7 @@ class DeepLabV3Plus(keras.Model):
             if i == 0:
                 low_level = x  # output stride 4
         x = self.decoder(self.aspp(x, training=training), low_level, training=training)
-        return resize_bilinear(self.head(x), height, width)
+        return split_outputs(resize_bilinear(self.head(x), height, width), self.spec)
 
     def get_config(self):
         return {"name": self.name, **self.spec.options()}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from segmentation_tf.layers import ConvBNReLU, conv2d, crop, max_pool_2x2
+from segmentation_tf.layers import ConvBNReLU, conv2d, crop, max_pool_2x2, split_outputs
 from shared.layout import permute_axes
 from shared.networks.fcn import PAPER_FIRST_PADDING, FCNSpec, bilinear_kernel, crop_offsets
 from shared.networks.segnet import VGG16_ENCODER
@@ -41,10 +41,11 @@ class FCN(keras.Model):
 
     def __init__(self, in_channels: int, num_classes: int, variant: str = "8s", encoder: tuple = VGG16_ENCODER,
                  fc_channels: int = 4096, fc_kernel_size: int = 7, padding: str = "same", batch_norm: bool = False,
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1, **kwargs):
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                 embedding_dim: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.spec = FCNSpec(in_channels, num_classes, variant, encoder, fc_channels, fc_kernel_size, padding,
-                            batch_norm, bn_eps, bn_momentum)
+                            batch_norm, bn_eps, bn_momentum, embedding_dim)
         spec, paper = self.spec, padding == "paper"
         bn = dict(batch_norm=batch_norm, bn_eps=bn_eps, bn_momentum=bn_momentum)
         self.encoder = []
@@ -60,14 +61,15 @@ class FCN(keras.Model):
         self.fc6 = ConvBNReLU(cin, fc_channels, fc_kernel_size, padding=0 if paper else (fc_kernel_size - 1) // 2, **bn,
                               name="fc6")
         self.fc7 = ConvBNReLU(fc_channels, fc_channels, 1, **bn, name="fc7")
-        self.score_fr = conv2d(fc_channels, num_classes, 1, name="score_fr")
+        outputs = self.spec.out_channels()  # logits, then the embedding channels (if any)
+        self.score_fr = conv2d(fc_channels, outputs, 1, name="score_fr")
         if spec.skips() >= 1:
-            self.upscore2 = upscore(num_classes, 2, name="upscore2")
-            self.score_pool4 = conv2d(spec.encoder[-2][-1], num_classes, 1, name="score_pool4")
+            self.upscore2 = upscore(outputs, 2, name="upscore2")
+            self.score_pool4 = conv2d(spec.encoder[-2][-1], outputs, 1, name="score_pool4")
         if spec.skips() >= 2:
-            self.upscore_pool4 = upscore(num_classes, 2, name="upscore_pool4")
-            self.score_pool3 = conv2d(spec.encoder[-3][-1], num_classes, 1, name="score_pool3")
-        self.upscore = upscore(num_classes, spec.final_stride(), name="upscore")
+            self.upscore_pool4 = upscore(outputs, 2, name="upscore_pool4")
+            self.score_pool3 = conv2d(spec.encoder[-3][-1], outputs, 1, name="score_pool3")
+        self.upscore = upscore(outputs, spec.final_stride(), name="upscore")
         self.offsets = crop_offsets(spec)
         self.built = True
 
@@ -86,7 +88,7 @@ class FCN(keras.Model):
         if self.spec.skips() >= 2:
             x = fuse(self.upscore_pool4(x), self.score_pool3(pools[-3]), self.offsets["pool3"])
         top = self.offsets["output"][0]
-        return crop(self.upscore(x), top, top, height, width)
+        return split_outputs(crop(self.upscore(x), top, top, height, width), self.spec)
 
     def get_config(self):
         return {"name": self.name, **self.spec.options()}

@@ -235,3 +235,11 @@ def center_crop(x, height: int, width: int):
 def crop(x, top: int, left: int, height: int, width: int):
     """The ``height x width`` window of ``x`` whose top-left pixel is ``(top, left)``."""
     return x[:, top:top + height, left:left + width, :]
+
+
+def split_outputs(x, spec):
+    """The head's ``(N, H, W, num_classes + embedding_dim)`` output as the model returns it: the logits
+    alone when ``spec.embedding_dim`` is 0, else ``(logits (N, H, W, num_classes), embedding (N, H, W, E))``."""
+    if spec.embedding_dim == 0:
+        return x
+    return x[..., :spec.num_classes], x[..., spec.num_classes:]

@@ -26,6 +26,8 @@ def build_model(name: str, *, in_channels: int | None = None, num_classes: int |
     arguments override it. ``in_channels`` and ``num_classes`` are required unless the preset sets them.
 
     Returns a built ``keras.Model`` mapping ``(N, H, W, in_channels)`` to ``(N, H', W', num_classes)`` logits.
+    With ``embedding_dim=K > 0`` (instance segmentation) it returns ``(logits, embedding)``, the embedding
+    ``(N, H', W', embedding_dim)``: the head's last K channels (``split_outputs`` in ``layers``).
     """
     spec = specs.make_spec(name, in_channels=in_channels, num_classes=num_classes, preset=preset, **options)
     return BUILDERS[name](**spec.options())

@@ -11,7 +11,7 @@ import keras
 from keras import ops
 
 from segmentation_tf.layers import (ConvBNReLU, conv2d, max_pool_2x2, max_pool_with_indices, max_unpool,
-                                    resize_bilinear)
+                                    resize_bilinear, split_outputs)
 from shared.networks.segnet import SEGNET_DECODER, VGG16_ENCODER, SegNetSpec
 from shared.validation import check_image_batch
 
@@ -32,10 +32,11 @@ class SegNet(keras.Model):
 
     def __init__(self, in_channels: int, num_classes: int, encoder: tuple = VGG16_ENCODER, bottleneck: tuple = (),
                  decoder: tuple = SEGNET_DECODER, upsample: str = "unpool", head_kernel_size: int = 3,
-                 batch_norm: bool = True, bn_eps: float = 1e-5, bn_momentum: float = 0.1, **kwargs):
+                 batch_norm: bool = True, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                 embedding_dim: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.spec = SegNetSpec(in_channels, num_classes, encoder, bottleneck, decoder, upsample, head_kernel_size,
-                               batch_norm, bn_eps, bn_momentum)
+                               batch_norm, bn_eps, bn_momentum, embedding_dim)
         spec = self.spec
         self.encoder = []
         cin = in_channels
@@ -47,7 +48,7 @@ class SegNet(keras.Model):
         for k, stage in enumerate(spec.decoder):
             self.decoder.append(conv_stack(spec.decoder_input_channels(k), stage, spec=spec, name=f"decoder.{k}"))
         k = head_kernel_size
-        self.head = conv2d(spec.decoder[-1][-1], num_classes, k, padding=(k - 1) // 2, name="head")
+        self.head = conv2d(spec.decoder[-1][-1], spec.out_channels(), k, padding=(k - 1) // 2, name="head")
         self.built = True
 
     def call(self, x, training=False):
@@ -71,7 +72,7 @@ class SegNet(keras.Model):
                 x = resize_bilinear(x, height, width)
             for layer in stage:
                 x = layer(x, training=training)
-        return self.head(x)
+        return split_outputs(self.head(x), self.spec)
 
     def get_config(self):
         return {"name": self.name, **self.spec.options()}

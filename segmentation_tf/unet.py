@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from segmentation_tf.layers import BatchNorm, center_crop, conv3x3, upsample_bilinear_2x
+from segmentation_tf.layers import BatchNorm, center_crop, conv3x3, split_outputs, upsample_bilinear_2x
 from shared.networks.unet import UNetSpec
 from shared.validation import check_image_batch
 
@@ -82,10 +82,11 @@ class UNet(keras.Model):
 
     def __init__(self, in_channels: int, num_classes: int, base_channels: int = 64, depth: int = 4,
                  padding: str = "same", upsample: str = "transpose", batch_norm: bool = True,
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1, convs_per_block: int = 2, **kwargs):
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1, convs_per_block: int = 2,
+                 embedding_dim: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.spec = UNetSpec(in_channels, num_classes, base_channels, depth, padding, upsample, batch_norm,
-                             bn_eps, bn_momentum, convs_per_block)
+                             bn_eps, bn_momentum, convs_per_block, embedding_dim)
         ch = self.spec.stage_channels()
         self.encoder = [
             ConvBlock(in_channels if i == 0 else ch[i - 1], ch[i], spec=self.spec, name=f"encoder.{i}")
@@ -95,7 +96,7 @@ class UNet(keras.Model):
         self.decoder = [
             UpBlock(ch[depth - j], ch[depth - j - 1], spec=self.spec, name=f"decoder.{j}") for j in range(depth)
         ]
-        self.head = keras.layers.Conv2D(num_classes, kernel_size=1, name="head")
+        self.head = keras.layers.Conv2D(self.spec.out_channels(), kernel_size=1, name="head")
         self.head.build((None, None, None, ch[0]))
         self.built = True
 
@@ -109,7 +110,7 @@ class UNet(keras.Model):
         x = self.bottleneck(x, training=training)
         for stage, skip in zip(self.decoder, reversed(skips)):
             x = stage(x, skip, training=training)
-        return self.head(x)
+        return split_outputs(self.head(x), self.spec)
 
     def get_config(self):
         return {"name": self.name, **self.spec.options()}

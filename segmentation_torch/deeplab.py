@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segmentation_torch.layers import ConvBNReLU, conv2d, resize_bilinear
+from segmentation_torch.layers import ConvBNReLU, conv2d, resize_bilinear, split_outputs
 from shared.networks.deeplab import DeepLabV3PlusSpec
 from shared.validation import check_image_batch
 
@@ -79,11 +79,12 @@ class DeepLabV3Plus(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, output_stride: int = 16, stem_channels: int = 64,
                  stage_channels: tuple = (64, 128, 256, 512), blocks_per_stage: tuple = (2, 2, 2, 2),
                  aspp_channels: int = 256, aspp_rates: tuple | None = None, low_level_channels: int = 48,
-                 decoder_channels: int = 256, bn_eps: float = 1e-5, bn_momentum: float = 0.1):
+                 decoder_channels: int = 256, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                 embedding_dim: int = 0):
         super().__init__()
         self.spec = DeepLabV3PlusSpec(in_channels, num_classes, output_stride, stem_channels, stage_channels,
                                       blocks_per_stage, aspp_channels, aspp_rates, low_level_channels,
-                                      decoder_channels, bn_eps, bn_momentum)
+                                      decoder_channels, bn_eps, bn_momentum, embedding_dim)
         spec = self.spec
         self.stem = ConvBNReLU(in_channels, stem_channels, 3, stride=2, batch_norm=True, bn_eps=bn_eps,
                                bn_momentum=bn_momentum)
@@ -97,7 +98,7 @@ class DeepLabV3Plus(nn.Module):
             self.encoder.append(stage)
         self.aspp = ASPP(cin, spec=spec)
         self.decoder = Decoder(spec.stage_channels[0], spec=spec)
-        self.head = conv2d(decoder_channels, num_classes, 1)
+        self.head = conv2d(decoder_channels, self.spec.out_channels(), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(tuple(x.shape), str(x.dtype).removeprefix("torch."), spec=self.spec, layout="NCHW",
@@ -111,4 +112,4 @@ class DeepLabV3Plus(nn.Module):
             if i == 0:
                 low_level = x  # output stride 4
         x = self.decoder(self.aspp(x), low_level)
-        return resize_bilinear(self.head(x), height, width)
+        return split_outputs(resize_bilinear(self.head(x), height, width), self.spec)

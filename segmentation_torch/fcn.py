@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segmentation_torch.layers import ConvBNReLU, conv2d, crop, max_pool_2x2
+from segmentation_torch.layers import ConvBNReLU, conv2d, crop, max_pool_2x2, split_outputs
 from shared.networks.fcn import PAPER_FIRST_PADDING, FCNSpec, bilinear_kernel, crop_offsets
 from shared.networks.segnet import VGG16_ENCODER
 from shared.validation import check_image_batch
@@ -37,10 +37,11 @@ class FCN(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, variant: str = "8s", encoder: tuple = VGG16_ENCODER,
                  fc_channels: int = 4096, fc_kernel_size: int = 7, padding: str = "same", batch_norm: bool = False,
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1):
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                 embedding_dim: int = 0):
         super().__init__()
         self.spec = FCNSpec(in_channels, num_classes, variant, encoder, fc_channels, fc_kernel_size, padding,
-                            batch_norm, bn_eps, bn_momentum)
+                            batch_norm, bn_eps, bn_momentum, embedding_dim)
         spec, paper = self.spec, padding == "paper"
         bn = dict(batch_norm=batch_norm, bn_eps=bn_eps, bn_momentum=bn_momentum)
         self.encoder = nn.ModuleList()
@@ -54,14 +55,15 @@ class FCN(nn.Module):
             self.encoder.append(layers)
         self.fc6 = ConvBNReLU(cin, fc_channels, fc_kernel_size, padding=0 if paper else (fc_kernel_size - 1) // 2, **bn)
         self.fc7 = ConvBNReLU(fc_channels, fc_channels, 1, **bn)
-        self.score_fr = conv2d(fc_channels, num_classes, 1)
+        outputs = self.spec.out_channels()  # logits, then the embedding channels (if any)
+        self.score_fr = conv2d(fc_channels, outputs, 1)
         if spec.skips() >= 1:
-            self.upscore2 = upscore(num_classes, 2)
-            self.score_pool4 = conv2d(spec.encoder[-2][-1], num_classes, 1)
+            self.upscore2 = upscore(outputs, 2)
+            self.score_pool4 = conv2d(spec.encoder[-2][-1], outputs, 1)
         if spec.skips() >= 2:
-            self.upscore_pool4 = upscore(num_classes, 2)
-            self.score_pool3 = conv2d(spec.encoder[-3][-1], num_classes, 1)
-        self.upscore = upscore(num_classes, spec.final_stride())
+            self.upscore_pool4 = upscore(outputs, 2)
+            self.score_pool3 = conv2d(spec.encoder[-3][-1], outputs, 1)
+        self.upscore = upscore(outputs, spec.final_stride())
         self.offsets = crop_offsets(spec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,4 +82,4 @@ class FCN(nn.Module):
         if self.spec.skips() >= 2:
             x = fuse(self.upscore_pool4(x), self.score_pool3(pools[-3]), self.offsets["pool3"])
         top = self.offsets["output"][0]
-        return crop(self.upscore(x), top, top, height, width)
+        return split_outputs(crop(self.upscore(x), top, top, height, width), self.spec)

@@ -97,3 +97,11 @@ def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def crop(x: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
     """The ``height x width`` window of ``x`` whose top-left pixel is ``(top, left)``."""
     return x[:, :, top:top + height, left:left + width]
+
+
+def split_outputs(x: torch.Tensor, spec) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The head's ``(N, num_classes + embedding_dim, H, W)`` output as the model returns it: the logits
+    alone when ``spec.embedding_dim`` is 0, else ``(logits (N, num_classes, H, W), embedding (N, E, H, W))``."""
+    if spec.embedding_dim == 0:
+        return x
+    return x[:, :spec.num_classes], x[:, spec.num_classes:]

@@ -26,6 +26,8 @@ def build_model(name: str, *, in_channels: int | None = None, num_classes: int |
     arguments override it. ``in_channels`` and ``num_classes`` are required unless the preset sets them.
 
     Returns an ``nn.Module`` mapping ``(N, in_channels, H, W)`` to ``(N, num_classes, H', W')`` logits.
+    With ``embedding_dim=K > 0`` (instance segmentation) it returns ``(logits, embedding)``, the embedding
+    ``(N, embedding_dim, H', W')``: the head's last K channels (``split_outputs`` in ``layers``).
     """
     spec = specs.make_spec(name, in_channels=in_channels, num_classes=num_classes, preset=preset, **options)
     return BUILDERS[name](**spec.options())

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from segmentation_torch.layers import (ConvBNReLU, conv2d, max_pool_2x2, max_pool_with_indices, max_unpool,
-                                       resize_bilinear)
+                                       resize_bilinear, split_outputs)
 from shared.networks.segnet import SEGNET_DECODER, VGG16_ENCODER, SegNetSpec
 from shared.validation import check_image_batch
 
@@ -31,10 +31,11 @@ class SegNet(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, encoder: tuple = VGG16_ENCODER, bottleneck: tuple = (),
                  decoder: tuple = SEGNET_DECODER, upsample: str = "unpool", head_kernel_size: int = 3,
-                 batch_norm: bool = True, bn_eps: float = 1e-5, bn_momentum: float = 0.1):
+                 batch_norm: bool = True, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                 embedding_dim: int = 0):
         super().__init__()
         self.spec = SegNetSpec(in_channels, num_classes, encoder, bottleneck, decoder, upsample, head_kernel_size,
-                               batch_norm, bn_eps, bn_momentum)
+                               batch_norm, bn_eps, bn_momentum, embedding_dim)
         spec = self.spec
         self.encoder = nn.ModuleList()
         cin = in_channels
@@ -46,7 +47,7 @@ class SegNet(nn.Module):
         for k, stage in enumerate(spec.decoder):
             self.decoder.append(conv_stack(spec.decoder_input_channels(k), stage, spec=spec))
         k = head_kernel_size
-        self.head = conv2d(spec.decoder[-1][-1], num_classes, k, padding=(k - 1) // 2)
+        self.head = conv2d(spec.decoder[-1][-1], spec.out_channels(), k, padding=(k - 1) // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(tuple(x.shape), str(x.dtype).removeprefix("torch."), spec=self.spec, layout="NCHW",
@@ -70,4 +71,4 @@ class SegNet(nn.Module):
                 x = resize_bilinear(x, height, width)
             for layer in stage:
                 x = layer(x)
-        return self.head(x)
+        return split_outputs(self.head(x), self.spec)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segmentation_torch.layers import BatchNorm, center_crop, conv3x3, upsample_bilinear_2x
+from segmentation_torch.layers import BatchNorm, center_crop, conv3x3, split_outputs, upsample_bilinear_2x
 from shared.networks.unet import UNetSpec
 from shared.validation import check_image_batch
 
@@ -74,10 +74,11 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, base_channels: int = 64, depth: int = 4,
                  padding: str = "same", upsample: str = "transpose", batch_norm: bool = True,
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1, convs_per_block: int = 2):
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1, convs_per_block: int = 2,
+                 embedding_dim: int = 0):
         super().__init__()
         self.spec = UNetSpec(in_channels, num_classes, base_channels, depth, padding, upsample, batch_norm,
-                             bn_eps, bn_momentum, convs_per_block)
+                             bn_eps, bn_momentum, convs_per_block, embedding_dim)
         ch = self.spec.stage_channels()
         self.encoder = nn.ModuleList(
             ConvBlock(in_channels if i == 0 else ch[i - 1], ch[i], spec=self.spec) for i in range(depth)
@@ -86,7 +87,7 @@ class UNet(nn.Module):
         self.decoder = nn.ModuleList(
             UpBlock(ch[depth - j], ch[depth - j - 1], spec=self.spec) for j in range(depth)
         )
-        self.head = nn.Conv2d(ch[0], num_classes, kernel_size=1)
+        self.head = nn.Conv2d(ch[0], self.spec.out_channels(), kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(tuple(x.shape), str(x.dtype).removeprefix("torch."), spec=self.spec, layout="NCHW",
@@ -99,4 +100,4 @@ class UNet(nn.Module):
         x = self.bottleneck(x)
         for stage, skip in zip(self.decoder, reversed(skips)):
             x = stage(x, skip)
-        return self.head(x)
+        return split_outputs(self.head(x), self.spec)

@@ -51,6 +51,7 @@ class DeepLabV3PlusSpec:
     decoder_channels: int = 256  # channels of the decoder's two 3x3 convs
     bn_eps: float = 1e-5  # BatchNorm epsilon, the same number in both frameworks
     bn_momentum: float = 0.1  # torch convention; Keras momentum = 1 - bn_momentum
+    embedding_dim: int = 0  # >0: a second output, the instance embedding; the head has num_classes + embedding_dim channels
 
     name = "deeplabv3plus"
 
@@ -72,10 +73,15 @@ class DeepLabV3PlusSpec:
         check_int("low_level_channels", self.low_level_channels, 1)
         check_int("decoder_channels", self.decoder_channels, 1)
         check_batch_norm(self.bn_eps, self.bn_momentum)
+        check_int("embedding_dim", self.embedding_dim, 0)
 
     def options(self) -> dict[str, Any]:
         """Every constructor argument, in declaration order."""
         return dataclasses.asdict(self)
+
+    def out_channels(self) -> int:
+        """Channels of the head: the logits, then the embedding."""
+        return self.num_classes + self.embedding_dim
 
     def rates(self) -> tuple[int, int, int]:
         """The atrous rates in use: ``aspp_rates``, or the paper's (6, 12, 18) scaled to the output stride."""
@@ -128,7 +134,7 @@ def deeplab_layer_table(spec: DeepLabV3PlusSpec) -> list[LayerEntry]:
     d = spec.decoder_channels
     layers += conv_bn_entries("decoder.fuse.0", a + spec.low_level_channels, d, 3, batch_norm=True)
     layers += conv_bn_entries("decoder.fuse.1", d, d, 3, batch_norm=True)
-    layers.append(LayerEntry("head", "conv2d", d, spec.num_classes, 1))
+    layers.append(LayerEntry("head", "conv2d", d, spec.out_channels(), 1))
     return layers
 
 

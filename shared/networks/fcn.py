@@ -59,6 +59,7 @@ class FCNSpec:
     batch_norm: bool = False  # BN after every conv of the encoder and fc6/fc7 (the paper has none)
     bn_eps: float = 1e-5  # BatchNorm epsilon (used only with batch_norm=True)
     bn_momentum: float = 0.1  # torch convention; Keras momentum = 1 - bn_momentum
+    embedding_dim: int = 0  # >0: a second output, the instance embedding; the head has num_classes + embedding_dim channels
 
     name = "fcn"
 
@@ -72,6 +73,7 @@ class FCNSpec:
         check_choice("padding", self.padding, PADDINGS)
         check_bool("batch_norm", self.batch_norm)
         check_batch_norm(self.bn_eps, self.bn_momentum)
+        check_int("embedding_dim", self.embedding_dim, 0)
         if len(self.encoder) < self.skips() + 1:
             raise ValueError(f"variant {self.variant!r} fuses {self.skips()} earlier pooling outputs, so the encoder "
                              f"needs at least {self.skips() + 1} stages; got {len(self.encoder)}")
@@ -81,6 +83,10 @@ class FCNSpec:
     def options(self) -> dict[str, Any]:
         """Every constructor argument, in declaration order."""
         return dataclasses.asdict(self)
+
+    def out_channels(self) -> int:
+        """Channels of the head: the logits, then the embedding."""
+        return self.num_classes + self.embedding_dim
 
     def skips(self) -> int:
         """Number of fused pooling outputs: 0 (32s), 1 (16s, pool4), 2 (8s, pool4 and pool3)."""
@@ -119,7 +125,7 @@ def fcn_layer_table(spec: FCNSpec) -> list[LayerEntry]:
         cin = stage[-1]
     layers += conv_bn_entries("fc6", cin, spec.fc_channels, spec.fc_kernel_size, spec.batch_norm)
     layers += conv_bn_entries("fc7", spec.fc_channels, spec.fc_channels, 1, spec.batch_norm)
-    c = spec.num_classes
+    c = spec.out_channels()
     layers.append(LayerEntry("score_fr", "conv2d", spec.fc_channels, c, 1))
     if spec.skips() >= 1:
         layers.append(LayerEntry("upscore2", "conv_transpose2d", c, c, 4, bias=False))

@@ -42,6 +42,7 @@ class SegNetSpec:
     batch_norm: bool = True  # conv(no bias)-BN-ReLU instead of conv(bias)-ReLU
     bn_eps: float = 1e-5  # BatchNorm epsilon, the same number in both frameworks
     bn_momentum: float = 0.1  # torch convention; Keras momentum = 1 - bn_momentum
+    embedding_dim: int = 0  # >0: a second output, the instance embedding; the head has num_classes + embedding_dim channels
 
     name = "segnet"
 
@@ -57,6 +58,7 @@ class SegNetSpec:
             raise ValueError(f"head_kernel_size must be odd (padded to keep the size), got {self.head_kernel_size}")
         check_bool("batch_norm", self.batch_norm)
         check_batch_norm(self.bn_eps, self.bn_momentum)
+        check_int("embedding_dim", self.embedding_dim, 0)
         if len(self.decoder) != len(self.encoder):
             raise ValueError(f"decoder must have one stage per encoder stage ({len(self.encoder)}), "
                              f"got {len(self.decoder)}: {self.decoder!r}")
@@ -72,6 +74,10 @@ class SegNetSpec:
     def options(self) -> dict[str, Any]:
         """Every constructor argument, in declaration order."""
         return dataclasses.asdict(self)
+
+    def out_channels(self) -> int:
+        """Channels of the head: the logits, then the embedding."""
+        return self.num_classes + self.embedding_dim
 
     def decoder_input_channels(self, k: int) -> int:
         """Channels entering decoder stage ``k`` (the tensor that is up-sampled)."""
@@ -106,7 +112,7 @@ def segnet_layer_table(spec: SegNetSpec) -> list[LayerEntry]:
     layers += conv_stack_entries("bottleneck", cin, spec.bottleneck, spec.batch_norm)
     for k, stage in enumerate(spec.decoder):
         layers += conv_stack_entries(f"decoder.{k}", spec.decoder_input_channels(k), stage, spec.batch_norm)
-    layers.append(LayerEntry("head", "conv2d", spec.decoder[-1][-1], spec.num_classes, spec.head_kernel_size))
+    layers.append(LayerEntry("head", "conv2d", spec.decoder[-1][-1], spec.out_channels(), spec.head_kernel_size))
     return layers
 
 

@@ -36,6 +36,7 @@ class UNetSpec:
     bn_eps: float = 1e-5  # BatchNorm epsilon, the same number in both frameworks
     bn_momentum: float = 0.1  # torch convention (weight of the new batch statistic); Keras momentum = 1 - bn_momentum
     convs_per_block: int = 2  # 3x3 convs per encoder/decoder block: 2 in the paper, 1 in the lesson
+    embedding_dim: int = 0  # >0: a second output, the instance embedding; the head has num_classes + embedding_dim channels
 
     name = "unet"
 
@@ -48,11 +49,16 @@ class UNetSpec:
         check_choice("upsample", self.upsample, UPSAMPLES)
         check_bool("batch_norm", self.batch_norm)
         check_batch_norm(self.bn_eps, self.bn_momentum)
+        check_int("embedding_dim", self.embedding_dim, 0)
         check_choice("convs_per_block", self.convs_per_block, (1, 2))
 
     def options(self) -> dict[str, Any]:
         """Every constructor argument, in declaration order."""
         return dataclasses.asdict(self)
+
+    def out_channels(self) -> int:
+        """Channels of the head: the logits, then the embedding."""
+        return self.num_classes + self.embedding_dim
 
     def stage_channels(self) -> list[int]:
         """Output channels of encoder stages 0..depth-1 followed by the bottleneck."""
@@ -109,7 +115,7 @@ def unet_layer_table(spec: UNetSpec) -> list[LayerEntry]:
         elif spec.upsample == "bilinear":
             layers.append(LayerEntry(f"decoder.{j}.up", "conv2d", deep, shallow, 1, bias=not spec.batch_norm))
         layers += _conv_block(f"decoder.{j}", shallow + spec.up_channels(j), shallow, spec)
-    layers.append(LayerEntry("head", "conv2d", ch[0], spec.num_classes, 1))
+    layers.append(LayerEntry("head", "conv2d", ch[0], spec.out_channels(), 1))
     return layers
 
 
