@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from segmentation_tf.device import precision, resolve_device
+from segmentation_tf.instance import DiscriminativeLoss
 from segmentation_tf import losses as tf_losses
 from segmentation_tf.optimizers import build_optimizer
 from segmentation_tf.registry import build_model
@@ -21,7 +22,7 @@ from segmentation_tf.weights import from_canonical, tensor_refs, to_canonical
 from shared import kinks
 from shared import losses as loss_reference
 from shared.layout import permute_axes, randomize_for_parity
-from shared.trace import TraceSettings, network_losses, optimizer_steps, running_statistics
+from shared.trace import TraceSettings, instance_targets, network_losses, optimizer_steps, running_statistics
 
 FRAMEWORK = "tf"
 
@@ -47,6 +48,11 @@ def _nchw(t) -> np.ndarray:
     return np.transpose(keras.ops.convert_to_numpy(t), (0, 3, 1, 2))
 
 
+def _logits(outputs):
+    """The logits of a model's output: the output itself, or the first of ``(logits, embedding)``."""
+    return outputs[0] if isinstance(outputs, tuple) else outputs
+
+
 def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
                   settings: TraceSettings, device: str = "cpu", dtype: str = "float32") -> dict:
     """Every quantity of ``shared.trace`` for ``spec`` with ``weights`` on ``images (N, C, H, W)``.
@@ -62,14 +68,17 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
         trace: dict = {}
 
         from_canonical(model, weights)
-        trace["logits_eval"] = _nchw(model(x, training=False))
+        outputs = model(x, training=False)
+        trace["logits_eval"] = _nchw(_logits(outputs))
+        if spec.embedding_dim:
+            trace["embedding_eval"] = _nchw(outputs[1])
 
         for name, loss_fn in losses.items():
             from_canonical(model, weights)  # each training forward moves the BN running statistics
             refs = {k: v for k, v in tensor_refs(model).items() if v[0].trainable}
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                logits = model(x, training=True)
+                logits = _logits(model(x, training=True))
                 loss = loss_fn(y, logits)
             grads = tape.gradient(loss, [x] + [ref[0] for ref in refs.values()])
             trace["logits_train"] = _nchw(logits)
@@ -81,12 +90,25 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
             }
         trace["bn_running"] = running_statistics(_canonical(model, dtype))
 
+        if spec.embedding_dim:
+            from_canonical(model, weights)
+            refs = {k: v for k, v in tensor_refs(model).items() if v[0].trainable}
+            instances = tf.constant(instance_targets(labels, settings.ignore_index))
+            with tf.GradientTape() as tape:
+                loss = DiscriminativeLoss()(instances, model(x, training=True)[1])
+            grads = tape.gradient(loss, [ref[0] for ref in refs.values()])
+            trace["loss_discriminative"] = keras.ops.convert_to_numpy(loss)
+            trace["grad_weights_discriminative"] = {
+                key: permute_axes(keras.ops.convert_to_numpy(g), axes, canon)
+                for (key, (_, axes, canon)), g in zip(refs.items(), grads)
+            }
+
         for opt_name, kwargs in optimizer_steps(settings):
             from_canonical(model, weights)
             optimizer = build_optimizer(model, opt_name, **kwargs)
             variables = model.trainable_variables
             with tf.GradientTape() as tape:
-                logits = model(x, training=True)
+                logits = _logits(model(x, training=True))
                 loss = losses["bce"](y, logits) + losses["ce"](y, logits)
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
             trace[f"weights_after_{opt_name}"] = _canonical(model, dtype)

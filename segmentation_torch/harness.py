@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from segmentation_torch.device import resolve_device
+from segmentation_torch.instance import DiscriminativeLoss
 from segmentation_torch import losses as torch_losses
 from segmentation_torch.optimizers import build_optimizer
 from segmentation_torch.registry import build_model
@@ -19,7 +20,7 @@ from segmentation_torch.weights import from_canonical, tensor_refs, to_canonical
 from shared import kinks
 from shared import losses as loss_reference
 from shared.layout import permute_axes, randomize_for_parity
-from shared.trace import TraceSettings, network_losses, optimizer_steps, running_statistics
+from shared.trace import TraceSettings, instance_targets, network_losses, optimizer_steps, running_statistics
 
 FRAMEWORK = "torch"
 
@@ -49,6 +50,11 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
+def _logits(outputs) -> torch.Tensor:
+    """The logits of a model's output: the output itself, or the first of ``(logits, embedding)``."""
+    return outputs[0] if isinstance(outputs, tuple) else outputs
+
+
 def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
                   settings: TraceSettings, device: str = "cpu", dtype: str = "float32") -> dict:
     """Every quantity of ``shared.trace`` for ``spec`` with ``weights`` on ``images (N, C, H, W)``.
@@ -66,14 +72,17 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
     _load(model, weights, dt)
     model.eval()
     with torch.no_grad():
-        trace["logits_eval"] = _numpy(model(x))
+        outputs = model(x)
+    trace["logits_eval"] = _numpy(_logits(outputs))
+    if spec.embedding_dim:
+        trace["embedding_eval"] = _numpy(outputs[1])
 
     model.train()
     for name, loss_fn in losses.items():
         _load(model, weights, dt)  # each training forward moves the BN running statistics
         refs = {k: v for k, v in tensor_refs(model).items() if v[0].requires_grad}
         x_in = x.clone().requires_grad_(True)
-        logits = model(x_in)
+        logits = _logits(model(x_in))
         loss = loss_fn(logits, y)
         grads = torch.autograd.grad(loss, [x_in] + [ref[0] for ref in refs.values()])
         trace["logits_train"] = _numpy(logits)
@@ -84,11 +93,22 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
         }
     trace["bn_running"] = running_statistics(_canonical(model))
 
+    if spec.embedding_dim:
+        _load(model, weights, dt)
+        refs = {k: v for k, v in tensor_refs(model).items() if v[0].requires_grad}
+        instances = torch.from_numpy(instance_targets(labels, settings.ignore_index)).to(dev)
+        loss = DiscriminativeLoss()(model(x)[1], instances)
+        grads = torch.autograd.grad(loss, [ref[0] for ref in refs.values()])
+        trace["loss_discriminative"] = _numpy(loss)
+        trace["grad_weights_discriminative"] = {
+            key: permute_axes(_numpy(g), axes, canon) for (key, (_, axes, canon)), g in zip(refs.items(), grads)
+        }
+
     for opt_name, kwargs in optimizer_steps(settings):
         _load(model, weights, dt)
         optimizer = build_optimizer(model, opt_name, **kwargs)
         optimizer.zero_grad()
-        logits = model(x)
+        logits = _logits(model(x))
         loss = losses["bce"](logits, y) + losses["ce"](logits, y)
         loss.backward()
         optimizer.step()

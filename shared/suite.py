@@ -85,6 +85,9 @@ def unet_cases(seed: int = 0) -> list[Case]:
         options = dict(base_channels=8, depth=depth, padding=padding, upsample=upsample, batch_norm=bn)
         cases.append(Case("unet", options, batch=2, size=size, seed=seed + i, weights_from=FRAMEWORKS[i % 2]))
     cases.append(lesson_case("unet", seed + len(cases)))
+    # the two-headed network (instance segmentation): logits and a 4-channel embedding from one head
+    cases.append(Case("unet", dict(base_channels=8, depth=3, embedding_dim=4), batch=2, size=32, seed=seed + len(cases),
+                      weights_from="tf", tag="same/transpose/bn d3 c8 +embedding 4"))
     return cases
 
 
@@ -152,7 +155,8 @@ def set_tf32(enabled: bool) -> str:
 
 
 MAX_KINK_REDRAWS = 3
-FORWARD_QUANTITIES = ("logits_eval", "logits_train", "loss_bce", "loss_ce", "bn_running", *LOSS_ROWS)
+FORWARD_QUANTITIES = ("logits_eval", "logits_train", "loss_bce", "loss_ce", "bn_running", *LOSS_ROWS,
+                      "embedding_eval", "loss_discriminative")
 # Gradients a ReLU/max-pool kink of the network cannot move: the loss rows' inputs are the same array
 # in both frameworks.
 NOT_NETWORK_GRADIENTS = LOSS_GRADIENTS

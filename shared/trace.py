@@ -18,6 +18,9 @@ key                         value
                             ``logits_train`` (the same input for both frameworks: the rows check the
                             loss ports; the network's are checked by the rows above)
 ``grad_logits_<name>``      d(loss_<name>)/d(its input), ``(N, C, H, W)``
+``embedding_eval``          networks built with ``embedding_dim > 0``: the embedding output, inference mode
+``loss_discriminative``     ``DiscriminativeLoss()`` of the training-mode embedding against ``instance_targets``
+``grad_weights_discriminative``  dict: canonical key -> d(loss_discriminative)/d(weight)
 ==========================  ==========================================================================
 """
 
@@ -26,16 +29,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from skimage.measure import label
 
 from shared.losses import REPORT_LOSSES
 from shared.parity import ATOL, RTOL, Comparison, compare, merge
 
 LOSS_ROWS = tuple(f"loss_{name}" for name in REPORT_LOSSES)
 LOSS_GRADIENTS = tuple(f"grad_logits_{name}" for name in REPORT_LOSSES)
+INSTANCE_QUANTITIES = ("embedding_eval", "loss_discriminative", "grad_weights_discriminative")
 QUANTITIES = ("logits_eval", "logits_train", "loss_bce", "loss_ce", "grad_input_bce", "grad_input_ce",
               "grad_weights_bce", "grad_weights_ce", "bn_running", "weights_after_sgd", "weights_after_adam",
-              *LOSS_ROWS, *LOSS_GRADIENTS)
-GRADIENTS = ("grad_input_bce", "grad_input_ce", "grad_weights_bce", "grad_weights_ce", *LOSS_GRADIENTS)
+              *LOSS_ROWS, *LOSS_GRADIENTS, *INSTANCE_QUANTITIES)
+GRADIENTS = ("grad_input_bce", "grad_input_ce", "grad_weights_bce", "grad_weights_ce", *LOSS_GRADIENTS,
+             "grad_weights_discriminative")
 # Largest floor of a gradient or optimiser-step quantity (gradients in units of their scale) that widens
 # the tolerance. Rounding alone reached 3.7e-5 on DeepLabV3+ input gradients (60 measured cases); a
 # gradient jumps when a ReLU/max-pool kink is crossed, and such jumps are handled by the redraw rule
@@ -80,6 +86,22 @@ def network_losses(num_classes: int, settings: TraceSettings) -> dict[str, tuple
                                                    ignore_index=settings.ignore_index)),
             "ce": ("CrossEntropyLoss", dict(mode="binary" if binary else "multiclass",
                                             class_weights=settings.class_weights, ignore_index=settings.ignore_index))}
+
+
+def instance_targets(labels: np.ndarray, ignore_index: int | None) -> np.ndarray:
+    """Instance ids ``(N, H, W)`` int64 for the discriminative-loss rows: each 4-connected region of a
+    foreground class in ``labels (N, H, W)`` is one instance; background and ignored pixels are 0."""
+    labels = np.asarray(labels)
+    out = np.zeros(labels.shape, dtype=np.int64)
+    for i, image in enumerate(labels):
+        offset = 0
+        for c in np.unique(image):
+            if c == 0 or c == ignore_index:
+                continue
+            regions = label(image == c, connectivity=1)
+            out[i][regions > 0] = regions[regions > 0] + offset
+            offset += int(regions.max())
+    return out
 
 
 def optimizer_steps(settings: TraceSettings) -> list[tuple[str, dict]]:

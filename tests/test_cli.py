@@ -17,7 +17,7 @@ KEYS = ["arch", "config", "quantity", "max_abs", "max_rel", "rtol", "atol", "pas
 
 
 # configurations per architecture in ``shared.suite``
-CONFIGS = {"deeplabv3plus": 2, "fcn": 5, "segnet": 3, "unet": 9}
+CONFIGS = {"deeplabv3plus": 2, "fcn": 5, "segnet": 3, "unet": 10}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,9 @@ def test_report_passes_and_writes_documented_json(report):
     quantities = {row["quantity"] for row in rows}
     assert {"logits_eval", "logits_train", "loss_bce", "loss_ce", "grad_input_ce", "grad_weights_ce",
             "bn_running", "weights_after_sgd", "weights_after_adam"} <= quantities
+    # the two-headed (instance) U-Net: its embedding, discriminative loss and that loss's weight gradients
+    embedding = {row["quantity"] for row in rows if "+embedding" in row["config"]}
+    assert {"logits_eval", "embedding_eval", "loss_discriminative", "grad_weights_discriminative"} <= embedding
     # atol = 1e-5 plus twice torch's own float32 error on that quantity (docs/pitfalls.md, float32_floor)
     assert all(row["rtol"] == 1e-4 and 1e-5 <= row["atol"] <= 1e-5 + 2 * FLOOR_LIMIT for row in rows)
 
