@@ -20,27 +20,32 @@ import tensorflow as tf
 from segmentation_tf import losses
 from segmentation_tf.data import make_loader
 from segmentation_tf.device import precision, resolve_device
+from segmentation_tf.instance import DiscriminativeLoss
 from segmentation_tf.metrics import MeanDice, MeanIoU, PixelAccuracy, predicted_labels
 from segmentation_tf.optimizers import build_optimizer, load_optimizer_state, optimizer_state
 from segmentation_tf.registry import build_model
 from segmentation_tf.weights import from_canonical, load_weights, to_canonical
 from shared.data.dataset import batch_indices
+from shared.instance_report import finish_instance_run
 from shared.losses import build
+from shared.panoptic import default_bandwidth
 from shared.plots import plot_run
 from shared.runs import RunFolder
 from shared.training import METRICS, TrainConfig, TrainData, epoch_row, loss_description, prepare_data
 
 
-def build_run(config: TrainConfig, num_outputs: int) -> tuple[keras.Model, keras.optimizers.Optimizer, keras.losses.Loss]:
-    """Model (seeded by ``config.seed``, or ``config.init_weights``), optimiser and loss of a run."""
+def build_run(config: TrainConfig, num_outputs: int) -> tuple[keras.Model, keras.optimizers.Optimizer, keras.losses.Loss | tuple]:
+    """Model (seeded by ``config.seed``, or ``config.init_weights``), optimiser and loss of a run; for the
+    instance and panoptic tasks the loss is ``(semantic loss, DiscriminativeLoss())``, one per model output."""
     keras.utils.set_random_seed(config.seed)
     model = build_model(config.arch, in_channels=3, num_classes=num_outputs, preset=config.preset,
-                        **config.model_options)
+                        **config.build_options())
     if config.init_weights:
         load_weights(model, config.init_weights)
     optimizer = build_optimizer(model, config.optimizer, lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    return model, optimizer, build(losses, *loss_description(config))
+    semantic = build(losses, *loss_description(config))
+    return model, optimizer, semantic if config.task == "semantic" else (semantic, DiscriminativeLoss())
 
 
 class _SaveEpoch(keras.callbacks.Callback):
@@ -82,7 +87,14 @@ def train_steps(config: TrainConfig, data: TrainData, steps: int,
 
 def predict_labels(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """Inference-mode labels ``(N, H, W)`` for channels-last ``images (N, H, W, C)``."""
-    return np.asarray(predicted_labels(model(images, training=False)))
+    outputs = model(images, training=False)
+    return np.asarray(predicted_labels(outputs[0] if isinstance(outputs, tuple) else outputs))
+
+
+def predict_instances(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A two-headed model's inference-mode ``classes (N, H, W)`` and ``embedding (N, H, W, E)`` (channels last)."""
+    logits, embedding = model(images, training=False)
+    return np.asarray(predicted_labels(logits)), keras.ops.convert_to_numpy(embedding)
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> list[dict]:
@@ -93,9 +105,10 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     with tf.device(resolve_device(config.device)):
         model, optimizer, loss_fn = build_run(config, config.outputs())
         labels = max(data.num_labels, 2)
-        model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False,
-                      metrics=[MeanIoU(labels, name="iou"), MeanDice(labels, name="dice"),
-                               PixelAccuracy(labels, name="accuracy")])
+        instances = config.task != "semantic"
+        metrics = [MeanIoU(labels, name="iou"), MeanDice(labels, name="dice"), PixelAccuracy(labels, name="accuracy")]
+        # two outputs: a loss for each (Keras sums them) and the semantic metrics on the logits only
+        model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False, metrics=(metrics, []) if instances else metrics)
         run.save_config(config)
         rows = []
         if checkpoint is not None:
@@ -104,13 +117,18 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             rows = checkpoint.rows
         first = len(rows)
         # fit reads one stream of all remaining epochs; epoch e's batches are those of batch_indices(..., e)
-        stream = make_loader(data.train, config.batch_size, first, shuffle=True)
+        stream = make_loader(data.train, config.batch_size, first, shuffle=True, instances=instances)
         for epoch in range(first + 1, config.epochs):
-            stream = stream.concatenate(make_loader(data.train, config.batch_size, epoch, shuffle=True))
+            stream = stream.concatenate(make_loader(data.train, config.batch_size, epoch, shuffle=True,
+                                                    instances=instances))
         steps = len(batch_indices(len(data.train), config.batch_size, 0, config.seed))
         model.fit(stream, epochs=config.epochs, initial_epoch=first, steps_per_epoch=steps, shuffle=False,
-                  validation_data=make_loader(data.val, config.batch_size, 0, shuffle=False),
+                  validation_data=make_loader(data.val, config.batch_size, 0, shuffle=False, instances=instances),
                   callbacks=[_SaveEpoch(run, rows, config.lr, progress)], verbose=1 if progress else 0)
         run.save_final(to_canonical(model), model.spec)
-        plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images), f"{config.arch}, tf, {config.data}")
+        title = f"{config.arch}, tf, {config.data}"
+        plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images), title)
+        if instances:
+            finish_instance_run(run.out, data, lambda images: predict_instances(model, images),
+                                f"{title}, {config.task}", default_bandwidth(DiscriminativeLoss().delta_v))
     return rows

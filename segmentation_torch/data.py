@@ -16,13 +16,17 @@ from shared.data.dataset import ArrayDataset, batch_indices
 class _EpochItems(Dataset):
     """``ArrayDataset`` items of one epoch, transposed to channels first."""
 
-    def __init__(self, data: ArrayDataset, epoch: int):
-        self.data, self.epoch = data, epoch
+    def __init__(self, data: ArrayDataset, epoch: int, instances: bool = False):
+        self.data, self.epoch, self.instances = data, epoch, instances
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int):
+        if self.instances:
+            image, mask, ids = self.data.instance_item(index, self.epoch)
+            return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), (torch.from_numpy(mask),
+                                                                                      torch.from_numpy(ids))
         image, mask = self.data.item(index, self.epoch)
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(mask)
 
@@ -41,10 +45,11 @@ class _EpochBatches(Sampler):
 
 
 def make_loader(data: ArrayDataset, batch_size: int, epoch: int = 0, shuffle: bool = True,
-                drop_last: bool = False) -> DataLoader:
-    """One epoch of ``data`` in batches: ``images (B, C, H, W)`` float32, ``masks (B, H, W)`` int64.
+                drop_last: bool = False, instances: bool = False) -> DataLoader:
+    """One epoch of ``data`` in batches: ``images (B, C, H, W)`` float32, ``masks (B, H, W)`` int64; with
+    ``instances``, ``images, (masks, instance ids (B, H, W) int64)``, the targets of a two-headed model.
 
     The order is a permutation drawn from ``(data.seed, epoch)`` when ``shuffle``, else the stored order.
     """
     batches = batch_indices(len(data), batch_size, epoch, data.seed, shuffle, drop_last)
-    return DataLoader(_EpochItems(data, epoch), batch_sampler=_EpochBatches(batches))
+    return DataLoader(_EpochItems(data, epoch, instances), batch_sampler=_EpochBatches(batches))

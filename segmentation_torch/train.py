@@ -20,28 +20,40 @@ from tqdm import tqdm
 from segmentation_torch import losses
 from segmentation_torch.data import make_loader
 from segmentation_torch.device import precision, resolve_device
+from segmentation_torch.instance import DiscriminativeLoss
 from segmentation_torch.metrics import ConfusionMatrix, predicted_labels
 from segmentation_torch.optimizers import build_optimizer, load_optimizer_state, optimizer_state
 from segmentation_torch.registry import build_model
 from segmentation_torch.weights import from_canonical, load_weights, to_canonical
 from shared import metrics
+from shared.instance_report import finish_instance_run
 from shared.losses import build
+from shared.panoptic import default_bandwidth
 from shared.plots import plot_run
 from shared.runs import RunFolder
 from shared.training import TrainConfig, TrainData, epoch_row, loss_description, prepare_data
 
 
-def build_run(config: TrainConfig, num_outputs: int) -> tuple[nn.Module, torch.optim.Optimizer, nn.Module]:
-    """Model (seeded by ``config.seed``, or ``config.init_weights``), optimiser and loss of a run."""
+def build_run(config: TrainConfig, num_outputs: int) -> tuple[nn.Module, torch.optim.Optimizer, nn.Module | tuple]:
+    """Model (seeded by ``config.seed``, or ``config.init_weights``), optimiser and loss of a run; for the
+    instance and panoptic tasks the loss is ``(semantic loss, DiscriminativeLoss())``, one per model output."""
     torch.manual_seed(config.seed)
     model = build_model(config.arch, in_channels=3, num_classes=num_outputs, preset=config.preset,
-                        **config.model_options)
+                        **config.build_options())
     if config.init_weights:
         load_weights(model, config.init_weights)
     model = model.to(resolve_device(config.device))
     optimizer = build_optimizer(model, config.optimizer, lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    return model, optimizer, build(losses, *loss_description(config))
+    semantic = build(losses, *loss_description(config))
+    return model, optimizer, semantic if config.task == "semantic" else (semantic, DiscriminativeLoss())
+
+
+def _loss(loss_fn, outputs, target) -> torch.Tensor:
+    """One loss per model output, summed (as Keras sums the losses of a two-output model)."""
+    if isinstance(loss_fn, tuple):
+        return sum(fn(output, part) for fn, output, part in zip(loss_fn, outputs, target))
+    return loss_fn(outputs, target)
 
 
 def _run_epoch(model: nn.Module, loss_fn: nn.Module, loader, num_labels: int,
@@ -53,11 +65,13 @@ def _run_epoch(model: nn.Module, loss_fn: nn.Module, loader, num_labels: int,
     counts = ConfusionMatrix(max(num_labels, 2))
     total, seen = 0.0, 0
     bar = tqdm(loader, desc=desc, unit="batch", leave=optimizer is not None, file=sys.stderr, disable=not desc or None)
-    for images, masks in bar:
-        images, masks = images.to(device), masks.to(device)
+    for images, target in bar:
+        images = images.to(device)
+        target = [part.to(device) for part in target] if isinstance(target, list) else target.to(device)
         with torch.set_grad_enabled(optimizer is not None):
-            logits = model(images)
-            loss = loss_fn(logits, masks)
+            outputs = model(images)
+            loss = _loss(loss_fn, outputs, target)
+        logits, masks = (outputs[0], target[0]) if isinstance(outputs, tuple) else (outputs, target)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -93,13 +107,24 @@ def train_steps(config: TrainConfig, data: TrainData, steps: int,
     return np.asarray(step_losses), to_canonical(model)
 
 
-def predict_labels(model: nn.Module, images: np.ndarray) -> np.ndarray:
-    """Eval-mode labels ``(N, H, W)`` for channels-last ``images (N, H, W, C)``."""
+def _predict(model: nn.Module, images: np.ndarray):
+    """Eval-mode outputs for channels-last ``images (N, H, W, C)``."""
     model.eval()
     device = next(model.parameters()).device
     with torch.no_grad():
-        logits = model(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device))
-    return predicted_labels(logits).cpu().numpy()
+        return model(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device))
+
+
+def predict_labels(model: nn.Module, images: np.ndarray) -> np.ndarray:
+    """Eval-mode labels ``(N, H, W)`` for channels-last ``images (N, H, W, C)``."""
+    outputs = _predict(model, images)
+    return predicted_labels(outputs[0] if isinstance(outputs, tuple) else outputs).cpu().numpy()
+
+
+def predict_instances(model: nn.Module, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A two-headed model's eval-mode ``classes (N, H, W)`` and ``embedding (N, H, W, E)`` (channels last)."""
+    logits, embedding = _predict(model, images)
+    return predicted_labels(logits).cpu().numpy(), embedding.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> list[dict]:
@@ -110,22 +135,27 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     model, optimizer, loss_fn = build_run(config, config.outputs())
     run.save_config(config)
     rows, step = [], 0
+    instances = config.task != "semantic"
     if checkpoint is not None:
         from_canonical(model, checkpoint.weights)
         step = load_optimizer_state(model, optimizer, checkpoint.optimizer)
         rows = checkpoint.rows
     for epoch in range(len(rows), config.epochs):
         start = time.perf_counter()
-        loader = make_loader(data.train, config.batch_size, epoch, shuffle=True)
+        loader = make_loader(data.train, config.batch_size, epoch, shuffle=True, instances=instances)
         train_scores = _run_epoch(model, loss_fn, loader, data.num_labels, optimizer,
                                   desc=f"epoch {epoch + 1}/{config.epochs}" if progress else "")
-        val_scores = _run_epoch(model, loss_fn, make_loader(data.val, config.batch_size, 0, shuffle=False),
-                                data.num_labels)
+        val_scores = _run_epoch(model, loss_fn, make_loader(data.val, config.batch_size, 0, shuffle=False,
+                                                            instances=instances), data.num_labels)
         step += len(loader)
         rows.append(epoch_row(epoch, train_scores, val_scores, config.lr, time.perf_counter() - start))
         run.save_epoch(rows, step, to_canonical(model), optimizer_state(model, optimizer, step), model.spec)
         if progress:
             print(f"epoch {epoch + 1}: val_loss {rows[-1]['val_loss']:.4f}, val_iou {rows[-1]['val_iou']:.4f}", file=sys.stderr)
     run.save_final(to_canonical(model), model.spec)
-    plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images), f"{config.arch}, torch, {config.data}")
+    title = f"{config.arch}, torch, {config.data}"
+    plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images), title)
+    if instances:
+        finish_instance_run(run.out, data, lambda images: predict_instances(model, images), f"{title}, {config.task}",
+                            default_bandwidth(DiscriminativeLoss().delta_v))
     return rows

@@ -110,7 +110,7 @@ def _config(args: argparse.Namespace, framework: str):
     given = {name: getattr(args, name, None) for name in (
         "data", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "loss", "image_size",
         "num_classes", "synthetic_classes", "synthetic_samples", "seed", "skip_bad", "mask_threshold",
-        "init_weights", "device")}
+        "init_weights", "device", "task", "embedding_dim")}
     given["split"] = tuple(args.split) if args.split else None
     given["augment"] = getattr(args, "augment", None)
     given["model_options"] = dict(args.model_option) if args.model_option else None
@@ -137,6 +137,18 @@ def _train(args: argparse.Namespace) -> int:
     last = rows[-1]
     print(f"{config.arch} ({args.framework}) after {int(last['epoch'])} epochs: val_loss {last['val_loss']:.4f}, "
           f"val_iou {last['val_iou']:.4f}, val_dice {last['val_dice']:.4f}, val_accuracy {last['val_accuracy']:.4f}")
+    if config.task != "semantic":
+        from shared.instance_report import PANOPTIC_FILE
+
+        scores = json.loads((Path(args.out) / PANOPTIC_FILE).read_text())
+        for name in ("embedding", "semantic_only"):
+            s = scores[name]
+            shown = {key: "n/a" if value is None else f"{value:.3f}" for key, value in (
+                ("pq", s["pq"]), ("sq", s["sq"]), ("rq", s["rq"]), ("things", s["things"]["pq"]),
+                ("stuff", s["stuff"]["pq"]), ("f1", s["instance_f1"]), ("sbd", s["sbd"]))}
+            print(f"{config.task}, {name.replace('_', ' ')} on {scores['images']} validation images: PQ {shown['pq']} "
+                  f"(SQ {shown['sq']}, RQ {shown['rq']}); things PQ {shown['things']}, stuff PQ {shown['stuff']}; "
+                  f"instance F1 {shown['f1']}, SBD {shown['sbd']}")
     print(f"metrics, checkpoints and plots in {args.out}")
     return 0
 
@@ -273,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(train)
     train.add_argument("--epochs", type=int, help="default 10")
     train.add_argument("--augment", action="store_true", default=None, help="random flips and 90-degree rotations")
+    train.add_argument("--task", choices=("semantic", "instance", "panoptic"),
+                       help="semantic (default); instance or panoptic: logits plus an embedding, discriminative loss, "
+                       "clustered into instances (synthetic data)")
+    train.add_argument("--embedding-dim", type=int, help="instance/panoptic: embedding channels, default 8")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.set_defaults(run=_train)
 

@@ -46,7 +46,7 @@ def _check_classes(things, stuffs=()) -> tuple[set, set]:
     return things, stuffs
 
 
-def cluster_embeddings(embedding: np.ndarray, mask: np.ndarray, bandwidth: float = 1.0, min_pixels: int = 8,
+def cluster_embeddings(embedding: np.ndarray, mask: np.ndarray, bandwidth: float = 1.0, min_pixels: int = 16,
                        max_shifts: int = 30) -> np.ndarray:
     """Instance ids ``(H, W)`` int32 for the pixels of ``mask (H, W)`` bool, from ``embedding (H, W, E)``:
     0 outside the mask, 1..K inside, numbered in raster order of each instance's first pixel.
@@ -103,21 +103,26 @@ def cluster_embeddings(embedding: np.ndarray, mask: np.ndarray, bandwidth: float
 
 
 def panoptic_from_embeddings(classes: np.ndarray, embedding: np.ndarray, things, bandwidth: float = 1.0,
-                             min_pixels: int = 8) -> np.ndarray:
-    """Panoptic maps ``(N, H, W, 2)`` int32 from ``classes (N, H, W)`` and ``embedding (N, H, W, E)``:
-    the pixels of each thing class are clustered separately (an instance has one class), ids run on
-    across classes; every other class keeps instance id 0."""
+                             min_pixels: int = 16) -> np.ndarray:
+    """Panoptic maps ``(N, H, W, 2)`` int32 from ``classes (N, H, W)`` and ``embedding (N, H, W, E)``.
+
+    The pixels of all thing classes are clustered together, and each instance takes the class most of
+    its pixels have (an object whose pixels the semantic head splits between two classes stays one
+    instance); ids run 1..K per image. Pixels of every other class keep their class and instance id 0.
+    """
     classes, embedding = np.asarray(classes), np.asarray(embedding)
     _check_maps(classes, embedding)
     things, _ = _check_classes(things)
     out = np.zeros(classes.shape + (2,), dtype=np.int32)
     out[..., 0] = classes
     for i in range(len(classes)):
-        offset = 0
-        for c in sorted(things):
-            ids = cluster_embeddings(embedding[i], classes[i] == c, bandwidth, min_pixels)
-            out[i, ..., 1][ids > 0] = ids[ids > 0] + offset
-            offset += int(ids.max())
+        is_thing = np.isin(classes[i], sorted(things))
+        ids = cluster_embeddings(embedding[i], is_thing, bandwidth, min_pixels)
+        out[i, ..., 1] = ids
+        for k in range(1, int(ids.max()) + 1):
+            members = ids == k
+            votes = np.bincount(classes[i][members])
+            out[i, ..., 0][members] = int(np.argmax(votes))  # the majority class (the smallest id on a tie)
     return out
 
 
@@ -165,3 +170,39 @@ def panoptic_target(classes: np.ndarray, instances: np.ndarray, things, stuffs=(
         raise ValueError(f"thing pixels without an instance id: image {i} pixel ({y}, {x}) of class "
                          f"{classes[i, y, x]}; {int(orphan.sum())} such pixel(s)")
     return np.stack([classes, instances], axis=-1).astype(np.int32)
+
+
+def evaluate_panoptic(predict, data, things, stuffs, bandwidth: float = 1.0, min_pixels: int = 16,
+                      batch_size: int = 16) -> dict:
+    """Score a two-headed model on every sample of ``data`` (an ``ArrayDataset`` with instance masks).
+
+    ``predict(images (B, H, W, C)) -> (classes (B, H, W), embedding (B, H, W, E))`` is the framework's.
+    Returns ``{"embedding": ..., "semantic_only": ...}``: for the clustered embedding and for connected
+    components of the same predicted classes, ``shared.metrics.panoptic_quality`` (``pq``, ``sq``, ``rq``,
+    ``n``, ``things``, ``stuff``, ``per_class``) plus ``instance_f1`` (matches at IoU > 0.5 over the set)
+    and ``sbd`` (mean over images) of the thing instances.
+    Also ``"maps"``: the first batch's target, embedding and semantic-only panoptic maps, for plots.
+    """
+    from shared.metrics import instance_scores, panoptic_quality, symmetric_best_dice
+
+    targets, clustered, components, first = [], [], [], None
+    for start in range(0, len(data), batch_size):
+        indices = np.arange(start, min(start + batch_size, len(data)))
+        images, masks, ids = data.batch(indices, epoch=0, instances=True)
+        classes, embedding = predict(images)
+        target = panoptic_target(masks, ids, things, stuffs)
+        maps = (target, panoptic_from_embeddings(classes, embedding, things, bandwidth, min_pixels),
+                panoptic_from_components(classes, things))
+        targets.append(maps[0])
+        clustered.append(maps[1])
+        components.append(maps[2])
+        first = first or maps
+    target = np.concatenate(targets)
+    scores = {}
+    for name, predicted in (("embedding", np.concatenate(clustered)), ("semantic_only", np.concatenate(components))):
+        result = panoptic_quality(predicted, target, things, stuffs)
+        result["instance_f1"] = instance_scores(predicted[..., 1], target[..., 1])["f1"]
+        result["sbd"] = symmetric_best_dice(predicted[..., 1], target[..., 1])
+        scores[name] = result
+    scores["maps"] = {"target": first[0], "embedding": first[1], "semantic_only": first[2]}
+    return scores

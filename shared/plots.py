@@ -101,3 +101,39 @@ def plot_run(out: str | Path, rows: list[dict[str, Any]], val, predict, title: s
     plot_learning_curves(rows, Path(out) / "learning_curves.png", title)
     inputs, masks = val.batch(np.arange(min(preview, len(val))), epoch=0)
     plot_predictions(val.images[:preview], masks, predict(inputs), Path(out) / "predictions.png", title)
+
+
+def _segments(panoptic: np.ndarray) -> np.ndarray:
+    """``(H, W, 2)`` panoptic map -> ``(H, W)`` one integer per (class, instance) segment."""
+    return panoptic[..., 0].astype(np.int64) * (int(panoptic[..., 1].max()) + 1) + panoptic[..., 1]
+
+
+def plot_panoptic(images: np.ndarray, maps: dict[str, np.ndarray], path: str | Path, title: str,
+                  style: str = "panoptic") -> Path:
+    """A grid, one row per image: the input, then each of ``maps`` (name -> ``(N, H, W, 2)`` panoptic map).
+
+    ``style="instances"``: every thing instance its own colour (instance id 0 left as the image);
+    ``style="panoptic"``: each class tinted as in ``overlay``, segment borders drawn in white.
+    """
+    from skimage.color import label2rgb
+    from skimage.segmentation import mark_boundaries
+
+    plt = _pyplot()
+    n, names = len(images), list(maps)
+    figure, axes = plt.subplots(n, 1 + len(names), figsize=(2.5 * (1 + len(names)), 2.5 * n), squeeze=False)
+    for i in range(n):
+        shown = np.clip(images[i], 0.0, 1.0)
+        pictures = [shown]
+        for name in names:
+            panoptic = maps[name][i]
+            if style == "instances":
+                pictures.append(label2rgb(panoptic[..., 1], image=shown, bg_label=0, alpha=0.55, saturation=1.0))
+            else:
+                pictures.append(mark_boundaries(overlay(shown, panoptic[..., 0]), _segments(panoptic), color=(1, 1, 1)))
+        for ax, picture, name in zip(axes[i], pictures, ["input", *names]):
+            ax.imshow(np.clip(picture, 0.0, 1.0))
+            ax.set_axis_off()
+            if i == 0:
+                ax.set_title(name.replace("_", " "), fontsize=9)
+    figure.suptitle(title)
+    return _save(figure, path)

@@ -22,6 +22,7 @@ from shared.data.samples import DatasetError, Skipped
 from shared.data.splits import load_split, save_split, split_keys
 from shared.geometry import nearest_sizes
 from shared.specs import make_spec
+from shared.synthetic import TASKS, task_classes
 
 FRAMEWORKS = ("torch", "tf")
 OPTIMIZERS = ("sgd", "adam")
@@ -48,6 +49,8 @@ class TrainConfig:
     data: str = "synthetic"  # "synthetic", "ph2:DIR" or "mads:DIR"
     preset: str | None = None  # model preset (shared.specs.PRESETS); "lesson" also sets LESSON_TRAINING
     model_options: dict[str, Any] = field(default_factory=dict)  # extra build_model options, e.g. base_channels
+    task: str = "semantic"  # "instance" / "panoptic": logits plus an embedding (synthetic data only), see shared.panoptic
+    embedding_dim: int = 8  # instance and panoptic tasks: channels of the embedding (build_model's embedding_dim)
     epochs: int = 10
     batch_size: int = 16
     lr: float = 1e-3
@@ -82,8 +85,17 @@ class TrainConfig:
         if not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise ValueError(f"momentum must be in [0, 1) and weight_decay >= 0, got {self.momentum!r}, {self.weight_decay!r}")
         parse_data(self.data)
+        _choice("task", self.task, TASKS)
+        if self.task != "semantic":
+            if parse_data(self.data)[0] != "synthetic":
+                raise ValueError(f"task {self.task!r} needs instance masks: only --data synthetic has them, got {self.data!r}")
+            if "embedding_dim" in self.model_options:
+                raise ValueError("give the embedding size as embedding_dim (--embedding-dim), not as a model option")
+            if not isinstance(self.embedding_dim, int) or self.embedding_dim < 1:
+                raise ValueError(f"embedding_dim must be a positive integer, got {self.embedding_dim!r}")
+            task_classes(self.task, self.synthetic_classes)
         loss_description(self)
-        spec = make_spec(self.arch, in_channels=3, num_classes=self.outputs(), preset=self.preset, **self.model_options)
+        spec = make_spec(self.arch, in_channels=3, num_classes=self.outputs(), preset=self.preset, **self.build_options())
         out = spec.output_size(self.image_size)
         if out is None:
             nearest = ", ".join(map(str, nearest_sizes(self.image_size, spec.output_size)))
@@ -95,6 +107,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "split": list(self.split)}
+
+    def build_options(self) -> dict[str, Any]:
+        """``build_model`` options besides ``in_channels``, ``num_classes`` and ``preset``: the model options,
+        and ``embedding_dim`` for the instance and panoptic tasks."""
+        if self.task == "semantic":
+            return dict(self.model_options)
+        return {**self.model_options, "embedding_dim": self.embedding_dim}
 
     def outputs(self) -> int:
         """Network output channels."""
@@ -155,6 +174,8 @@ class TrainData:
     val: ArrayDataset
     num_labels: int
     skipped: list[str]
+    things: tuple[int, ...] = ()  # instance and panoptic tasks: the classes with instances...
+    stuffs: tuple[int, ...] = ()  # ...and those without (shared.synthetic.task_classes)
 
 
 def prepare_data(config: TrainConfig, split_file: Path, resume: bool = False, progress: bool = True) -> TrainData:
@@ -164,7 +185,7 @@ def prepare_data(config: TrainConfig, split_file: Path, resume: bool = False, pr
     size = (config.image_size, config.image_size)
     skipped = Skipped(config.skip_bad)
     if name == "synthetic":
-        data = synthetic_dataset(config.synthetic_samples, size, config.synthetic_classes, config.seed)
+        data = synthetic_dataset(config.synthetic_samples, size, config.synthetic_classes, config.seed, task=config.task)
         num_labels = config.synthetic_classes
     else:
         samples, found_bad = (find_ph2 if name == "ph2" else find_mads)(folder, skip_bad=config.skip_bad)
@@ -188,7 +209,8 @@ def prepare_data(config: TrainConfig, split_file: Path, resume: bool = False, pr
         save_split(split, split_file)
     augment = Augment(hflip=True, vflip=True, rot90=True) if config.augment else Augment()
     train = dataclasses.replace(data.subset(split["train"]), augment=augment, seed=config.seed)
-    return TrainData(train, data.subset(split["val"]), num_labels, list(skipped.problems))
+    things, stuffs = task_classes(config.task, num_labels) if config.task != "semantic" else ((), ())
+    return TrainData(train, data.subset(split["val"]), num_labels, list(skipped.problems), things, stuffs)
 
 
 def epoch_row(epoch: int, train: dict[str, float], val: dict[str, float], lr: float, seconds: float) -> dict[str, Any]:

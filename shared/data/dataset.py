@@ -17,7 +17,7 @@ from tqdm import tqdm
 from shared.data.images import read_image, read_mask
 from shared.data.preprocess import Augment, normalize, resize_image, resize_mask, sample_rng
 from shared.data.samples import DatasetError, Sample, Skipped
-from shared.synthetic import synthetic_sample
+from shared.synthetic import synthetic_instance_sample, synthetic_sample, task_classes
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,20 @@ class ArrayDataset:
         image, mask = self.augment(self.images[index], self.masks[index], sample_rng(self.seed, epoch, index))
         return normalize(image, self.mean, self.std).astype(np.float32), mask.astype(np.int64)
 
-    def batch(self, indices: np.ndarray, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Stacked items: ``images (B, H, W, C)`` float32, ``masks (B, H, W)`` int64 (channels last)."""
-        pairs = [self.item(int(i), epoch) for i in indices]
-        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    def instance_item(self, index: int, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``item`` plus the instance ids ``(H, W)`` int64, augmented with the mask (same image and mask as ``item``)."""
+        if self.instances is None:
+            raise DatasetError("this dataset has no instance masks (the synthetic instance and panoptic sets have)")
+        target = np.stack([self.masks[index], self.instances[index].astype(self.masks.dtype)], axis=-1)
+        image, target = self.augment(self.images[index], target, sample_rng(self.seed, epoch, index))
+        image = normalize(image, self.mean, self.std).astype(np.float32)
+        return image, target[..., 0].astype(np.int64), target[..., 1].astype(np.int64)
+
+    def batch(self, indices: np.ndarray, epoch: int, instances: bool = False) -> tuple[np.ndarray, ...]:
+        """Stacked items: ``images (B, H, W, C)`` float32, ``masks (B, H, W)`` int64 (channels last), and with
+        ``instances`` the instance ids ``(B, H, W)`` int64 too."""
+        items = [self.instance_item(int(i), epoch) if instances else self.item(int(i), epoch) for i in indices]
+        return tuple(np.stack(parts) for parts in zip(*items))
 
     def subset(self, keys: list[str]) -> ArrayDataset:
         """The samples named by ``keys``, in that order (same augmentation and normalisation)."""
@@ -112,10 +122,17 @@ def load_samples(samples: list[Sample], size: tuple[int, int], skipped: Skipped,
 
 
 def synthetic_dataset(n: int, size: tuple[int, int], num_classes: int, seed: int = 0,
-                      in_channels: int = 3) -> ArrayDataset:
-    """``n`` samples of ``shared.synthetic.synthetic_sample`` (keys ``shape00000``...), instance masks included."""
+                      in_channels: int = 3, task: str = "semantic") -> ArrayDataset:
+    """``n`` samples (keys ``shape00000``...), instance masks included: ``shared.synthetic.synthetic_sample``
+    for ``task="semantic"``, ``synthetic_instance_sample`` (touching shapes; with the ground band for
+    ``"panoptic"``) otherwise. ``num_classes`` counts every label class, background (and ground) included."""
     if n < 1:
         raise DatasetError(f"the synthetic dataset needs at least one sample, got n={n}")
-    triples = [synthetic_sample(i, size[0], size[1], num_classes, seed, in_channels) for i in range(n)]
+    if task == "semantic":
+        triples = [synthetic_sample(i, size[0], size[1], num_classes, seed, in_channels) for i in range(n)]
+    else:
+        things, _ = task_classes(task, num_classes)
+        triples = [synthetic_instance_sample(i, size[0], size[1], len(things), seed, in_channels,
+                                             ground=task == "panoptic") for i in range(n)]
     return ArrayDataset(np.stack([t[0] for t in triples]), np.stack([t[1] for t in triples]),
                         tuple(f"shape{i:05d}" for i in range(n)), instances=np.stack([t[2] for t in triples]))
