@@ -73,6 +73,9 @@ def compare_train(config: TrainConfig, steps: int, out: str | Path, dtype: str =
     ``init.safetensors``, ``steps.csv`` and ``loss_curves.png`` to ``out``."""
     if config.augment:
         raise ValueError("compare-train needs augment off: both runs must see identical batches")
+    if config.task != "semantic":
+        raise ValueError(f"compare-train compares semantic training; task {config.task!r} is checked by the "
+                         f"parity report's two-headed U-Net rows (embedding, discriminative loss, its gradients)")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
     if not isinstance(steps, int) or steps < 1:
