@@ -129,14 +129,13 @@ def _instance_attempt(rng: np.random.Generator, height: int, width: int, num_thi
     instances = np.zeros((height, width), dtype=np.int32)
     background = rng.uniform(0.0, 1.0, size=in_channels)
     colours, areas = [background], [0]
-    texture = np.ones((height, width))
     if ground:  # a wavy band along the bottom, striped, behind the shapes
         rows, cols = np.mgrid[:height, :width]
         level = rng.uniform(0.65, 0.8) * height
         wave = rng.uniform(0.03, 0.08) * height * np.sin(2 * np.pi * cols / (width * rng.uniform(0.5, 1.0))
                                                         + rng.uniform(0, 2 * np.pi))
         semantic[rows > level + wave] = num_things + 1
-        texture = np.where(semantic > 0, 0.8 + 0.2 * np.sin(np.pi * rows / 2.0), 1.0)
+        stripes = 0.8 + 0.2 * np.sin(np.pi * rows / 2.0)
         ground_colour = _distinct_colour(rng, [background], in_channels)
     pair_class = int(rng.integers(1, num_things + 1))
     side = min(height, width)
@@ -163,9 +162,10 @@ def _instance_attempt(rng: np.random.Generator, height: int, width: int, num_thi
     if not merged:
         return None
     palette = np.asarray(colours)
-    image = palette[instances] * texture[..., None]
-    if ground:
-        image[(semantic == num_things + 1)] = (ground_colour * texture[semantic == num_things + 1, None])
+    image = palette[instances]
+    if ground:  # the band's visible pixels only: shapes in front of it keep their plain colour
+        band = semantic == num_things + 1
+        image[band] = ground_colour * stripes[band, None]
     image += rng.normal(0.0, 0.08, size=image.shape)
     return np.clip(image, 0.0, 1.0).astype(np.float32), semantic, instances
 
