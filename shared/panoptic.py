@@ -30,6 +30,8 @@ def default_bandwidth(delta_v: float = 0.5) -> float:
 def _check_maps(classes: np.ndarray, embedding: np.ndarray | None = None) -> None:
     if classes.ndim != 3 or not np.issubdtype(classes.dtype, np.integer):
         raise ValueError(f"classes must be an integer (N, H, W) array, got {classes.dtype} {classes.shape}")
+    if classes.size and classes.min() < 0:
+        raise ValueError(f"classes must be non-negative class ids, found {classes.min()}")
     if embedding is None:
         return
     if embedding.ndim != 4 or embedding.shape[:3] != classes.shape:
@@ -56,6 +58,8 @@ def cluster_embeddings(embedding: np.ndarray, mask: np.ndarray, bandwidth: float
     embedding, mask = np.asarray(embedding, dtype=np.float64), np.asarray(mask, dtype=bool)
     if embedding.ndim != 3 or embedding.shape[:2] != mask.shape:
         raise ValueError(f"embedding {embedding.shape} must be (H, W, E) with (H, W) = mask's {mask.shape}")
+    if not np.all(np.isfinite(embedding[mask])):
+        raise ValueError("embedding contains NaN or infinity inside the mask")
     if not bandwidth > 0 or not (isinstance(min_pixels, int) and min_pixels >= 1):
         raise ValueError(f"bandwidth must be > 0 and min_pixels an int >= 1, got {bandwidth!r}, {min_pixels!r}")
     ids = np.zeros(mask.shape, dtype=np.int32)

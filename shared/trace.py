@@ -29,9 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.measure import label
 
 from shared.losses import REPORT_LOSSES
+from shared.panoptic import panoptic_from_components
 from shared.parity import ATOL, RTOL, Comparison, compare, merge
 
 LOSS_ROWS = tuple(f"loss_{name}" for name in REPORT_LOSSES)
@@ -89,19 +89,13 @@ def network_losses(num_classes: int, settings: TraceSettings) -> dict[str, tuple
 
 
 def instance_targets(labels: np.ndarray, ignore_index: int | None) -> np.ndarray:
-    """Instance ids ``(N, H, W)`` int64 for the discriminative-loss rows: each 4-connected region of a
-    foreground class in ``labels (N, H, W)`` is one instance; background and ignored pixels are 0."""
+    """Instance ids ``(N, H, W)`` int64 for the discriminative-loss rows: each 8-connected region of a
+    foreground class in ``labels (N, H, W)`` is one instance (``shared.panoptic.panoptic_from_components``);
+    background and ignored pixels are 0."""
     labels = np.asarray(labels)
-    out = np.zeros(labels.shape, dtype=np.int64)
-    for i, image in enumerate(labels):
-        offset = 0
-        for c in np.unique(image):
-            if c == 0 or c == ignore_index:
-                continue
-            regions = label(image == c, connectivity=1)
-            out[i][regions > 0] = regions[regions > 0] + offset
-            offset += int(regions.max())
-    return out
+    kept = np.where(labels == ignore_index, 0, labels) if ignore_index is not None else labels
+    foreground = [int(c) for c in np.unique(kept) if c != 0]
+    return panoptic_from_components(kept, things=foreground)[..., 1].astype(np.int64)
 
 
 def optimizer_steps(settings: TraceSettings) -> list[tuple[str, dict]]:

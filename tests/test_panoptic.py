@@ -139,6 +139,10 @@ def test_bad_input_is_named():
         panoptic_from_components(classes.astype(np.float32), things=[1])
     with pytest.raises(ValueError, match="in both things and stuffs"):
         panoptic_target(classes, instances * 0, things=[1], stuffs=[1])
+    with pytest.raises(ValueError, match="classes must be non-negative"):
+        panoptic_from_components(classes - 1, things=[1])
+    with pytest.raises(ValueError, match="NaN or infinity inside the mask"):
+        cluster_embeddings(np.full((4, 4, 2), np.inf), np.ones((4, 4), bool))
     with pytest.raises(ValueError, match=r"mask's \(4, 4\)"):
         cluster_embeddings(np.zeros((4, 3, 2)), np.ones((4, 4), bool))
     empty = panoptic_target(np.zeros((2, 4, 4), np.int64), np.zeros((2, 4, 4), np.int64), things=[1], stuffs=[0])
