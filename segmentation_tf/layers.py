@@ -125,15 +125,35 @@ class _SymmetricPadConv2D(_DilatedConv2D):
         return {**super().get_config(), "symmetric_padding": self.symmetric_padding}
 
 
+class _SubsampledPointwiseConv2D(keras.layers.Conv2D):
+    """A 1x1 convolution at stride s (valid padding), computed as ``x[:, ::s, ::s, :]`` followed by a
+    stride-1 1x1 convolution: the same maths (a 1x1 kernel at stride s reads exactly those pixels), and
+    cheaper. The layer keeps ``strides=s`` in its config and its output shape.
+
+    Why: TensorFlow's oneDNN weight-gradient kernel of a *strided* 1x1 convolution is wrong on small
+    inputs with few channels (64% off float64 under ``ONEDNN_MAX_CPU_ISA=AVX2``) and corrupts the heap
+    there under AVX-512 (the process aborts); the stride-1 kernel is right (pitfall
+    ``tf_onednn_strided_pointwise_weight_grad``, docs/pitfalls.md). ResNet's downsampling shortcut is
+    such a convolution.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        sh, sw = self.strides
+        return tf.nn.conv2d(inputs[:, ::sh, ::sw, :], kernel, strides=1, padding="VALID")
+
+
 def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
            dilation: int = 1, bias: bool = True, name: str) -> keras.layers.Conv2D:
     """A built Conv2D with ``torch.nn.Conv2d``'s padding: ``padding`` zeros on every side, whatever the stride.
 
     Keras ``"same"`` is used only where it is exactly that (stride 1, ``padding = dilation*(k-1)/2``); a dilated
-    conv is ``_DilatedConv2D`` (one conv op, not Keras's space-to-batch).
+    conv is ``_DilatedConv2D`` (one conv op, not Keras's space-to-batch); an unpadded 1x1 conv at stride > 1 is
+    ``_SubsampledPointwiseConv2D`` (a strided slice, then a stride-1 conv: a TensorFlow bug avoided).
     """
     conv_class = keras.layers.Conv2D if dilation == 1 else _DilatedConv2D
-    if padding == 0:
+    if kernel_size == 1 and stride > 1 and padding == 0:
+        layer = _SubsampledPointwiseConv2D(out_channels, 1, strides=stride, padding="valid", use_bias=bias, name=name)
+    elif padding == 0:
         layer = conv_class(out_channels, kernel_size, strides=stride, padding="valid", dilation_rate=dilation,
                            use_bias=bias, name=name)
     elif stride == 1 and kernel_size % 2 == 1 and padding == dilation * (kernel_size - 1) // 2:

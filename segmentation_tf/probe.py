@@ -13,6 +13,7 @@ functional model is addressed).
 from __future__ import annotations
 
 import contextlib
+import os
 
 import keras
 import numpy as np
@@ -62,6 +63,24 @@ def layer_paths(model: keras.Model) -> list[str]:
 def layer_kind(model: keras.Model, path: str) -> str:
     """The class name of the layer at ``path`` (for reports)."""
     return type(find_layer(model, path)).__name__
+
+
+def known_pitfall(model: keras.Model, path: str) -> str:
+    """The name of a pitfall (docs/pitfalls.md) the layer at ``path`` is exposed to as it runs now, or "".
+
+    - ``tf_onednn_strided_pointwise_weight_grad``: a stock ``Conv2D`` with a 1x1 kernel at stride > 1 and
+      TensorFlow's oneDNN kernels on (the default on x86-64): its weight gradient can be wrong, or abort the
+      process, on small inputs (segparity's own layers compute it as a strided slice and a stride-1 conv);
+    - ``tf32_on_gpu``: a convolution or dense layer while TensorFlow allows TF32 and sees a GPU.
+    """
+    layer = find_layer(model, path)
+    if type(layer) is keras.layers.Conv2D and tuple(layer.kernel_size) == (1, 1) and max(layer.strides) > 1 \
+            and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0":
+        return "tf_onednn_strided_pointwise_weight_grad"
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)) \
+            and tf.config.experimental.tensor_float_32_execution_enabled() and tf.config.list_physical_devices("GPU"):
+        return "tf32_on_gpu"
+    return ""
 
 
 def to_framework(array: np.ndarray) -> tf.Tensor:

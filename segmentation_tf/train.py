@@ -21,7 +21,7 @@ from segmentation_tf import losses
 from segmentation_tf.data import make_loader
 from segmentation_tf.device import precision, resolve_device
 from segmentation_tf.instance import DiscriminativeLoss
-from segmentation_tf.metrics import MeanDice, MeanIoU, PixelAccuracy, predicted_labels
+from segmentation_tf.metrics import NON_FINITE_OUTPUT, MeanDice, MeanIoU, PixelAccuracy, predicted_labels
 from segmentation_tf.optimizers import build_optimizer, load_optimizer_state, optimizer_state
 from segmentation_tf.registry import build_model
 from segmentation_tf.weights import from_canonical, load_weights, to_canonical
@@ -31,7 +31,7 @@ from shared.losses import build
 from shared.panoptic import default_bandwidth
 from shared.plots import plot_run
 from shared.runs import RunFolder
-from shared.training import METRICS, TrainConfig, TrainData, epoch_row, loss_description, prepare_data
+from shared.training import METRICS, TrainConfig, TrainData, check_finite_loss, epoch_row, loss_description, prepare_data
 
 
 def build_run(config: TrainConfig, num_outputs: int) -> tuple[keras.Model, keras.optimizers.Optimizer, keras.losses.Loss | tuple]:
@@ -49,7 +49,9 @@ def build_run(config: TrainConfig, num_outputs: int) -> tuple[keras.Model, keras
 
 
 class _SaveEpoch(keras.callbacks.Callback):
-    """After each epoch: a ``metrics.csv`` row from ``logs`` and a checkpoint with the optimiser state."""
+    """After each epoch: a ``metrics.csv`` row from ``logs`` and a checkpoint with the optimiser state.
+    After each batch: the guard against a NaN or infinite loss (``logs["loss"]`` is the epoch's running
+    mean, non-finite from the first such batch on), which stops ``fit`` before the epoch is saved."""
 
     def __init__(self, run: RunFolder, rows: list[dict], lr: float, progress: bool):
         super().__init__()
@@ -57,6 +59,11 @@ class _SaveEpoch(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        check_finite_loss(float(logs["loss"]), epoch=self.epoch + 1, step=int(self.model.optimizer.iterations),
+                          epochs_saved=len(self.rows), out=self.run.out)
 
     def on_epoch_end(self, epoch, logs=None):
         train = {key: logs[key] for key in ("loss", *METRICS)}
@@ -98,7 +105,9 @@ def predict_instances(model: keras.Model, images: np.ndarray) -> tuple[np.ndarra
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> list[dict]:
-    """Train as ``config`` says, writing everything to ``out`` (``shared.runs``); returns the metric rows."""
+    """Train as ``config`` says, writing everything to ``out`` (``shared.runs``); returns the metric rows.
+    A NaN or infinite training loss stops the run after that step (``NonFiniteLossError``; ``fit`` has
+    applied it); the last complete epoch's checkpoint stays, resumable."""
     run = RunFolder(out)
     checkpoint = run.start(config, resume)
     data: TrainData = prepare_data(config, run.split_file, resume, progress)
@@ -122,9 +131,16 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             stream = stream.concatenate(make_loader(data.train, config.batch_size, epoch, shuffle=True,
                                                     instances=instances))
         steps = len(batch_indices(len(data.train), config.batch_size, 0, config.seed))
-        model.fit(stream, epochs=config.epochs, initial_epoch=first, steps_per_epoch=steps, shuffle=False,
-                  validation_data=make_loader(data.val, config.batch_size, 0, shuffle=False, instances=instances),
-                  callbacks=[_SaveEpoch(run, rows, config.lr, progress)], verbose=1 if progress else 0)
+        saver = _SaveEpoch(run, rows, config.lr, progress)
+        try:
+            model.fit(stream, epochs=config.epochs, initial_epoch=first, steps_per_epoch=steps, shuffle=False,
+                      validation_data=make_loader(data.val, config.batch_size, 0, shuffle=False, instances=instances),
+                      callbacks=[saver], verbose=1 if progress else 0)
+        except tf.errors.InvalidArgumentError as error:  # the metrics' assert_all_finite inside fit's graph
+            if NON_FINITE_OUTPUT not in str(error):
+                raise
+            check_finite_loss(float("nan"), epoch=saver.epoch + 1, step=int(optimizer.iterations),
+                              epochs_saved=len(rows), out=run.out, cause="the model's output holds NaN or infinity")
         run.save_final(to_canonical(model), model.spec)
         title = f"{config.arch}, tf, {config.data}"
         plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images), title)

@@ -24,7 +24,11 @@ class BatchNorm(nn.BatchNorm2d):
 
 def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
            dilation: int = 1, bias: bool = True) -> nn.Conv2d:
-    """``nn.Conv2d``: ``padding`` zeros on every side, whatever the stride (the Keras twin matches this)."""
+    """``nn.Conv2d``: ``padding`` zeros on every side, whatever the stride (the Keras twin matches this).
+
+    The Keras twin computes an unpadded 1x1 conv at stride > 1 as a strided slice and a stride-1 conv, to
+    avoid a TensorFlow weight-gradient bug (pitfall ``tf_onednn_strided_pointwise_weight_grad``); torch's
+    strided 1x1 conv is right and stays one op here."""
     return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
                      bias=bias)
 

@@ -50,6 +50,22 @@ def layer_kind(model: nn.Module, path: str) -> str:
     return type(find_layer(model, path)).__name__
 
 
+def known_pitfall(model: nn.Module, path: str) -> str:
+    """The name of a pitfall (docs/pitfalls.md) the layer at ``path`` is exposed to as it runs now, or "".
+
+    - ``tf32_on_gpu``: a convolution or linear layer on a CUDA device while torch allows TF32 there
+      (``torch.backends.cudnn.allow_tf32`` for convolutions, ``torch.backends.cuda.matmul.allow_tf32`` for linear).
+    """
+    layer = find_layer(model, path)
+    convolution = isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d))
+    if convolution or isinstance(layer, nn.Linear):
+        on_cuda = any(p.is_cuda for p in layer.parameters(recurse=False))
+        allowed = torch.backends.cudnn.allow_tf32 if convolution else torch.backends.cuda.matmul.allow_tf32
+        if on_cuda and allowed:
+            return "tf32_on_gpu"
+    return ""
+
+
 def to_framework(array: np.ndarray) -> torch.Tensor:
     """A numpy array as a torch tensor (same axes)."""
     return torch.from_numpy(np.ascontiguousarray(array))

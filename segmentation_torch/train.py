@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -31,7 +33,7 @@ from shared.losses import build
 from shared.panoptic import default_bandwidth
 from shared.plots import plot_run
 from shared.runs import RunFolder
-from shared.training import TrainConfig, TrainData, epoch_row, loss_description, prepare_data
+from shared.training import TrainConfig, TrainData, check_finite_loss, epoch_row, loss_description, prepare_data
 
 
 def build_run(config: TrainConfig, num_outputs: int) -> tuple[nn.Module, torch.optim.Optimizer, nn.Module | tuple]:
@@ -49,6 +51,10 @@ def build_run(config: TrainConfig, num_outputs: int) -> tuple[nn.Module, torch.o
     return model, optimizer, semantic if config.task == "semantic" else (semantic, DiscriminativeLoss())
 
 
+def _as_tuple(outputs) -> tuple:
+    return outputs if isinstance(outputs, tuple) else (outputs,)
+
+
 def _loss(loss_fn, outputs, target) -> torch.Tensor:
     """One loss per model output, summed (as Keras sums the losses of a two-output model)."""
     if isinstance(loss_fn, tuple):
@@ -57,21 +63,27 @@ def _loss(loss_fn, outputs, target) -> torch.Tensor:
 
 
 def _run_epoch(model: nn.Module, loss_fn: nn.Module, loader, num_labels: int,
-               optimizer: torch.optim.Optimizer | None = None, desc: str = "") -> dict[str, float]:
+               optimizer: torch.optim.Optimizer | None = None, desc: str = "",
+               guard: Callable[..., None] | None = None) -> dict[str, float]:
     """One pass over ``loader``: training (with ``optimizer``) or evaluation (without); returns mean
-    loss and ``shared.training.METRICS`` over the pass."""
+    loss and ``shared.training.METRICS`` over the pass. ``guard(loss, batch[, cause])`` sees each batch's
+    loss (NaN if the model's output is not finite) before its optimiser step, and may stop the run."""
     device = next(model.parameters()).device
     model.train(optimizer is not None)
     counts = ConfusionMatrix(max(num_labels, 2))
     total, seen = 0.0, 0
     bar = tqdm(loader, desc=desc, unit="batch", leave=optimizer is not None, file=sys.stderr, disable=not desc or None)
-    for images, target in bar:
+    for batch, (images, target) in enumerate(bar):
         images = images.to(device)
         target = [part.to(device) for part in target] if isinstance(target, list) else target.to(device)
         with torch.set_grad_enabled(optimizer is not None):
             outputs = model(images)
+            if guard is not None and not all(bool(torch.isfinite(o).all()) for o in _as_tuple(outputs)):
+                guard(float("nan"), batch, "the model's output holds NaN or infinity")  # the loss would refuse it
             loss = _loss(loss_fn, outputs, target)
         logits, masks = (outputs[0], target[0]) if isinstance(outputs, tuple) else (outputs, target)
+        if guard is not None:
+            guard(float(loss.detach()), batch)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -127,8 +139,15 @@ def predict_instances(model: nn.Module, images: np.ndarray) -> tuple[np.ndarray,
     return predicted_labels(logits).cpu().numpy(), embedding.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def _guard(loss: float, batch: int, cause: str = "", *, epoch: int, first_step: int, epochs_saved: int,
+           out: Path) -> None:
+    check_finite_loss(loss, epoch=epoch, step=first_step + batch, epochs_saved=epochs_saved, out=out, cause=cause)
+
+
 def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> list[dict]:
-    """Train as ``config`` says, writing everything to ``out`` (``shared.runs``); returns the metric rows."""
+    """Train as ``config`` says, writing everything to ``out`` (``shared.runs``); returns the metric rows.
+    A NaN or infinite training loss stops the run before that step (``NonFiniteLossError``); the last
+    complete epoch's checkpoint stays, resumable."""
     run = RunFolder(out)
     checkpoint = run.start(config, resume)
     data: TrainData = prepare_data(config, run.split_file, resume, progress)
@@ -143,8 +162,9 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     for epoch in range(len(rows), config.epochs):
         start = time.perf_counter()
         loader = make_loader(data.train, config.batch_size, epoch, shuffle=True, instances=instances)
+        guard = partial(_guard, epoch=epoch + 1, first_step=step + 1, epochs_saved=len(rows), out=run.out)
         train_scores = _run_epoch(model, loss_fn, loader, data.num_labels, optimizer,
-                                  desc=f"epoch {epoch + 1}/{config.epochs}" if progress else "")
+                                  desc=f"epoch {epoch + 1}/{config.epochs}" if progress else "", guard=guard)
         val_scores = _run_epoch(model, loss_fn, make_loader(data.val, config.batch_size, 0, shuffle=False,
                                                             instances=instances), data.num_labels)
         step += len(loader)

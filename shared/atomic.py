@@ -1,6 +1,8 @@
 """Atomic file writes: a temporary file in the target's folder, then ``os.replace``.
 
-A crash or an error mid-write leaves the previous file untouched and no temporary file behind.
+A crash or an error mid-write leaves the previous file untouched and no temporary file behind. The file
+(or folder) ends with the permissions an ordinary ``open`` (``mkdir``) would give it under the process's
+umask (0644 / 0755 under the usual 022), not the 0600 / 0700 of ``tempfile``'s private temporaries.
 """
 
 from __future__ import annotations
@@ -9,6 +11,18 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(*, folder: bool = False) -> int:
+    """Permissions of a new file (``0o666``) or folder (``0o777``) under the current umask."""
+    return (0o777 if folder else 0o666) & ~current_umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, suffix: str = ".tmp") -> Path:
@@ -20,6 +34,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, suffi
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -5,7 +5,8 @@ registered architecture in both frameworks with shared random weights, run the p
 synthetic batch, print the table; exit status 1 if any row fails.
 
 ``segparity train --framework torch|tf --arch NAME --out DIR [...]``: train one network
-(``segmentation_{torch,tf}/train.py``; run folder layout in ``shared/runs.py``).
+(``segmentation_{torch,tf}/train.py``; run folder layout in ``shared/runs.py``); a NaN or infinite training
+loss stops it with a line naming the epoch and step, exit status 1, the last complete checkpoint kept.
 
 ``segparity compare-train --arch NAME --out DIR [--steps N] [...]``: the same network, weights and
 batches trained in both frameworks; per-step loss difference (``shared/compare.py``).
@@ -127,6 +128,8 @@ def _errors():
 
 
 def _train(args: argparse.Namespace) -> int:
+    from shared.training import NonFiniteLossError
+
     try:
         config = _config(args, args.framework)
         rows = importlib.import_module(f"segmentation_{args.framework}.train").train(
@@ -134,6 +137,9 @@ def _train(args: argparse.Namespace) -> int:
     except _errors() as error:
         print(f"segparity train: error: {error}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as error:  # the run diverged: not bad input, a failed run
+        print(f"segparity train: stopped: {error}", file=sys.stderr)
+        return 1
     last = rows[-1]
     print(f"{config.arch} ({args.framework}) after {int(last['epoch'])} epochs: val_loss {last['val_loss']:.4f}, "
           f"val_iou {last['val_iou']:.4f}, val_dice {last['val_dice']:.4f}, val_accuracy {last['val_accuracy']:.4f}")

@@ -81,6 +81,7 @@ class LayerRow:
     end_to_end: Agreement | None
     floor: float | None  # max |torch float32 - torch float64| of this output (None: no float64 run)
     note: str = ""
+    pitfalls: tuple[str, ...] = ()  # named pitfalls (docs/pitfalls.md) the probes see this layer exposed to
 
 
 @dataclass
@@ -125,8 +126,11 @@ class LayerReport:
         isolated = self.first_failure("isolated")
         if isolated is not None:
             return (f"port error: {_name(isolated)} gives a different output on torch's own input (isolated); "
-                    "start there")
-        if self.first_failure("end_to_end") is not None or not self.output.passed:
+                    f"start there{_pitfall_hint(isolated)}")
+        end_to_end = self.first_failure("end_to_end")
+        if end_to_end is not None and _pitfall_hint(end_to_end):
+            return f"{_name(end_to_end)} is the first layer over tolerance end to end{_pitfall_hint(end_to_end)}"
+        if end_to_end is not None or not self.output.passed:
             return ("no compared layer fails on torch's own input (isolated); the end-to-end difference comes from "
                     "an operation between the compared layers (one outside the name map), accumulated float32 "
                     "rounding (compare the torch f32 floor column) or a value crossing a ReLU/max-pool kink "
@@ -159,6 +163,11 @@ class LayerReport:
                 "passed": self.passed, "first_failure": first, "output": asdict(self.output),
                 "output_floor": self.output_floor,
                 "layers": [{**asdict(row), "shape": list(row.shape)} for row in self.rows]}
+
+
+def _pitfall_hint(row: LayerRow) -> str:
+    """``"; it is exposed to pitfall NAME ..."`` when the probes named one for the row's layer, else ""."""
+    return f"; it is exposed to pitfall {', '.join(row.pitfalls)} (docs/pitfalls.md)" if row.pitfalls else ""
 
 
 def _name(row: LayerRow) -> str:
@@ -320,9 +329,13 @@ def diff_models(torch_model, keras_model, inputs, *, name_map: dict[str, str] | 
             except Exception as exc:  # the Keras layer cannot take torch's input: a finding, not a crash
                 isolated = Agreement(float("inf"), float("inf"), 0.0, False, atol)
                 note = f"isolated call failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        pitfalls = tuple(name for name in (torch_probe.known_pitfall(torch_model, call.path),
+                                           tf_probe.known_pitfall(keras_model, keras_path)) if name)
+        if pitfalls:
+            note = "; ".join([note] * bool(note) + [f"exposed to pitfall {name} (docs/pitfalls.md)" for name in pitfalls])
         rows.append(LayerRow(call.path, keras_path, torch_probe.layer_kind(torch_model, call.path),
                              tf_probe.layer_kind(keras_model, keras_path), tuple(_arrays(call.output)[0].shape),
-                             isolated, end_to_end, floor, note))
+                             isolated, end_to_end, floor, note, pitfalls))
     output = agreement(keras_out, torch_out, rtol=rtol, atol=atol + 2 * (output_floor or 0.0))
     return LayerReport(rows, output, rtol, atol, training, output_floor, environment())
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from shared.atomic import atomic_write
+from shared.atomic import atomic_write, default_mode
 from shared.checkpoint import read_checkpoint, write_checkpoint
 from shared.training import COLUMNS, TrainConfig, differences
 
@@ -113,10 +114,11 @@ class RunFolder:
         name = f"epoch_{epoch:04d}"
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         building = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.checkpoints))
+        os.chmod(building, default_mode(folder=True))  # mkdtemp's 0700 would outlive the rename
         try:
             write_checkpoint(building / "weights.safetensors", weights, spec)
-            save_file({key: np.ascontiguousarray(value) for key, value in optimizer.items()},
-                      str(building / "optimizer.safetensors"))
+            tensors = {key: np.ascontiguousarray(value) for key, value in optimizer.items()}
+            atomic_write(building / "optimizer.safetensors", lambda tmp: save_file(tensors, tmp))  # safetensors writes 0600
             (building / "state.json").write_text(json.dumps({"epoch": epoch, "step": step, "rows": rows}, indent=1))
             if (self.checkpoints / name).exists():  # left by a run killed after this rename, before latest.json
                 shutil.rmtree(self.checkpoints / name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,3 +219,19 @@ def epoch_row(epoch: int, train: dict[str, float], val: dict[str, float], lr: fl
     row = {"epoch": epoch + 1, **{key: float(train[key]) for key in ("loss", *METRICS)},
            **{f"val_{key}": float(val[key]) for key in ("loss", *METRICS)}, "lr": lr, "seconds": seconds}
     return {column: row[column] for column in COLUMNS}
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training loss turned NaN or infinite: the run stops there, its last complete checkpoint kept."""
+
+
+def check_finite_loss(loss: float, *, epoch: int, step: int, epochs_saved: int, out, cause: str = "") -> None:
+    """Raise ``NonFiniteLossError`` if the training loss of optimiser step ``step`` (1-based, counted over
+    the whole run) in epoch ``epoch`` (1-based) is NaN or infinite, naming both and what is kept in ``out``.
+    ``cause``: what made it so, when known (e.g. the model's output holds NaN)."""
+    if math.isfinite(loss):
+        return
+    kept = (f"the checkpoint of epoch {epochs_saved} in {out}/checkpoints is kept and resumes with --resume"
+            if epochs_saved else f"no epoch finished, so {out} holds no checkpoint")
+    raise NonFiniteLossError(f"training loss is {loss} at epoch {epoch}, step {step}{f' ({cause})' if cause else ''}; "
+                             f"nothing of that epoch was saved: {kept} (a lower --lr may help)")

@@ -1,6 +1,7 @@
 """``segparity report``: the table, the JSON rows, the exit status."""
 
 import contextlib
+import dataclasses
 import io
 import json
 import re
@@ -66,12 +67,22 @@ def test_report_prints_versions_tf32_table_and_parameter_counts(report):
     assert "passed, 0 failed" in out
 
 
-def test_report_seed_and_kink_redraw_note(capsys):
-    status = cli.main(["report", "--arch", "segnet", "--seed", "1"])  # the lesson preset's batch 3 sits on a kink
+def test_report_seed_and_kink_redraw_note(monkeypatch, capsys):
+    """The report's note on a batch set aside, on the kink built exactly in ``tests/kinkcase.py``
+    (``--seed`` gives the first data seed)."""
+    from shared import suite
+    from tests.kinkcase import planted
+
+    case = planted(monkeypatch)
+    monkeypatch.setitem(suite.SUITES, "unet", lambda seed=0: [dataclasses.replace(case, seed=seed)])
+    status = cli.main(["report", "--arch", "unet", "--seed", str(case.seed)])
     out = capsys.readouterr().out
     assert status == 0
-    assert out.count("data seed") == CONFIGS["segnet"]
-    assert "data seed 4; batch 3 set aside: gradients split at a ReLU/max-pool kink" in out
+    assert (f"data seed {case.seed + 1}; batch {case.seed} set aside: gradients split at a ReLU/max-pool kink "
+            "(margin 0.0)") in out
+    status = cli.main(["report", "--arch", "unet", "--seed", str(case.seed + 1)])  # no zero patch: nothing set aside
+    out = capsys.readouterr().out
+    assert status == 0 and f"data seed {case.seed + 1}\n" in out and "gradients split" not in out
 
 
 def test_report_fails_when_a_row_fails(monkeypatch, capsys, tmp_path):

@@ -177,26 +177,27 @@ def test_pitfall_bn_small_variance_conditioning():
                   scale=float(np.abs(fixed["torch"]["grad_input_ce"]).max()))
 
 
-def test_pitfall_relu_kink_flip():
-    """Not a port error: in the report's third case at seed 11 the batch drawn has a ReLU input or
-    pool tie 0.04 float32 errors from its kink. torch's float32 value stays on the float64 side of it,
-    Keras's does not, so one gradient path is open in torch and shut in Keras: logits agree (2.1e-6),
-    input gradients differ by 1.4e-2 of their scale (torch vs float64: 6.6e-7). The suite recognises
-    this (only gradients fail, a kink within KINK_MARGIN float32 errors) and uses the next batch, where
-    everything agrees."""
+def test_pitfall_relu_kink_flip(monkeypatch):
+    """Not a port error: a ReLU input on its kink in torch (exactly 0.0: gradient path shut) and a few
+    float32 rounding errors above it in Keras (path open), as rounding can leave it on a random batch.
+    Built exactly (``tests/kinkcase.py``), so it happens on every CPU: forward rows agree (~1e-7), input
+    gradients differ by several percent of their scale. The suite recognises it (only gradients fail, a
+    ReLU input at margin 0 from its kink) and uses the next batch, where everything agrees."""
     from shared.kinks import KINK_MARGIN
+    from tests.kinkcase import planted
 
-    case = suite.unet_cases(seed=11)[2]
+    case = planted(monkeypatch)
     on_kink = suite.run_case(case, max_kink_redraws=0)
     rows = {row.quantity: row for row in on_kink.rows}
-    assert rows["logits_train"].passed and rows["logits_eval"].passed
-    assert not rows["grad_input_ce"].passed and rows["grad_input_ce"].max_abs > 1e-3
+    assert rows["logits_train"].passed and rows["logits_eval"].passed and rows["loss_ce"].passed
+    assert not rows["grad_input_ce"].passed and rows["grad_input_ce"].max_abs > 1e-2
     weights = suite.harness(case.weights_from).random_weights(case.spec(), case.seed)
     margin = suite.kink_flip_suspected(on_kink.rows, case.spec(), weights, on_kink.inputs.images)
     assert margin is not None and margin < KINK_MARGIN
 
     redrawn = suite.run_case(case)
-    assert [seed for seed, _ in redrawn.redrawn] == [on_kink.inputs.data_seed]
+    assert [seed for seed, _ in redrawn.redrawn] == [case.seed]
+    assert redrawn.inputs.data_seed == case.seed + 1
     assert all(row.passed for row in redrawn.rows)
 
 
