@@ -12,11 +12,25 @@ def _python(code, **env):
     return subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, env=full_env)
 
 
-def test_other_backend_in_environment_is_overridden_with_a_warning():
-    result = _python("import segmentation_tf, keras; print(keras.backend.backend())", KERAS_BACKEND="jax")
+START_UP_NOISE = ("cuInit", "oneDNN custom operations", "Could not find cuda drivers", "absl::InitializeLog",
+                  "cpu_feature_guard", "rebuild TensorFlow")
+
+
+def test_other_backend_in_environment_is_overridden_with_a_warning_and_start_up_is_quiet():
+    """The override warning (a real one) shows; TensorFlow's start-up log lines, through a first op, do not."""
+    code = ("import segmentation_tf, keras; import tensorflow as tf; tf.constant(1.0) + 1.0; "
+            "print(keras.backend.backend()); import sys; print('own line', file=sys.stderr)")
+    result = _python(code, KERAS_BACKEND="jax")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("tensorflow")
-    assert "KERAS_BACKEND='jax' overridden" in result.stderr
+    assert "KERAS_BACKEND='jax' overridden" in result.stderr and "own line" in result.stderr
+    assert not [line for line in result.stderr.splitlines() if any(noise in line for noise in START_UP_NOISE)], \
+        result.stderr
+
+
+def test_cli_help_is_quiet():
+    result = subprocess.run([sys.executable, "-m", "shared.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "segparity" in result.stdout and result.stderr == ""
 
 
 def test_keras_already_imported_with_other_backend_is_a_clear_error():
