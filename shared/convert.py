@@ -55,7 +55,7 @@ def keras_archive_spec(path: str | os.PathLike):
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
     except Exception as exc:  # noqa: BLE001 - a damaged zip or config raises many types (tests/test_fuzz_readers.py)
-        raise CheckpointError(f"{path} is not a Keras .keras archive with a JSON config.json: {exc}") from None
+        raise CheckpointError(f"{path} is not a Keras .keras archive with a config.json (JSON): {exc}") from None
     registered = config.get("registered_name") if isinstance(config, dict) else None
     package, _, class_name = str(registered).partition(">")
     if package != "segparity" or class_name not in KERAS_CLASSES:
