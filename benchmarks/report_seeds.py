@@ -23,6 +23,7 @@ from pathlib import Path
 
 from shared import cli
 from shared.atomic import atomic_write
+from shared.machine import environment
 
 SET_ASIDE = re.compile(r"^(\S+) \[(.+?)\]: .*; data seed (\d+)((?:; batch \d+ set aside: .*)*)$")
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     configurations = sum(r["configurations"] for r in results)
     aside = [(r["seed"], name, n) for r in results for name, n in r["set_aside"]]
     lines = [f"# `segparity report --seed S`, S = {args.first}..{args.last}", "",
-             f"Python {platform.python_version()}, {platform.machine()}; "
+             f"Python {platform.python_version()}, {environment()['machine']['cpu']}; "
              + ", ".join(f"{k} {v}" for k, v in cli_versions().items()) + ".", "",
              f"{sum(r['status'] == 0 for r in results)} of {len(results)} seeds pass; {configurations} configurations, "
              f"{configurations - len(aside)} on their first batch, {sum(n == 1 for *_, n in aside)} after setting one "
