@@ -27,17 +27,27 @@ def make_loader(data: ArrayDataset, batch_size: int, epoch: int = 0, shuffle: bo
     (Keras ``fit`` pairs them with the model's two outputs).
 
     The order is a permutation drawn from ``(data.seed, epoch)`` when ``shuffle``, else the stored order.
+    Batch ``b`` is made by ``data.batch`` inside ``tf.numpy_function``, mapped over ``range(batches)`` in
+    order. Not ``Dataset.from_generator``: building that op calls ``mallopt(M_MMAP_THRESHOLD, 128 KiB)``
+    for the whole process (TensorFlow's ``ApplyPython311MemoryPatch``), after which every torch tensor of
+    128 KiB or more is a fresh ``mmap`` and torch trains ~30-50% slower in that process (pitfall
+    ``tf_from_generator_mallopt``).
     """
     batches = batch_indices(len(data), batch_size, epoch, data.seed, shuffle, drop_last)
+    signature = _signature(data, instances)
+    flat = tf.nest.flatten(signature)
 
-    def generate():
-        for indices in batches:
-            if instances:
-                images, masks, ids = data.batch(indices, epoch, instances=True)
-                yield images, (masks, ids)
-            else:
-                yield data.batch(indices, epoch)
+    def load(b):
+        if instances:
+            images, masks, ids = data.batch(batches[int(b)], epoch, instances=True)
+            return images, masks, ids
+        return data.batch(batches[int(b)], epoch)
 
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=_signature(data, instances))
+    def to_tensors(b):
+        arrays = tf.numpy_function(load, [b], [spec.dtype for spec in flat], stateful=False)
+        arrays = [tf.ensure_shape(a, spec.shape) for a, spec in zip(arrays, flat)]
+        return tf.nest.pack_sequence_as(signature, arrays)
+
+    dataset = tf.data.Dataset.range(len(batches)).map(to_tensors)  # sequential: batches in order
     # a known length lets Keras fit/evaluate stop without reading past the end
     return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(1)

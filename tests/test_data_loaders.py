@@ -71,3 +71,53 @@ def test_bad_batch_size_and_shapes_are_named():
         batch_indices(5, 0, 0, 0)
     with pytest.raises(DatasetError, match="masks"):
         ArrayDataset(np.zeros((2, 4, 4, 3), np.float32), np.zeros((2, 4, 5), np.int64), ("a", "b"))
+
+
+_MALLOPT_PROBE = """
+import json, resource, numpy as np, torch
+import segmentation_tf, tensorflow as tf
+from segmentation_tf.data import make_loader
+from shared.data.dataset import synthetic_dataset
+
+import segmentation_torch
+torch.manual_seed(0)
+model = segmentation_torch.build_model("unet", in_channels=3, num_classes=2, base_channels=8, depth=2)
+x = torch.randn(4, 3, 64, 64)
+
+def faults():  # minor page faults of 5 training-mode forward and backward passes
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        model(x).square().mean().backward()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
+
+faults()
+before = faults()
+for batch in make_loader(synthetic_dataset(8, (16, 16), num_classes=2, seed=0), 4):
+    pass
+ours = faults()
+def generate():
+    yield np.zeros(3, np.float32)
+for item in tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec((3,), tf.float32)):
+    pass
+print(json.dumps({"before": before, "ours": ours, "from_generator": faults()}))
+"""
+
+
+def test_pitfall_tf_from_generator_mallopt():
+    """``tf.data.Dataset.from_generator`` fixes glibc's mmap threshold at 128 KiB for the whole process
+    (TensorFlow's ``ApplyPython311MemoryPatch``): every torch tensor of 128 KiB or more is then a fresh
+    mmap, page-faulted in each time, and torch trains ~30-50% slower after a Keras run in the same
+    process. segparity's loader does not build that op. In a subprocess (the setting cannot be undone):
+    the page faults of torch training passes stay as they were after our loader, and multiply after
+    ``from_generator``."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _MALLOPT_PROBE], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert counts["ours"] < 1.5 * counts["before"] + 1000, counts  # the allocator behaves as before
+    if counts["from_generator"] < 2 * counts["before"] + 1000:
+        pytest.skip(f"this TensorFlow's from_generator leaves the mmap threshold alone: {counts}")
+    assert counts["from_generator"] >= 2 * counts["before"] + 1000, counts
