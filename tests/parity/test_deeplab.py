@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from shared.suite import Case
 from tests.parity.common import assert_case_agrees
 
-EXAMPLES = int(os.environ.get("SEGPARITY_PARITY_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("SEGPARITY_PARITY_EXAMPLES", "2"))
 
 
 @st.composite

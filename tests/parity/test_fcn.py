@@ -11,7 +11,7 @@ from shared.specs import make_spec
 from shared.suite import Case
 from tests.parity.common import assert_case_agrees
 
-EXAMPLES = int(os.environ.get("SEGPARITY_PARITY_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("SEGPARITY_PARITY_EXAMPLES", "2"))
 MAX_PIXELS = 8000  # N*H*W of the largest feature map (the float32 gradient floor; tests/parity/test_unet.py)
 MAX_PIXELS_PAPER = 60000  # the paper's padding makes conv1 maps (H + 198)^2: ~50k pixels at 24x24 (measured to pass)
 MIN_BN_VALUES = 16

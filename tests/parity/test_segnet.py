@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from shared.suite import Case, lesson_case
 from tests.parity.common import assert_case_agrees
 
-EXAMPLES = int(os.environ.get("SEGPARITY_PARITY_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("SEGPARITY_PARITY_EXAMPLES", "2"))
 MAX_PIXELS = 8000  # N*H*W of the largest feature map (the float32 gradient floor; tests/parity/test_unet.py)
 MIN_BN_VALUES = 16  # values per channel in the deepest BN
 
