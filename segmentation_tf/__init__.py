@@ -45,8 +45,12 @@ def _import_tensorflow_quietly() -> None:
     """Import TensorFlow and list its devices (where ``cuInit`` runs) with file descriptor 2 captured,
     then write back every captured line except ``_START_UP_NOISE``: a real warning or error still shows.
     TensorFlow's C++ log lines are written by native code, before ``TF_CPP_MIN_LOG_LEVEL`` applies to some
-    of them, so only capturing the descriptor hides them. Python warnings are not touched."""
+    of them, so only capturing the descriptor hides them. Python warnings are not touched.
+    ``TF_CPP_MIN_LOG_LEVEL=0`` in the environment (asking for every TensorFlow log line) imports it plainly."""
     if "tensorflow" in sys.modules:
+        return
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        import tensorflow  # noqa: F401
         return
     import tempfile
 

@@ -30,7 +30,7 @@ def make_loader(data: ArrayDataset, batch_size: int, epoch: int = 0, shuffle: bo
     Batch ``b`` is made by ``data.batch`` inside ``tf.numpy_function``, mapped over ``range(batches)`` in
     order. Not ``Dataset.from_generator``: building that op calls ``mallopt(M_MMAP_THRESHOLD, 128 KiB)``
     for the whole process (TensorFlow's ``ApplyPython311MemoryPatch``), after which every torch tensor of
-    128 KiB or more is a fresh ``mmap`` and torch trains ~30-50% slower in that process (pitfall
+    128 KiB or more is a fresh ``mmap`` and torch trained up to 2.8x slower in that process (pitfall
     ``tf_from_generator_mallopt``).
     """
     batches = batch_indices(len(data), batch_size, epoch, data.seed, shuffle, drop_last)

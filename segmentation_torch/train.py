@@ -82,13 +82,14 @@ def _run_epoch(model: nn.Module, loss_fn: nn.Module, loader, num_labels: int,
                 guard(float("nan"), batch, "the model's output holds NaN or infinity")  # the loss would refuse it
             loss = _loss(loss_fn, outputs, target)
         logits, masks = (outputs[0], target[0]) if isinstance(outputs, tuple) else (outputs, target)
+        value = float(loss.detach())
         if guard is not None:
-            guard(float(loss.detach()), batch)
+            guard(value, batch)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        total += float(loss.detach()) * len(images)
+        total += value * len(images)
         seen += len(images)
         counts.update(logits.detach().cpu(), masks.cpu())
         bar.set_postfix(loss=f"{total / seen:.4f}", iou=f"{metrics.mean_iou(counts.compute()):.3f}")

@@ -82,13 +82,16 @@ from shared.data.dataset import synthetic_dataset
 import segmentation_torch
 torch.manual_seed(0)
 model = segmentation_torch.build_model("unet", in_channels=3, num_classes=2, base_channels=8, depth=2)
-x = torch.randn(2, 3, 64, 64)
+x = torch.randn(4, 3, 64, 64)
 
-def faults():  # minor page faults of 3 training-mode forward and backward passes
-    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(3):
-        model(x).square().mean().backward()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
+def faults():  # fewest minor page faults of 5 training-mode forward and backward passes, in two tries
+    counts = []
+    for _ in range(2):
+        start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(5):
+            model(x).square().mean().backward()
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)
+    return min(counts)
 
 faults()
 before = faults()
@@ -117,7 +120,8 @@ def test_pitfall_tf_from_generator_mallopt():
     result = subprocess.run([sys.executable, "-c", _MALLOPT_PROBE], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     counts = json.loads(result.stdout.strip().splitlines()[-1])
-    assert counts["ours"] < 1.5 * counts["before"] + 1000, counts  # the allocator behaves as before
-    if counts["from_generator"] < 2 * counts["before"] + 1000:
+    # measured here (6 runs): ours 0.5-1.2x before; from_generator 3.6-6.3x ours
+    assert counts["ours"] <= 1.5 * counts["before"] + 2000, counts  # the allocator behaves as before
+    if counts["from_generator"] < 1.5 * counts["ours"]:
         pytest.skip(f"this TensorFlow's from_generator leaves the mmap threshold alone: {counts}")
-    assert counts["from_generator"] >= 2 * counts["before"] + 1000, counts
+    assert counts["from_generator"] >= 2.5 * counts["ours"], counts
