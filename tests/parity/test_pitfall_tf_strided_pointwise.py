@@ -32,8 +32,13 @@ def _run(isa: str) -> tuple[int, dict[str, dict[str, float]], str]:
     per mode and shape, output."""
     env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
     env.update(ISA[isa], TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, str(REPRO), "--both", *SHAPES], capture_output=True, text=True, env=env,
-                            timeout=300)
+    try:
+        result = subprocess.run([sys.executable, str(REPRO), "--both", *SHAPES], capture_output=True, text=True,
+                                env=env, timeout=180)
+    except subprocess.TimeoutExpired as hung:  # a corrupted heap can deadlock malloc instead of aborting
+        out = hung.stdout or ""
+        result = subprocess.CompletedProcess(hung.cmd, -9, out.decode() if isinstance(out, bytes) else out,
+                                             "hung: killed after 180 s")
     errors: dict[str, dict[str, float]] = {"sliced": {}, "strided": {}}
     for line in result.stdout.splitlines():
         if line and not line.startswith("#"):

@@ -196,9 +196,8 @@ def test_pitfall_relu_kink_flip(monkeypatch):
     assert margin is not None and margin < KINK_MARGIN
 
     redrawn = suite.run_case(case)
-    assert [seed for seed, _ in redrawn.redrawn] == [case.seed]
-    assert redrawn.inputs.data_seed == case.seed + 1
-    assert all(row.passed for row in redrawn.rows)
+    assert redrawn.redrawn[0] == (case.seed, 0.0)  # the constructed batch set aside, at margin 0
+    assert redrawn.inputs.data_seed > case.seed and all(row.passed for row in redrawn.rows)
 
 
 def test_kink_redraw_cannot_hide_a_port_error(monkeypatch):
