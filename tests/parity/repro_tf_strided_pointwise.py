@@ -14,7 +14,7 @@ the gradient's largest magnitude. The exact value is a sum over the pixels the 1
 Measured with tensorflow 2.21.0 (oneDNN on, the default on x86-64): under ``ONEDNN_MAX_CPU_ISA=AVX2``
 the gradient is wrong (8x4x8: 0.54 of its scale off; 46 of 350 small shapes wrong) on AMD and Intel;
 under the default AVX-512 kernels the process aborts on some shapes (``free(): invalid size``,
-``corrupted size vs. prev_size``, segmentation fault: 40 of 366 small shapes, 10x1x8 the smallest);
+``corrupted size vs. prev_size``, segmentation fault: 40 of 350 small shapes, 10x1x8 the smallest);
 ``TF_ENABLE_ONEDNN_OPTS=0`` is right everywhere. ``--sliced`` computes the same convolution as
 ``x[:, ::2, ::2, :]`` and a stride-1 1x1 convolution, which is right under every setting tried.
 One line per shape, flushed, so that the lines before a crash are kept: ``strided|sliced HxCINxCOUT error``.
