@@ -19,16 +19,13 @@ from shared import metrics
 from shared.validation import nan_error
 
 
-NON_FINITE_OUTPUT = "y_pred contains NaN or infinity"  # the message of the in-graph check (train.py looks for it)
-
-
 def predicted_labels(preds):
     """Integer labels ``(N, H, W)`` from logits ``(N, H, W, C)`` or from labels (returned as they are)."""
     if not keras.backend.is_float_dtype(preds.dtype):
         return preds
     if tf.executing_eagerly() and not bool(ops.all(ops.isfinite(preds))):
         raise nan_error("y_pred")
-    preds = tf.debugging.assert_all_finite(preds, NON_FINITE_OUTPUT)  # inside fit's graph
+    preds = tf.debugging.assert_all_finite(preds, str(nan_error("y_pred")))  # inside fit's graph
     if preds.shape[-1] == 1:
         return ops.cast(preds[..., 0] > 0, "int32")  # one logit: probability > 0.5
     # tf.argmax, not keras.ops.argmax: the Keras op ranks -0.0 below 0.0 (argmax of [-0.0, 0.0] is 1),

@@ -21,7 +21,7 @@ from segmentation_tf import losses
 from segmentation_tf.data import make_loader
 from segmentation_tf.device import precision, resolve_device
 from segmentation_tf.instance import DiscriminativeLoss
-from segmentation_tf.metrics import NON_FINITE_OUTPUT, MeanDice, MeanIoU, PixelAccuracy, predicted_labels
+from segmentation_tf.metrics import MeanDice, MeanIoU, PixelAccuracy, predicted_labels
 from segmentation_tf.optimizers import build_optimizer, load_optimizer_state, optimizer_state
 from segmentation_tf.registry import build_model
 from segmentation_tf.weights import from_canonical, load_weights, to_canonical
@@ -32,6 +32,7 @@ from shared.panoptic import default_bandwidth
 from shared.plots import plot_run
 from shared.runs import RunFolder
 from shared.training import METRICS, TrainConfig, TrainData, check_finite_loss, epoch_row, loss_description, prepare_data
+from shared.validation import nan_error
 
 
 def build_run(config: TrainConfig, num_outputs: int) -> tuple[keras.Model, keras.optimizers.Optimizer, keras.losses.Loss | tuple]:
@@ -136,8 +137,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             model.fit(stream, epochs=config.epochs, initial_epoch=first, steps_per_epoch=steps, shuffle=False,
                       validation_data=make_loader(data.val, config.batch_size, 0, shuffle=False, instances=instances),
                       callbacks=[saver], verbose=1 if progress else 0)
-        except tf.errors.InvalidArgumentError as error:  # the metrics' assert_all_finite inside fit's graph
-            if NON_FINITE_OUTPUT not in str(error):
+        except tf.errors.InvalidArgumentError as error:  # the metrics' assert_all_finite inside fit's graph (metrics.py)
+            if str(nan_error("y_pred")) not in str(error):
                 raise
             check_finite_loss(float("nan"), epoch=saver.epoch + 1, step=int(optimizer.iterations),
                               epochs_saved=len(rows), out=run.out, cause="the model's output holds NaN or infinity")
