@@ -60,6 +60,12 @@ def layer_paths(model: keras.Model) -> list[str]:
     return [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)]
 
 
+def weighted_paths(model: keras.Model) -> list[str]:
+    """The name of every layer inside ``model`` with variables of its own, depth first."""
+    return [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)
+            if layer._trainable_variables or layer._non_trainable_variables]
+
+
 def layer_kind(model: keras.Model, path: str) -> str:
     """The class name of the layer at ``path`` (for reports)."""
     return type(find_layer(model, path)).__name__

@@ -45,6 +45,12 @@ def layer_paths(model: nn.Module) -> list[str]:
     return [path for path, _ in model.named_modules() if path]
 
 
+def weighted_paths(model: nn.Module) -> list[str]:
+    """The attribute path of every submodule with parameters or buffers of its own, in registration order."""
+    return [path for path, layer in model.named_modules()
+            if path and (list(layer.parameters(recurse=False)) or list(layer.buffers(recurse=False)))]
+
+
 def layer_kind(model: nn.Module, path: str) -> str:
     """The class name of the layer at ``path`` (for reports)."""
     return type(find_layer(model, path)).__name__

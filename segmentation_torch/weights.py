@@ -16,6 +16,7 @@ from torch import nn
 from shared.atomic import atomic_write
 from shared.checkpoint import CheckpointError, check_native_keys, check_tensors, read_checkpoint, write_checkpoint
 from shared.layout import layer_table, permute_axes, CANONICAL_AXES
+from shared.validation import printable
 
 # layer kind -> canonical tensor -> (torch attribute, torch axes)
 TORCH_TENSORS = {
@@ -84,8 +85,9 @@ def read_native(path: str | os.PathLike, spec) -> dict[str, np.ndarray]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged file makes torch.load raise many types (tests/test_fuzz_readers.py)
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise CheckpointError(f"{path} is not a torch file that loads with weights_only=True: {first[:200]}") from None
+        raise CheckpointError(f"{path} is not a plain tensor checkpoint (a state_dict of tensors): "
+                              f"torch.load(weights_only=True) refused it: {_refusal_cause(exc)}. segparity will not "
+                              "unpickle it; save the weights as model.state_dict() or as a .safetensors file") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state_dict (a mapping of names to tensors)")
     model = build_model(spec.name, **spec.options())
@@ -95,6 +97,26 @@ def read_native(path: str | os.PathLike, spec) -> dict[str, np.ndarray]:
     check_native_keys(expected, found, optional, source=str(path), describe=spec.describe())
     model.load_state_dict(dict(state), strict=False)  # every required key and shape checked above
     return to_canonical(model)
+
+
+def _refusal_cause(exc: BaseException) -> str:
+    """torch's own reason for refusing a file under ``weights_only=True``, in one line.
+
+    torch's message wraps the reason (``Unsupported operand 237``, ``Unsupported global: GLOBAL eval``) in
+    advice that ends with re-running with ``weights_only=False``, and bold terminal escapes; only the reason
+    is kept (segparity never turns the safety off).
+    """
+    text = printable(str(exc))
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    elif text.startswith("Weights only load failed"):
+        paragraphs = [p for p in text.split("\n\n") if p.strip()]
+        text = paragraphs[1] if len(paragraphs) > 1 else ""
+    else:
+        text = f"{type(exc).__name__}: {text}"
+    text = " ".join(text.split("Check the documentation of torch.load")[0].split())
+    text = text.split(" Please use `torch.serialization.")[0].rstrip(". ")
+    return text[:300] or type(exc).__name__
 
 
 def write_native(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec) -> Path:

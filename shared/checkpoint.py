@@ -25,6 +25,7 @@ from safetensors.numpy import save_file
 from shared.atomic import atomic_write
 from shared.layout import expected_tensors
 from shared.specs import spec_differences, spec_from_dict, spec_to_dict
+from shared.validation import printable
 
 FORMAT = "segparity.canonical"
 FORMAT_VERSION = "1"
@@ -32,7 +33,14 @@ METADATA_KEY = "segparity"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint does not match the model: names the file, keys and shapes."""
+    """A checkpoint does not match the model: names the file, keys and shapes.
+
+    The message is made printable (``shared.validation.printable``): text quoted from another library's
+    error keeps no terminal escape codes.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(printable(message))
 
 
 def check_tensors(tensors: dict[str, np.ndarray], spec, source: str) -> None:

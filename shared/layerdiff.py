@@ -37,7 +37,12 @@ This module imports neither framework: the probes are loaded by name (``segmenta
 
 from __future__ import annotations
 
+import functools
 import importlib
+import os
+import sys
+import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -95,6 +100,7 @@ class LayerReport:
     training: bool
     output_floor: float | None = None
     environment: dict = field(default_factory=dict)
+    unmapped: tuple[str, ...] = ()  # layers with weights that the name map leaves out ("torch 'fc'", "Keras 'dense'")
 
     @property
     def passed(self) -> bool:
@@ -118,8 +124,11 @@ class LayerReport:
             else:
                 agreement = getattr(row, column)
                 parts.append(f"{label}: {_name(row)} (max_abs {agreement.max_abs:.2e}, max_rel {agreement.max_rel:.2e})")
+        unmapped = f"; not compared (layers with weights outside the name map): {', '.join(self.unmapped)}" \
+            if self.unmapped else ""
         return (f"first layer over tolerance (atol {self.atol:g}, rtol {self.rtol:g}): " + "; ".join(parts)
-                + f"; output max_abs {self.output.max_abs:.2e} ({'pass' if self.output.passed else 'FAIL'})")
+                + f"; output max_abs {self.output.max_abs:.2e} ({'pass' if self.output.passed else 'FAIL'})"
+                + unmapped)
 
     def diagnosis(self) -> str:
         """What the rows say, in one sentence: a port error, rounding, or agreement."""
@@ -130,6 +139,10 @@ class LayerReport:
         end_to_end = self.first_failure("end_to_end")
         if end_to_end is not None and _pitfall_hint(end_to_end):
             return f"{_name(end_to_end)} is the first layer over tolerance end to end{_pitfall_hint(end_to_end)}"
+        if (end_to_end is not None or not self.output.passed) and self.unmapped:
+            return (f"no compared layer fails on torch's own input (isolated); layers with weights that the name "
+                    f"map leaves out were not compared: {', '.join(self.unmapped)}; map them to find the one that "
+                    "differs")
         if end_to_end is not None or not self.output.passed:
             return ("no compared layer fails on torch's own input (isolated); the end-to-end difference comes from "
                     "an operation between the compared layers (one outside the name map), accumulated float32 "
@@ -161,7 +174,7 @@ class LayerReport:
                  for column in ("isolated", "end_to_end")}
         return {"environment": self.environment, "rtol": self.rtol, "atol": self.atol, "training": self.training,
                 "passed": self.passed, "first_failure": first, "output": asdict(self.output),
-                "output_floor": self.output_floor,
+                "output_floor": self.output_floor, "unmapped": list(self.unmapped),
                 "layers": [{**asdict(row), "shape": list(row.shape)} for row in self.rows]}
 
 
@@ -222,6 +235,43 @@ def agreement(actual, expected, *, rtol: float = RTOL, atol: float = ATOL) -> Ag
     return worst
 
 
+# Warnings raised in these packages while segparity runs a user's models are segparity's business, not the
+# user's test run's: a Keras deprecation inside a probe is dropped, a warning from the user's own code is passed on.
+LIBRARY_PACKAGES = ("shared", "segmentation_torch", "segmentation_tf", "keras", "tensorflow", "tf_keras", "numpy",
+                    "torch", "h5py", "absl", "google")
+
+
+def _library_folders() -> tuple[str, ...]:
+    folders = []
+    for name in LIBRARY_PACKAGES:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            folders.append(os.path.dirname(os.path.abspath(module.__file__)) + os.sep)
+    return tuple(folders)
+
+
+def library_warnings_dropped(function):
+    """Run ``function`` with warnings from ``LIBRARY_PACKAGES`` dropped; every other warning (the user's
+    own code, called from inside) is re-issued as it was, under the caller's filters."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        __tracebackhide__ = True  # pytest shows the caller's line, not this wrapper's source
+        catcher = warnings.catch_warnings(record=True)
+        caught = catcher.__enter__()
+        warnings.simplefilter("always")
+        try:
+            return function(*args, **kwargs)
+        finally:
+            catcher.__exit__(None, None, None)  # the caller's filters again, for what is passed on
+            folders = _library_folders()
+            for w in caught:
+                if not os.path.abspath(w.filename).startswith(folders):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+    return wrapper
+
+
 def probes():
     """The torch and Keras probe modules (imported here, by name)."""
     return importlib.import_module("segmentation_torch.probe"), importlib.import_module("segmentation_tf.probe")
@@ -238,6 +288,44 @@ def default_name_map(torch_model, keras_model) -> dict[str, str]:
             continue
         out[path] = path
     return out
+
+
+def check_name_map(torch_model, keras_model, name_map) -> dict[str, str]:
+    """``name_map`` as a dict after checking it: a mapping of torch paths to Keras layer names, every one of
+    which exists in its model, no Keras layer named twice. Errors name the argument or the layer."""
+    if not isinstance(name_map, Mapping):
+        raise TypeError(f"name_map must be a dict {{torch attribute path: Keras layer name}}, got "
+                        f"{type(name_map).__name__}; default_name_map(torch_model, keras_model) gives the layers "
+                        "whose names agree")
+    name_map = dict(name_map)
+    bad = [(k, v) for k, v in name_map.items() if not isinstance(k, str) or not isinstance(v, str)]
+    if bad:
+        raise TypeError(f"name_map maps layer names (str) to layer names (str); got {bad[0][0]!r}: {bad[0][1]!r}")
+    values = list(name_map.values())
+    repeated = sorted({k for k in values if values.count(k) > 1})
+    if repeated:
+        raise ValueError(f"name_map names the Keras layer(s) {', '.join(map(repr, repeated))} for more than one torch layer")
+    torch_probe, tf_probe = probes()
+    for torch_path, keras_path in name_map.items():
+        torch_probe.find_layer(torch_model, torch_path)  # a KeyError naming the path, before anything runs
+        tf_probe.find_layer(keras_model, keras_path)
+    return name_map
+
+
+def unmapped_layers(torch_model, keras_model, name_map: dict[str, str]) -> list[tuple[str, str]]:
+    """``(framework, path)`` of every layer with weights of its own that ``name_map`` leaves out, torch's
+    ("torch", attribute path) then Keras's ("Keras", layer name)."""
+    torch_probe, tf_probe = probes()
+    torch_mapped = {id(torch_probe.find_layer(torch_model, p)) for p in name_map}
+    keras_mapped = {id(tf_probe.find_layer(keras_model, p)) for p in name_map.values()}
+    return ([("torch", p) for p in torch_probe.weighted_paths(torch_model)
+             if id(torch_probe.find_layer(torch_model, p)) not in torch_mapped]
+            + [("Keras", p) for p in tf_probe.weighted_paths(keras_model)
+               if id(tf_probe.find_layer(keras_model, p)) not in keras_mapped])
+
+
+def _named(layers: list[tuple[str, str]]) -> tuple[str, ...]:
+    return tuple(f"{framework} {path!r}" for framework, path in layers)
 
 
 def _move(value, source: int, target: int):
@@ -270,6 +358,7 @@ def _floor(float32_output, float64_output) -> float:
                default=0.0)
 
 
+@library_warnings_dropped
 def diff_models(torch_model, keras_model, inputs, *, name_map: dict[str, str] | None = None,
                 rtol: float = RTOL, atol: float = ATOL, training: bool = False,
                 reference: str | None = "float64", channels_first: tuple[str, ...] = ()) -> LayerReport:
@@ -286,13 +375,8 @@ def diff_models(torch_model, keras_model, inputs, *, name_map: dict[str, str] | 
         raise ValueError(f"reference must be 'float64' or None, got {reference!r}")
     torch_probe, tf_probe = probes()
     inputs = [np.asarray(x) for x in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
-    name_map = default_name_map(torch_model, keras_model) if name_map is None else dict(name_map)
-    repeated = sorted({k for k in name_map.values() if list(name_map.values()).count(k) > 1})
-    if repeated:
-        raise ValueError(f"name_map names the Keras layer(s) {', '.join(map(repr, repeated))} for more than one torch layer")
-    for torch_path, keras_path in name_map.items():
-        torch_probe.find_layer(torch_model, torch_path)  # a KeyError naming the path, before anything runs
-        tf_probe.find_layer(keras_model, keras_path)
+    name_map = check_name_map(torch_model, keras_model,
+                              default_name_map(torch_model, keras_model) if name_map is None else name_map)
     torch_out, torch_calls = torch_probe.record(torch_model, inputs, list(name_map), training)
     keras_out, keras_calls = tf_probe.record(keras_model, to_keras(inputs), list(name_map.values()), training)
     keras_out = to_torch(keras_out)
@@ -337,7 +421,8 @@ def diff_models(torch_model, keras_model, inputs, *, name_map: dict[str, str] | 
                              tf_probe.layer_kind(keras_model, keras_path), tuple(_arrays(call.output)[0].shape),
                              isolated, end_to_end, floor, note, pitfalls))
     output = agreement(keras_out, torch_out, rtol=rtol, atol=atol + 2 * (output_floor or 0.0))
-    return LayerReport(rows, output, rtol, atol, training, output_floor, environment())
+    return LayerReport(rows, output, rtol, atol, training, output_floor, environment(),
+                       _named(unmapped_layers(torch_model, keras_model, name_map)))
 
 
 def default_size(spec) -> int:
@@ -348,6 +433,7 @@ def default_size(spec) -> int:
     raise ValueError(f"{spec.describe()} takes no input size between 64 and 2048 ({spec.size_rule()})")
 
 
+@library_warnings_dropped
 def diff_architecture(spec, *, weights: dict | None = None, tf_weights: dict | None = None, batch: int = 2,
                       size: int | None = None, seed: int = 0, training: bool = False, rtol: float = RTOL,
                       atol: float = ATOL, reference: str | None = "float64") -> LayerReport:
@@ -384,6 +470,7 @@ class ParityError(AssertionError):
         self.report = report
 
 
+@library_warnings_dropped
 def assert_parity(torch_fn, tf_fn, inputs, *, rtol: float = RTOL, atol: float = ATOL,
                   name_map: dict[str, str] | None = None, training: bool = False,
                   channels_first: tuple[str, ...] = ()) -> LayerReport:
@@ -395,6 +482,7 @@ def assert_parity(torch_fn, tf_fn, inputs, *, rtol: float = RTOL, atol: float = 
     first layer over tolerance with the whole per-layer table in the message. ``channels_first`` as
     for ``diff_models``. Returns the report.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line and the table, not this function's source
     torch_probe, tf_probe = probes()
     if torch_probe.is_model(torch_fn) and tf_probe.is_model(tf_fn):
         report = diff_models(torch_fn, tf_fn, inputs, name_map=name_map, rtol=rtol, atol=atol, training=training,
@@ -406,19 +494,30 @@ def assert_parity(torch_fn, tf_fn, inputs, *, rtol: float = RTOL, atol: float = 
         report = LayerReport([], agreement(actual, expected, rtol=rtol, atol=atol), rtol, atol, training,
                              environment=environment())
     if not report.passed:
-        raise ParityError("torch and Keras disagree; " + report.verdict() + "\n" + report.format(), report)
+        raise ParityError(f"torch and Keras disagree (rtol {rtol:g}, atol {atol:g}):\n{report.format()}", report)
     return report
 
 
-def transfer_weights(torch_model, keras_model, name_map: dict[str, str], *, to: str = "keras") -> list[str]:
+@library_warnings_dropped
+def transfer_weights(torch_model, keras_model, name_map: dict[str, str], *, to: str = "keras",
+                     ignore: tuple[str, ...] = ()) -> list[str]:
     """Copy weights between the mapped layers, torch -> Keras (``to="keras"``) or back (``to="torch"``),
     through the canonical layout (``shared.layout``: conv, transposed conv, BatchNorm, linear).
 
-    Layers without weights of their own are skipped; a layer with weights of an unknown kind, or
-    mismatched shapes, is an error naming the layer. Returns the torch paths whose weights moved.
+    ``name_map`` (``{torch attribute path: Keras layer name}``) is required and checked first: every layer
+    it names must exist, and every layer with weights, in either model, must be in it or in ``ignore``
+    (torch paths or Keras names left out on purpose), else a ``ValueError`` names them and nothing is
+    copied. Mapped layers without weights (ReLU, pooling) are skipped; a layer with weights of an unknown
+    kind, or mismatched shapes, is an error naming the layer. Returns the torch paths whose weights moved.
     """
     if to not in ("keras", "torch"):
         raise ValueError(f"to must be 'keras' or 'torch', got {to!r}")
+    name_map = check_name_map(torch_model, keras_model, name_map)
+    left_out = [(framework, path) for framework, path in unmapped_layers(torch_model, keras_model, name_map)
+                if path not in ignore]
+    if left_out:
+        raise ValueError(f"name_map leaves out layers with weights: {', '.join(_named(left_out))}; map each to its twin, "
+                         "or name it in ignore=(...) to leave its weights as they are")
     torch_probe, tf_probe = probes()
     moved = []
     for torch_path, keras_path in name_map.items():

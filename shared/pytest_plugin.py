@@ -52,6 +52,7 @@ def assert_parity(request, parity_tolerance):
 
     def check(torch_fn, tf_fn, inputs, *, rtol: float | None = None, atol: float | None = None,
               name_map: dict[str, str] | None = None, training: bool = False, channels_first: tuple[str, ...] = ()):
+        __tracebackhide__ = True  # a failure shows the user's line and the table, not the plugin's source
         rtol = parity_tolerance[0] if rtol is None else rtol
         atol = parity_tolerance[1] if atol is None else atol
         try:

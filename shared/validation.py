@@ -6,6 +6,8 @@ Each framework passes plain facts (shape tuple, dtype name, layout string) and g
 
 from __future__ import annotations
 
+import re
+
 from shared.geometry import nearest_sizes
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -131,3 +133,13 @@ def target_value_error(name: str, value: float, *, hard: bool, ignore_index: int
 def probability_error(name: str, value: float) -> ValueError:
     return ValueError(f"{name} holds {value:g}, not a probability in [0, 1]; pass from_logits=True for raw "
                       f"network outputs")
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """``text`` without terminal escape sequences (colours, bold) or other control characters; newlines
+    and tabs are kept. Messages built from another library's error text go through this."""
+    return _CONTROL.sub("", _ANSI_ESCAPE.sub("", str(text)))

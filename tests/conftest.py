@@ -6,6 +6,8 @@ examples and a run is reproducible from its log) and "dev" (random examples, to 
 deadline (TensorFlow's first call in a process traces functions and is slow).
 """
 
+pytest_plugins = ["pytester"]  # tests/test_parity_harness.py runs a user's test file through the plugin
+
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")

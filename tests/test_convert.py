@@ -111,12 +111,27 @@ def test_pickled_objects_are_never_unpickled(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as handle:
         pickle.dump({"head.weight": _Payload()}, handle, protocol=2)
-    with pytest.raises(CheckpointError, match="is not a torch file that loads with weights_only=True"):
+    with pytest.raises(CheckpointError, match="is not a plain tensor checkpoint") as excinfo:
         read_weights(path, SPECS[0])
     assert "unpickled!" not in capsys.readouterr().out
+    message = str(excinfo.value)
+    assert "segparity will not unpickle it" in message and "GLOBAL" in message and "print" in message  # torch's cause
+    assert "False" not in message and "\x1b" not in message  # no advice to turn the safety off, no escape codes
     torch.save([torch.zeros(1)], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="holds a list, not a state_dict"):
         read_weights(tmp_path / "list.pt", SPECS[0])
+
+
+def test_random_bytes_in_a_pt_give_torchs_cause(tmp_path):
+    """torch wraps the cause of a refusal in advice to re-run with ``weights_only=False`` (and, for a pickle
+    that names code, bold terminal escapes); the message keeps the cause only."""
+    path = tmp_path / "x.pt"
+    path.write_bytes(bytes([237]) + bytes(range(200)))
+    with pytest.raises(CheckpointError) as excinfo:
+        read_weights(path, SPECS[0])
+    message = str(excinfo.value)
+    assert message.startswith(f"{path} is not a plain tensor checkpoint") and "Unsupported operand 237" in message
+    assert "weights_only` set to `False" not in message and "will not unpickle it" in message
 
 
 def test_keras_file_with_other_layers_is_named(tmp_path):

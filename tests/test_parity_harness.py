@@ -2,6 +2,7 @@
 written, the pytest fixtures work, and bad name maps are clear errors."""
 
 import re
+import warnings
 from pathlib import Path
 
 import keras
@@ -105,9 +106,88 @@ def test_bad_name_maps_and_weights_name_the_layer():
     with pytest.raises(ValueError, match="names the Keras layer\\(s\\) 'c' for more than one torch layer"):
         diff_models(model, twin, IMAGES, name_map={"conv": "c", "bn": "c"})
     with pytest.raises(ValueError, match="layer 'b' is a batch_norm, the tensors are of a conv2d"):
-        transfer_weights(model, twin, {"conv": "b"})
+        transfer_weights(model, twin, {"conv": "b"}, ignore=("bn", "c"))
     with pytest.raises(TypeError, match=r"layer '0' \(Conv1d\) has weights but no canonical layout"):
-        transfer_weights(nn.Sequential(nn.Conv1d(2, 3, 1)), twin, {"0": "c"})
+        transfer_weights(nn.Sequential(nn.Conv1d(2, 3, 1)), twin, {"0": "c"}, ignore=("b",))
     small = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(5, 3, name="c")])
     with pytest.raises(ValueError, match=r"layer 'c' tensor 'weight': Keras expects \(3, 3, 2, 5\)"):
-        transfer_weights(model, small, {"conv": "c"})
+        transfer_weights(model, small, {"conv": "c"}, ignore=("bn",))
+
+
+def test_a_missing_name_map_or_a_layer_it_leaves_out_is_named():
+    """``transfer_weights(t, k, None)`` is a TypeError naming ``name_map`` (not an AttributeError from inside);
+    a layer with weights that the map leaves out stops the copy, named, before anything moves; in a report it
+    is named in the verdict and the diagnosis instead of an unexplained "isolated: none"."""
+    model, twin = _pair(epsilon=1e-5)
+    with pytest.raises(TypeError, match=r"name_map must be a dict \{torch attribute path: Keras layer name\}, got NoneType"):
+        transfer_weights(model, twin, None)
+    before = twin.get_layer("c").get_weights()[0].copy()
+    with pytest.raises(ValueError, match="name_map leaves out layers with weights: torch 'bn', Keras 'b'"):
+        transfer_weights(model, twin, {"conv": "c"})
+    np.testing.assert_array_equal(twin.get_layer("c").get_weights()[0], before)  # nothing moved
+    assert transfer_weights(model, twin, {"conv": "c"}, ignore=("bn", "b")) == ["conv"]
+    with torch.no_grad():
+        model.bn.running_mean += 1.0  # a difference only in the layer left out of the map
+    report = diff_models(model, twin, IMAGES, name_map={"conv": "c"})
+    assert not report.passed and report.unmapped == ("torch 'bn'", "Keras 'b'")
+    assert "not compared (layers with weights outside the name map): torch 'bn', Keras 'b'" in report.verdict()
+    assert "torch 'bn', Keras 'b'; map them" in report.diagnosis()
+
+
+
+USER_TESTS = """
+import keras
+import numpy as np
+import torch
+from torch import nn
+
+from shared.layerdiff import transfer_weights
+
+
+def test_unfaithful(assert_parity):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    x = inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="a")(x)
+    twin = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="b")(keras.layers.ReLU()(x)))
+    transfer_weights(model, twin, {"0": "a", "2": "b"})
+    with torch.no_grad():
+        model[2].bias += 1.0
+    assert_parity(model, twin, np.ones((2, 3, 8, 8), np.float32), name_map={"0": "a", "2": "b"})
+"""
+
+
+def test_plugin_failure_shows_the_users_line_and_the_table_never_segparitys_source(pytester):
+    pytester.makepyfile(test_user=USER_TESTS)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    failure = out[out.index("_ test_unfaithful _"):out.index("short test summary")]
+    assert "assert_parity(model, twin, np.ones" in failure  # the user's own line
+    assert re.search(r"^E +shared\.layerdiff\.ParityError: torch and Keras disagree", failure, flags=re.M)
+    assert failure.index("| # | layer") < failure.index("port error: 2 -> b")
+    for library_line in ("def check(", "_assert_parity(", "def assert_parity(", "diff_models(", "torch_fn =",
+                         "def wrapper("):
+        assert library_line not in failure
+
+
+def test_library_warnings_inside_segparity_calls_are_dropped_and_the_users_are_kept():
+    """Keras and numpy deprecations raised while segparity probes a pair are not the user's; a warning from
+    the user's own function, called from inside ``assert_parity``, is passed on unchanged."""
+    model, twin = _pair(epsilon=1e-5)
+
+    def users_keras_function(x):
+        warnings.warn("from the user's function", UserWarning)
+        return twin(x, training=False)
+
+    with warnings.catch_warnings(record=True) as unfiltered:
+        warnings.simplefilter("always")
+        diff_models.__wrapped__(model, twin, IMAGES, name_map=NAMES)
+    assert any(w.category is DeprecationWarning for w in unfiltered)  # the probes do meet library warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        transfer_weights(model, twin, NAMES)
+        diff_models(model, twin, IMAGES, name_map=NAMES)
+        assert_parity(model.eval(), users_keras_function, IMAGES)
+    assert [(w.category, str(w.message), Path(w.filename).name) for w in caught] == [
+        (UserWarning, "from the user's function", "test_parity_harness.py")]
