@@ -31,7 +31,7 @@ from shared.losses import build
 from shared.panoptic import default_bandwidth
 from shared.plots import plot_run
 from shared.runs import RunFolder
-from shared.training import METRICS, TrainConfig, TrainData, check_finite_loss, epoch_row, loss_description, prepare_data
+from shared.training import METRICS, TrainConfig, TrainData, check_finite_loss, class_names, epoch_row, loss_description, prepare_data
 from shared.validation import nan_error
 
 
@@ -144,7 +144,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
                               epochs_saved=len(rows), out=run.out, cause="the model's output holds NaN or infinity")
         run.save_final(to_canonical(model), model.spec)
         title = f"{config.arch}, tf, {config.data}"
-        plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images), title)
+        plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images), title,
+                 class_names=class_names(config))
         if instances:
             finish_instance_run(run.out, data, lambda images: predict_instances(model, images),
                                 f"{title}, {config.task}", default_bandwidth(DiscriminativeLoss().delta_v))

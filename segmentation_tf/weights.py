@@ -14,7 +14,8 @@ import keras
 import numpy as np
 
 from shared.atomic import atomic_write
-from shared.checkpoint import CheckpointError, check_native_keys, check_tensors, read_checkpoint, write_checkpoint
+from shared.checkpoint import (H5_ATTRIBUTE, CheckpointError, check_native_keys, check_tensors, header_json,
+                               read_checkpoint, write_checkpoint)
 from shared.layout import layer_table, permute_axes, CANONICAL_AXES
 
 # layer kind -> canonical tensor -> (Keras variable attribute, Keras axes)
@@ -113,8 +114,9 @@ def _archive_weights(path: Path, folder: Path) -> Path:
 
 
 def write_native(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec) -> Path:
-    """Write canonical ``tensors`` as a Keras ``.weights.h5`` file (``model.save_weights``) or a
-    ``.keras`` model archive (``model.save``: config and weights), atomically."""
+    """Write canonical ``tensors`` as a Keras ``.weights.h5`` file (``model.save_weights``, ``spec`` recorded
+    in the root attribute ``segparity``, which ``load_weights`` ignores) or a ``.keras`` model archive
+    (``model.save``: config and weights), atomically."""
     from segmentation_tf.registry import build_model
 
     name = str(path)
@@ -123,7 +125,15 @@ def write_native(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec) 
     model = from_canonical(build_model(spec.name, **spec.options()), tensors)
     if name.endswith(".keras"):
         return atomic_write(path, model.save, suffix=".keras")
-    return atomic_write(path, model.save_weights, suffix=".weights.h5")
+
+    def save(tmp: str) -> None:
+        import h5py
+
+        model.save_weights(tmp)
+        with h5py.File(tmp, "a") as handle:  # the spec, where load_weights does not look (shared.convert)
+            handle.attrs[H5_ATTRIBUTE] = header_json(spec)
+
+    return atomic_write(path, save, suffix=".weights.h5")
 
 
 def _h5_datasets(path: Path, source: str) -> dict[str, tuple[tuple[int, ...], str]]:

@@ -33,7 +33,7 @@ from shared.losses import build
 from shared.panoptic import default_bandwidth
 from shared.plots import plot_run
 from shared.runs import RunFolder
-from shared.training import TrainConfig, TrainData, check_finite_loss, epoch_row, loss_description, prepare_data
+from shared.training import TrainConfig, TrainData, check_finite_loss, class_names, epoch_row, loss_description, prepare_data
 
 
 def build_run(config: TrainConfig, num_outputs: int) -> tuple[nn.Module, torch.optim.Optimizer, nn.Module | tuple]:
@@ -175,7 +175,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             print(f"epoch {epoch + 1}: val_loss {rows[-1]['val_loss']:.4f}, val_iou {rows[-1]['val_iou']:.4f}", file=sys.stderr)
     run.save_final(to_canonical(model), model.spec)
     title = f"{config.arch}, torch, {config.data}"
-    plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images), title)
+    plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images), title,
+             class_names=class_names(config))
     if instances:
         finish_instance_run(run.out, data, lambda images: predict_instances(model, images), f"{title}, {config.task}",
                             default_bandwidth(DiscriminativeLoss().delta_v))

@@ -6,6 +6,7 @@ For each canonical tensor: the torch attribute that holds it and torch's axis or
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import torch
 from torch import nn
 
 from shared.atomic import atomic_write
-from shared.checkpoint import CheckpointError, check_native_keys, check_tensors, read_checkpoint, write_checkpoint
+from shared.checkpoint import (TORCH_RECORD, CheckpointError, check_native_keys, check_tensors, header_json,
+                               read_checkpoint, write_checkpoint)
 from shared.layout import layer_table, permute_axes, CANONICAL_AXES
 from shared.validation import printable
 
@@ -120,8 +122,16 @@ def _refusal_cause(exc: BaseException) -> str:
 
 
 def write_native(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec) -> Path:
-    """Write canonical ``tensors`` as a torch ``state_dict`` file (``torch.save``, atomically)."""
+    """Write canonical ``tensors`` as a torch ``state_dict`` file (``torch.save``, atomically), recording
+    ``spec`` in the zip's ``extra/segparity.json`` (``shared.convert``; ``torch.load`` ignores it)."""
     from segmentation_torch.registry import build_model
 
     model = from_canonical(build_model(spec.name, **spec.options()), tensors)
-    return atomic_write(path, lambda tmp: torch.save(model.state_dict(), tmp))
+
+    def save(tmp: str) -> None:
+        torch.save(model.state_dict(), tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:  # the spec, where torch.load does not look (shared.convert)
+            prefix = archive.namelist()[0].split("/", 1)[0]
+            archive.writestr(f"{prefix}/{TORCH_RECORD}", header_json(spec))
+
+    return atomic_write(path, save)

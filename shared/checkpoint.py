@@ -30,6 +30,9 @@ from shared.validation import printable
 FORMAT = "segparity.canonical"
 FORMAT_VERSION = "1"
 METADATA_KEY = "segparity"
+# The same header, recorded in the framework files segparity writes (shared/convert.py reads them):
+TORCH_RECORD = "extra/segparity.json"  # a record in a torch .pt zip, after torch's own "<archive>/" prefix
+H5_ATTRIBUTE = "segparity"  # a root attribute of a Keras .weights.h5 file
 
 
 class CheckpointError(ValueError):
@@ -87,6 +90,26 @@ def header_json(spec) -> str:
     return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec_to_dict(spec)}, sort_keys=True)
 
 
+def spec_from_header(text, *, source: str):
+    """The spec in a ``header_json`` text (a canonical checkpoint's metadata, or the record segparity adds to
+    the ``.pt`` and ``.weights.h5`` files it writes); errors name ``source``."""
+    try:
+        header = json.loads(text)
+        found_format = header["format"]
+    except (KeyError, TypeError, ValueError):
+        header, found_format = {}, None
+    if found_format != FORMAT:
+        raise CheckpointError(f"{source} is not a segparity canonical checkpoint (no {METADATA_KEY!r} metadata "
+                              f"with format {FORMAT!r}); convert other weight files with the framework packages")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{source}: format_version {header.get('format_version')!r} is not supported "
+                              f"(this version reads {FORMAT_VERSION!r})")
+    try:
+        return spec_from_dict(header.get("spec"), source=source)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: the recorded architecture is not valid: {exc}") from None
+
+
 def write_checkpoint(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec) -> Path:
     """Check ``tensors`` against ``spec`` and write them atomically to ``path``."""
     path = Path(path)
@@ -94,6 +117,22 @@ def write_checkpoint(path: str | os.PathLike, tensors: dict[str, np.ndarray], sp
     ordered = {key: np.ascontiguousarray(tensors[key]) for key in expected_tensors(spec)}
     metadata = {METADATA_KEY: header_json(spec)}
     return atomic_write(path, lambda tmp: save_file(ordered, tmp, metadata=metadata))
+
+
+def read_checkpoint_spec(path: str | os.PathLike):
+    """The spec a canonical checkpoint records, from its header alone (no tensor is read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ValueError, TypeError... (tests/test_fuzz_readers.py)
+        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
+    if METADATA_KEY not in metadata:
+        raise CheckpointError(f"{path} is not a segparity canonical checkpoint (no {METADATA_KEY!r} metadata "
+                              f"with format {FORMAT!r}); convert other weight files with the framework packages")
+    return spec_from_header(metadata[METADATA_KEY], source=str(path))
 
 
 def read_checkpoint(path: str | os.PathLike, expected_spec=None):
@@ -111,18 +150,10 @@ def read_checkpoint(path: str | os.PathLike, expected_spec=None):
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ValueError, TypeError... (tests/test_fuzz_readers.py)
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
-    try:
-        header = json.loads(metadata[METADATA_KEY])
-        found_format = header["format"]
-    except (KeyError, TypeError, ValueError):
-        header, found_format = {}, None
-    if found_format != FORMAT:
+    if METADATA_KEY not in metadata:
         raise CheckpointError(f"{path} is not a segparity canonical checkpoint (no {METADATA_KEY!r} metadata "
                               f"with format {FORMAT!r}); convert other weight files with the framework packages")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {header.get('format_version')!r} is not supported "
-                              f"(this version reads {FORMAT_VERSION!r})")
-    spec = spec_from_dict(header.get("spec"), source=str(path))
+    spec = spec_from_header(metadata[METADATA_KEY], source=str(path))
     if expected_spec is not None:
         diffs = spec_differences(expected_spec, spec)
         if diffs:

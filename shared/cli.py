@@ -1,21 +1,29 @@
 """The ``segparity`` command line.
 
-``segparity report [--arch NAME ...] [--json PATH] [--device cpu|cuda] [--seed N]``: build every
-registered architecture in both frameworks with shared random weights, run the parity checks on a
-synthetic batch, print the table; exit status 1 if any row fails.
+Every command takes the same model flags (``shared/model_flags.py``): ``--arch``, ``--preset``,
+``--in-channels``, ``--num-classes``, ``--model-option KEY=VALUE``, all "not given" by default. A weight file
+that records its architecture (canonical ``.safetensors``, ``.keras``, and the ``.pt`` / ``.weights.h5`` files
+segparity writes) gives it, and flags given as well must agree with it; a run folder does the same for
+``train --resume``.
+
+``segparity report [--arch NAME ...] [model flags] [--weights PATH] [--json PATH] [--device cpu|cuda] [--seed N]``:
+build every registered architecture (or the one network the model flags or ``--weights`` describe) in both
+frameworks with shared weights, run the parity checks on a synthetic batch, print the table; exit status 1
+if any row fails.
 
 ``segparity train --framework torch|tf --arch NAME --out DIR [...]``: train one network
 (``segmentation_{torch,tf}/train.py``; run folder layout in ``shared/runs.py``); a NaN or infinite training
 loss stops it with a line naming the epoch and step, exit status 1, the last complete checkpoint kept.
+``--resume`` continues the run in ``--out``; its ``config.json`` gives every setting not given.
 
 ``segparity compare-train --arch NAME --out DIR [--steps N] [...]``: the same network, weights and
 batches trained in both frameworks; per-step loss difference (``shared/compare.py``).
 
-``segparity convert SRC DST [--arch NAME [--preset P] [--in-channels N] [--num-classes N] [--model-option K=V]]``:
-weights between a canonical ``.safetensors`` checkpoint, a torch ``.pt``/``.pth`` state_dict, a Keras
-``.weights.h5`` file and a Keras ``.keras`` archive, any way (``shared/convert.py``).
+``segparity convert SRC DST [model flags]``: weights between a canonical ``.safetensors`` checkpoint, a torch
+``.pt``/``.pth`` state_dict, a Keras ``.weights.h5`` file and a Keras ``.keras`` archive, any way
+(``shared/convert.py``); the model flags are needed only for a file written outside segparity.
 
-``segparity diff --arch NAME [--preset P] [--weights PATH] [--tf-weights PATH] [--train] [--json PATH]``:
+``segparity diff [model flags] [--weights PATH] [--tf-weights PATH] [--train] [--json PATH]``:
 both frameworks on one seeded random batch with shared weights, every layer compared isolated (fed
 torch's input) and end to end, the first layer over tolerance named (``shared/layerdiff.py``); exit
 status 1 if any layer or the output is over tolerance.
@@ -36,8 +44,10 @@ import time
 from pathlib import Path
 
 from shared import __version__
+from shared.model_flags import add_model_arguments, given_model_flags, resolve_spec
 from shared.parity import ATOL, RTOL
 from shared.specs import list_models
+from shared.validation import printable
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -47,10 +57,10 @@ def _report(args: argparse.Namespace) -> int:
     from shared.machine import environment
     from shared.report import format_environment, format_summary, format_table, write_json
 
-    unknown = [a for a in args.arch if a not in suite.SUITES]
-    if unknown:
-        print(f"segparity report: unknown --arch {', '.join(unknown)}; known: {', '.join(list_models())}",
-              file=sys.stderr)
+    try:
+        cases, weights = _report_cases(args)
+    except _errors() as error:
+        print(f"segparity report: error: {printable(str(error))}", file=sys.stderr)
         return 2
     start = time.perf_counter()
     versions = {**suite.harness("torch").versions(), **suite.harness("tf").versions()}
@@ -67,12 +77,11 @@ def _report(args: argparse.Namespace) -> int:
           "quantity, measured against a torch float64 run of the same case (docs/pitfalls.md, float32_floor).")
     print(f"A batch whose only failures are gradients, with a ReLU/max-pool input within {suite.KINK_MARGIN:g} float32 "
           f"errors of its kink, is set aside and the next one used (at most {suite.MAX_KINK_REDRAWS}; docs/pitfalls.md).")
-    cases = [case for arch in args.arch for case in suite.SUITES[arch](seed=args.seed)]
     rows = []
     for case in tqdm(cases, desc="parity", unit="config", file=sys.stderr, disable=None):
         counts = suite.parameter_counts(case)
         same = "equal" if counts["torch"] == counts["tf"] else "DIFFERENT"
-        result = suite.run_case(case, device=args.device)
+        result = suite.run_case(case, device=args.device, weights=weights)
         note = "".join(f"; batch {seed} set aside: gradients split at a ReLU/max-pool kink (margin {margin:.1f})"
                        for seed, margin in result.redrawn)
         tqdm.write(f"{case.arch} [{case.label()}]: parameters torch {counts['torch']:,} / tf {counts['tf']:,} "
@@ -85,7 +94,7 @@ def _report(args: argparse.Namespace) -> int:
     print("\nWorst case per architecture and quantity:")
     print(format_summary(rows))
     failed = [r for r in rows if not r.passed]
-    print(f"{len(rows) - len(failed)} passed, {len(failed)} failed ({len(cases)} configurations, "
+    print(f"{len(rows) - len(failed)} passed, {len(failed)} failed ({len(cases)} configuration{'s' if len(cases) != 1 else ''}, "
           f"{time.perf_counter() - start:.1f} s)")
     for r in failed:
         print(f"FAIL {r.arch} [{r.config}] {r.quantity}: {r.detail}")
@@ -95,17 +104,28 @@ def _report(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _model_option(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+def _report_cases(args: argparse.Namespace):
+    """``(cases, weights)``: the built-in suite of each ``--arch`` (weights None: random), or, with model flags
+    or ``--weights``, the one network they describe (weights: the file's canonical tensors, or None)."""
+    from shared import suite
+    from shared.convert import read_weights, recorded_spec
+
+    if not args.weights and not given_model_flags(args):
+        return [case for arch in (args.arch or list_models()) for case in suite.SUITES[arch](seed=args.seed)], None
+    if args.arch and len(args.arch) > 1:
+        raise ValueError("--weights, --preset, --in-channels, --num-classes and --model-option describe one "
+                         f"network: give one --arch, not {len(args.arch)}")
+    recorded = recorded_spec(args.weights) if args.weights else None
+    spec = resolve_spec(args, recorded, source=args.weights or "")
+    if not args.weights:
+        return [suite.spec_case(spec, seed=args.seed)], None
+    weights = read_weights(args.weights, spec)[0]
+    return [suite.spec_case(spec, seed=args.seed, weights_from=Path(args.weights).name)], weights
 
 
 def _config(args: argparse.Namespace, framework: str):
+    """The ``TrainConfig`` the flags give; with ``--resume``, the run folder's ``config.json`` gives every
+    setting not given (architecture and model options included), and those given must agree with it."""
     from shared.training import make_config
 
     given = {name: getattr(args, name, None) for name in (
@@ -115,7 +135,19 @@ def _config(args: argparse.Namespace, framework: str):
     given["split"] = tuple(args.split) if args.split else None
     given["augment"] = getattr(args, "augment", None)
     given["model_options"] = dict(args.model_option) if args.model_option else None
-    return make_config(framework, args.arch, preset=args.preset, **given)
+    if args.in_channels is not None and args.in_channels != 3:
+        raise ValueError(f"--in-channels {args.in_channels}: the training data are RGB images, so in_channels is 3")
+    arch, preset = (args.arch[0] if isinstance(args.arch, list) else args.arch), args.preset
+    stored_file = Path(args.out) / "config.json"
+    if getattr(args, "resume", False) and stored_file.is_file():
+        stored = json.loads(stored_file.read_text())
+        arch, preset = arch or stored.get("arch"), preset or stored.get("preset")
+        given["model_options"] = {**stored.get("model_options", {}), **(given["model_options"] or {})}
+        given = {**{k: v for k, v in stored.items() if k in given}, **{k: v for k, v in given.items() if v is not None}}
+        given["split"] = tuple(given["split"]) if given.get("split") is not None else None
+    if arch is None:
+        raise ValueError("--arch is required (or --resume, where the run folder records it)")
+    return make_config(framework, arch, preset=preset, **given)
 
 
 def _errors():
@@ -135,7 +167,7 @@ def _train(args: argparse.Namespace) -> int:
         rows = importlib.import_module(f"segmentation_{args.framework}.train").train(
             config, args.out, resume=args.resume, progress=not args.quiet)
     except _errors() as error:
-        print(f"segparity train: error: {error}", file=sys.stderr)
+        print(f"segparity train: error: {printable(str(error))}", file=sys.stderr)
         return 2
     except NonFiniteLossError as error:  # the run diverged: not bad input, a failed run
         print(f"segparity train: stopped: {error}", file=sys.stderr)
@@ -167,7 +199,7 @@ def _compare_train(args: argparse.Namespace) -> int:
         dtype = "float64" if args.float64 else "float32"
         result = compare.compare_train(config, args.steps, args.out, dtype=dtype, progress=not args.quiet)
     except _errors() as error:
-        print(f"segparity compare-train: error: {error}", file=sys.stderr)
+        print(f"segparity compare-train: error: {printable(str(error))}", file=sys.stderr)
         return 2
     print(compare.summary_table(result))
     print(f"{dtype}, {args.steps} steps: max relative loss difference {result.relative().max():.2e}; first step "
@@ -186,20 +218,13 @@ def _compare_train(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from shared.checkpoint import CheckpointError
-    from shared.convert import convert
-    from shared.specs import make_spec
+    from shared.convert import convert, recorded_spec
 
     try:
-        spec = None
-        if args.arch is not None:
-            spec = make_spec(args.arch, preset=args.preset, in_channels=args.in_channels,
-                             num_classes=args.num_classes, **dict(args.model_option or []))
-        elif args.preset or args.model_option or args.in_channels or args.num_classes:
-            raise ValueError("--preset, --in-channels, --num-classes and --model-option need --arch")
+        spec = resolve_spec(args, recorded_spec(args.source), source=args.source)
         spec = convert(args.source, args.target, spec)
-    except (CheckpointError, FileNotFoundError, ValueError, TypeError) as exc:
-        print(f"segparity convert: error: {exc}", file=sys.stderr)
+    except _errors() as exc:
+        print(f"segparity convert: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     print(f"{args.source} -> {args.target}: {spec.describe()}, {len(spec.layer_table())} layers")
     return 0
@@ -207,28 +232,21 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _diff(args: argparse.Namespace) -> int:
     from shared.atomic import atomic_write
-    from shared.checkpoint import CheckpointError
-    from shared.convert import read_weights
+    from shared.convert import read_weights, recorded_spec
     from shared import suite
     from shared.layerdiff import diff_architecture
     from shared.report import format_environment
-    from shared.specs import PRESETS, make_spec
 
     try:
-        preset = PRESETS.get(args.arch, {}).get(args.preset, {}) if args.preset else {}
-        # a random batch needs a shape: 3 input channels and 2 classes unless given or set by the preset
-        in_channels = args.in_channels or (None if "in_channels" in preset else 3)
-        num_classes = args.num_classes or (None if "num_classes" in preset else 2)
-        spec = make_spec(args.arch, preset=args.preset, in_channels=in_channels, num_classes=num_classes,
-                         **dict(args.model_option or []))
+        spec = resolve_spec(args, recorded_spec(args.weights) if args.weights else None, source=args.weights or "")
         weights = read_weights(args.weights, spec)[0] if args.weights else None
         tf_weights = read_weights(args.tf_weights, spec)[0] if args.tf_weights else None
         suite.set_tf32(False)  # as in the parity report: TF32 keeps 10 mantissa bits on Ampere+ GPUs
         report = diff_architecture(spec, weights=weights, tf_weights=tf_weights, batch=args.batch, size=args.size,
                                    seed=args.seed, training=args.train, rtol=args.rtol, atol=args.atol,
                                    reference=None if args.no_floor else "float64")
-    except (CheckpointError, FileNotFoundError, ValueError, TypeError, KeyError) as exc:
-        print(f"segparity diff: error: {exc}", file=sys.stderr)
+    except (*_errors(), KeyError) as exc:
+        print(f"segparity diff: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     env = report.environment
     print(f"segparity {__version__} layer diff of {spec.describe()}: "
@@ -247,11 +265,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by ``train`` and ``compare-train``; None means "not given" (preset, then default)."""
     from shared.training import LOSSES, OPTIMIZERS
 
-    parser.add_argument("--arch", required=True, choices=list_models())
-    parser.add_argument("--preset", help="model preset (paper, lesson); 'lesson' also sets the lesson's "
-                        "training: 256x256, BCE, Adam lr 1e-3 wd 1e-6, batch 32, 30 epochs, 90%% train, seed 42")
-    parser.add_argument("--model-option", action="append", type=_model_option, metavar="KEY=VALUE",
-                        help="extra build_model option, e.g. base_channels=16 (repeatable)")
+    add_model_arguments(parser)  # --preset lesson also sets the lesson's training (docs/training.md)
     parser.add_argument("--data", help="synthetic (default), ph2:DIR or mads:DIR")
     parser.add_argument("--batch-size", type=int, help="default 16")
     parser.add_argument("--lr", type=float, help="default 1e-3")
@@ -260,7 +274,6 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, help="L2 added to the gradient, default 0")
     parser.add_argument("--loss", choices=tuple(LOSSES), help="default bce for one output channel, else ce")
     parser.add_argument("--image-size", type=int, help="square size images are resized or drawn at, default 64")
-    parser.add_argument("--num-classes", type=int, help="network outputs (default: synthetic classes, 1 for PH2/MADS)")
     parser.add_argument("--synthetic-classes", type=int, help="synthetic label classes incl. background, default 3")
     parser.add_argument("--synthetic-samples", type=int, help="synthetic dataset size, default 512")
     parser.add_argument("--split", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"), help="default 0.8 0.1 0.1")
@@ -279,9 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"segparity {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", help="parity report of every architecture on synthetic data")
-    report.add_argument("--arch", nargs="+", default=list_models(), metavar="NAME",
-                        help=f"architectures to check (default: all: {', '.join(list_models())})")
-    report.add_argument("--json", metavar="PATH", help="also write the rows as a JSON list of objects")
+    add_model_arguments(report, several=True)
+    report.add_argument("--weights", metavar="PATH", help="check these weights (.safetensors, .pt/.pth, .weights.h5, "
+                        ".keras) instead of the built-in configurations; the file's architecture unless it records none")
+    report.add_argument("--json", metavar="PATH",
+                        help='also write {"environment": {...}, "rows": [{"arch", "config", "quantity", ...}, ...]}')
     report.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     report.add_argument("--seed", type=int, default=0, help="seed of weights and synthetic data (default 0)")
     report.set_defaults(run=_report)
@@ -307,21 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     conv = commands.add_parser("convert", help="weights between canonical .safetensors, torch .pt/.pth, Keras .weights.h5 and .keras")
     conv.add_argument("source", metavar="SRC")
     conv.add_argument("target", metavar="DST")
-    conv.add_argument("--arch", choices=list_models(), help="architecture of a .pt/.pth/.weights.h5 source (.safetensors and .keras files record it)")
-    conv.add_argument("--preset", help="model preset the weights were built with")
-    conv.add_argument("--in-channels", type=int)
-    conv.add_argument("--num-classes", type=int)
-    conv.add_argument("--model-option", action="append", type=_model_option, metavar="KEY=VALUE",
-                      help="build_model option the weights were built with (repeatable)")
+    add_model_arguments(conv)
     conv.set_defaults(run=_convert)
 
     diff = commands.add_parser("diff", help="layer-by-layer torch/Keras divergence, isolated and end to end")
-    diff.add_argument("--arch", required=True, choices=list_models())
-    diff.add_argument("--preset", help="model preset (paper, lesson)")
-    diff.add_argument("--in-channels", type=int, help="default 3 (or the preset's)")
-    diff.add_argument("--num-classes", type=int, help="default 2 (or the preset's)")
-    diff.add_argument("--model-option", action="append", type=_model_option, metavar="KEY=VALUE",
-                      help="extra build_model option (repeatable)")
+    add_model_arguments(diff)
     diff.add_argument("--weights", metavar="PATH", help="weights for both (.safetensors, .pt/.pth, .weights.h5, .keras); "
                       "default: seeded random weights")
     diff.add_argument("--tf-weights", metavar="PATH", help="different weights for the Keras model (e.g. another converter's output)")

@@ -11,9 +11,16 @@ Formats, told by the file name:
   so nothing in the archive is deserialised or run.
 
 Every conversion goes through canonical tensors, so torch -> Keras is torch -> canonical -> Keras and a
-round trip is bit-identical (float32 throughout, only axes permuted). ``.pt`` and ``.weights.h5`` files do
-not record the architecture: reading one needs the spec (``--arch`` and options); a canonical source
-or a ``.keras`` archive carries its own, and a spec given as well must equal it.
+round trip is bit-identical (float32 throughout, only axes permuted).
+
+The architecture travels with the weights: a canonical file and a ``.keras`` archive carry it, and the
+``.pt`` and ``.weights.h5`` files segparity writes record it too, in the place each format leaves for
+extra data, where torch and Keras do not look: a ``<archive>/extra/segparity.json`` record in the ``.pt``
+zip (torch's own ``extra/`` convention, ``torch.load`` ignores it) and a root attribute ``segparity`` in the
+HDF5 file (``model.load_weights`` ignores it); both hold the canonical header JSON
+(``shared.checkpoint.header_json``). A ``.pt`` or ``.weights.h5`` written elsewhere records nothing, and
+reading one needs the spec (``--arch`` and options). Where a file records one, a spec given as well must
+equal it.
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ import os
 import zipfile
 from pathlib import Path
 
-from shared.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from shared.checkpoint import (H5_ATTRIBUTE, TORCH_RECORD, CheckpointError, read_checkpoint, read_checkpoint_spec,
+                               spec_from_header, write_checkpoint)
 from shared.specs import make_spec, spec_differences
 
+FILE_KINDS = {"canonical": "checkpoint", "torch": "torch weight", "tf": "Keras weight"}  # for messages
 FORMATS = {"canonical": (".safetensors",), "torch": (".pt", ".pth"), "tf": (".weights.h5", ".keras")}
 # Keras model class (as registered: "segparity>UNet") -> registered architecture name
 KERAS_CLASSES = {"UNet": "unet", "SegNet": "segnet", "FCN": "fcn", "DeepLabV3Plus": "deeplabv3plus"}
@@ -77,22 +86,59 @@ def _check_same(path, given, stored):
                               + "\n  ".join(spec_differences(given, stored)))
 
 
+def _torch_record(path: Path):
+    """The spec in a ``.pt`` zip's ``extra/segparity.json`` record, or None (read with zipfile, no unpickling)."""
+    if not zipfile.is_zipfile(path):
+        return None  # torch's legacy (non-zip) format, or not a torch file: read_native says which
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.split("/", 1)[-1] == TORCH_RECORD]
+            text = archive.read(names[0]) if names else None
+    except Exception as exc:  # noqa: BLE001 - a damaged zip raises many types (tests/test_fuzz_readers.py)
+        raise CheckpointError(f"{path} is not a readable torch zip file: {exc}") from None
+    return None if text is None else spec_from_header(text, source=f"{path} ({TORCH_RECORD})")
+
+
+def _h5_record(path: Path):
+    """The spec in a ``.weights.h5`` file's root attribute ``segparity``, or None."""
+    import h5py  # comes with Keras; only .weights.h5 files need it
+
+    try:
+        with h5py.File(path, "r") as handle:
+            text = handle.attrs.get(H5_ATTRIBUTE)
+    except Exception as exc:  # noqa: BLE001 - h5py raises many types on a damaged file (tests/test_fuzz_readers.py)
+        raise CheckpointError(f"{path} is not a readable HDF5 (.weights.h5) file: {exc}") from None
+    return None if text is None else spec_from_header(text, source=f"{path} (attribute {H5_ATTRIBUTE!r})")
+
+
+def recorded_spec(path: str | os.PathLike):
+    """The architecture spec ``path`` records, or None for a ``.pt`` / ``.weights.h5`` written elsewhere."""
+    fmt = weight_format(path)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{FILE_KINDS[fmt]} file not found: {path}")
+    if fmt == "canonical":
+        return read_checkpoint_spec(path)
+    if path.name.endswith(".keras"):
+        return keras_archive_spec(path)
+    return _torch_record(path) if fmt == "torch" else _h5_record(path)
+
+
 def read_weights(path: str | os.PathLike, spec=None):
-    """``(canonical tensors, spec)`` from any supported file; ``spec`` is required for ``.pt`` and
-    ``.weights.h5`` files, and checked against the file's own for ``.safetensors`` and ``.keras``."""
+    """``(canonical tensors, spec)`` from any supported file. The spec is the one the file records
+    (``recorded_spec``), and ``spec``, when given, must equal it; a file that records none needs ``spec``."""
     fmt = weight_format(path)
     if fmt == "canonical":
         tensors, stored = read_checkpoint(path)
         _check_same(path, spec, stored)
         return tensors, stored
-    if str(path).endswith(".keras"):
-        stored = keras_archive_spec(path)
+    stored = recorded_spec(path)
+    if stored is not None:
         _check_same(path, spec, stored)
-        return _weights_module(fmt).read_native(path, stored), stored
-    if spec is None:
-        raise CheckpointError(f"{path} is a {fmt} weight file, which does not record the architecture: "
-                              "give it (--arch NAME, and --preset / --model-option as it was built)")
-    return _weights_module(fmt).read_native(path, spec), spec
+    elif spec is None:
+        raise CheckpointError(f"{path} is a {fmt} weight file that does not record the architecture (written "
+                              "outside segparity): give it (--arch NAME, and --preset / --model-option as it was built)")
+    return _weights_module(fmt).read_native(path, stored or spec), stored or spec
 
 
 def write_weights(path: str | os.PathLike, tensors, spec) -> Path:

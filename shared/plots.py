@@ -12,6 +12,11 @@ from shared.atomic import atomic_write
 from shared.training import METRICS
 
 
+# label k's tint in overlays and legends (0, background, is left untinted)
+CLASS_COLOURS = np.array([[0, 0, 0], [1, 0.1, 0.1], [0.1, 0.9, 0.1], [0.2, 0.4, 1], [1, 0.9, 0], [1, 0, 1],
+                          [0, 1, 1]], dtype=np.float32)
+
+
 def _save(figure, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -31,39 +36,57 @@ def _pyplot():
 
 
 def plot_learning_curves(rows: list[dict[str, Any]], path: str | Path, title: str) -> Path:
-    """Loss (left) and the ``METRICS`` (right) per epoch, train solid and validation dashed."""
+    """Loss (left) and the ``METRICS`` (right) per epoch: train solid, validation dashed, a marker at every
+    epoch (so one epoch draws a point), whole-number epoch ticks, each legend outside its data."""
+    return _save(learning_curves_figure(rows, title), path)
+
+
+def learning_curves_figure(rows: list[dict[str, Any]], title: str):
+    """The figure ``plot_learning_curves`` saves (returned open, for tests to inspect)."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
     epochs = [row["epoch"] for row in rows]
-    left.plot(epochs, [row["loss"] for row in rows], "o-", label="train")
-    left.plot(epochs, [row["val_loss"] for row in rows], "o--", label="validation")
+    left.plot(epochs, [row["loss"] for row in rows], "o-", color="C0", label="train")
+    left.plot(epochs, [row["val_loss"] for row in rows], "s--", color="C0", label="validation")
     left.set(xlabel="epoch", ylabel="loss", title="loss")
-    left.legend()
     for metric, colour in zip(METRICS, ("C0", "C1", "C2")):
-        right.plot(epochs, [row[metric] for row in rows], "-", color=colour, label=f"train {metric}")
-        right.plot(epochs, [row[f"val_{metric}"] for row in rows], "--", color=colour, label=f"val {metric}")
+        right.plot(epochs, [row[metric] for row in rows], "o-", color=colour, label=f"train {metric}")
+        right.plot(epochs, [row[f"val_{metric}"] for row in rows], "s--", color=colour, label=f"val {metric}")
     right.set(xlabel="epoch", ylim=(0, 1.02), title="metrics")
-    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlim(min(epochs, default=1) - 0.5, max(epochs, default=1) + 0.5)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0.0)
     figure.suptitle(title)
-    return _save(figure, path)
+    return figure
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.6) -> np.ndarray:
-    """``image (H, W, 3)`` in [0, 1] with each foreground label tinted its own colour."""
-    colours = np.array([[0, 0, 0], [1, 0.1, 0.1], [0.1, 0.9, 0.1], [0.2, 0.4, 1], [1, 0.9, 0], [1, 0, 1],
-                        [0, 1, 1]], dtype=np.float32)
-    tint = colours[np.minimum(labels, len(colours) - 1)]
+    """``image (H, W, 3)`` in [0, 1] with each foreground label tinted its own colour (``CLASS_COLOURS``)."""
+    tint = CLASS_COLOURS[np.minimum(labels, len(CLASS_COLOURS) - 1)]
     mixed = np.where((labels > 0)[..., None], (1 - alpha) * image + alpha * tint, image)
     return np.clip(mixed, 0.0, 1.0)
 
 
 def plot_predictions(images: np.ndarray, masks: np.ndarray, predictions: np.ndarray, path: str | Path,
-                     title: str) -> Path:
-    """A grid, one row per image: input, ground truth overlay, prediction overlay.
-    ``images (N, H, W, 3)`` in [0, 1], ``masks`` and ``predictions (N, H, W)`` integer labels."""
+                     title: str, class_names: list[str] | None = None) -> Path:
+    """A grid, one row per image: input, ground truth overlay, prediction overlay, with a legend of the
+    class colours below. ``images (N, H, W, 3)`` in [0, 1], ``masks`` and ``predictions (N, H, W)`` integer
+    labels; ``class_names[k]`` names label ``k`` (default "class k")."""
+    return _save(predictions_figure(images, masks, predictions, title, class_names), path)
+
+
+def predictions_figure(images: np.ndarray, masks: np.ndarray, predictions: np.ndarray, title: str,
+                       class_names: list[str] | None = None):
+    """The figure ``plot_predictions`` saves (returned open, for tests to inspect)."""
+    from matplotlib.patches import Patch
+
     plt = _pyplot()
     n = len(images)
-    figure, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
+    figure, axes = plt.subplots(n, 3, figsize=(7.5, 2.4 * n + 0.8), squeeze=False, layout="constrained")
     for i in range(n):
         shown = np.clip(images[i], 0.0, 1.0)
         for ax, picture, name in zip(axes[i], (shown, overlay(shown, masks[i]), overlay(shown, predictions[i])),
@@ -72,8 +95,14 @@ def plot_predictions(images: np.ndarray, masks: np.ndarray, predictions: np.ndar
             ax.set_axis_off()
             if i == 0:
                 ax.set_title(name)
+    labels = int(max(np.max(masks, initial=0), np.max(predictions, initial=0))) + 1
+    names = list(class_names or []) + [f"class {k}" for k in range(len(class_names or []), labels)]
+    handles = [Patch(facecolor="none", edgecolor="grey", label=f"0 {names[0]} (image untinted)")]
+    handles += [Patch(color=CLASS_COLOURS[min(k, len(CLASS_COLOURS) - 1)], label=f"{k} {names[k]}")
+                for k in range(1, max(labels, len(class_names or [])))]
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=8, frameon=False)
     figure.suptitle(title)
-    return _save(figure, path)
+    return figure
 
 
 def plot_loss_comparison(result, path: str | Path, title: str) -> Path:
@@ -95,12 +124,14 @@ def plot_loss_comparison(result, path: str | Path, title: str) -> Path:
     return _save(figure, path)
 
 
-def plot_run(out: str | Path, rows: list[dict[str, Any]], val, predict, title: str, preview: int = 6) -> None:
+def plot_run(out: str | Path, rows: list[dict[str, Any]], val, predict, title: str, preview: int = 6,
+             class_names: list[str] | None = None) -> None:
     """``learning_curves.png`` and ``predictions.png`` of a finished run in ``out``: ``val`` is the
-    validation ``ArrayDataset``, ``predict(images (N, H, W, C)) -> labels (N, H, W)`` the framework's."""
+    validation ``ArrayDataset``, ``predict(images (N, H, W, C)) -> labels (N, H, W)`` the framework's,
+    ``class_names`` the legend's names of the labels (``shared.training.class_names``)."""
     plot_learning_curves(rows, Path(out) / "learning_curves.png", title)
     inputs, masks = val.batch(np.arange(min(preview, len(val))), epoch=0)
-    plot_predictions(val.images[:preview], masks, predict(inputs), Path(out) / "predictions.png", title)
+    plot_predictions(val.images[:preview], masks, predict(inputs), Path(out) / "predictions.png", title, class_names)
 
 
 def _segments(panoptic: np.ndarray) -> np.ndarray:

@@ -137,6 +137,18 @@ def deeplab_cases(seed: int = 0) -> list[Case]:
             for i, os in enumerate((16, 8))]
 
 
+def spec_case(spec, seed: int = 0, weights_from: str = "torch") -> Case:
+    """One case of any network (``segparity report`` with model flags or ``--weights``): a batch of 2 at the
+    smallest square size >= 32 the network takes. ``weights_from``: "torch" or "tf" (random weights from that
+    framework's initialisers) or the name of the weight file ``run_case`` is given."""
+    size = next((s for s in range(32, 2049) if spec.output_size(s) is not None), None)
+    if size is None:
+        raise ValueError(f"{spec.describe()} takes no input size between 32 and 2048 ({spec.size_rule()})")
+    options = {k: v for k, v in spec.options().items() if k not in ("in_channels", "num_classes")}
+    return Case(spec.name, options, batch=2, size=size, seed=seed, weights_from=weights_from,
+                in_channels=spec.in_channels, num_classes=spec.num_classes, tag=spec.describe())
+
+
 SUITES = {"deeplabv3plus": deeplab_cases, "fcn": fcn_cases, "segnet": segnet_cases, "unet": unet_cases}
 
 
@@ -214,7 +226,7 @@ def kink_flip_suspected(rows: list, spec, weights: dict, images) -> float | None
 
 def run_case(case: Case, settings: TraceSettings | None = None, device: str = "cpu",
              rtol: float = RTOL, atol: float = ATOL, data_seed: int | None = None,
-             max_kink_redraws: int = MAX_KINK_REDRAWS) -> CaseResult:
+             max_kink_redraws: int = MAX_KINK_REDRAWS, weights: dict | None = None) -> CaseResult:
     """Run ``case`` in both frameworks and compare Keras against torch.
 
     Gradients are not defined at a ReLU/max-pool kink, and float32 rounding can put torch and Keras
@@ -226,10 +238,12 @@ def run_case(case: Case, settings: TraceSettings | None = None, device: str = "c
     is from its float64 one on the same batch (``shared.trace.float32_floors``, pitfall "float32_floor"):
     Keras must be as close to torch as torch's float32 result is to the float64 one. The row's ``atol``
     is the one used; gradient and step floors above ``shared.trace.FLOOR_LIMIT`` widen nothing.
+    ``weights``: canonical tensors to use instead of random ones (``segparity report --weights``).
     """
     settings = settings or default_settings(case)
     spec = case.spec()
-    weights = harness(case.weights_from).random_weights(spec, case.seed)
+    if weights is None:  # random weights from case.weights_from's initialisers
+        weights = harness(case.weights_from).random_weights(spec, case.seed)
     first = case.seed if data_seed is None else data_seed
     redrawn = []
     for attempt in range(max_kink_redraws + 1):

@@ -34,6 +34,17 @@ def _shape(kind: int, cy: float, cx: float, r: float, rng: np.random.Generator,
     return ellipse(cy, cx, r, 0.5 * r, shape=shape, rotation=rng.uniform(0, np.pi))
 
 
+SHAPE_NAMES = ("disk", "rectangle", "triangle", "ellipse")  # shape kind k is SHAPE_NAMES[k % 4] (``_shape``)
+
+
+def synthetic_class_names(num_classes: int, task: str = "semantic") -> list[str]:
+    """Names of the synthetic labels 0..num_classes-1: background, then the shape of each class (kinds past
+    the fourth repeat, numbered), and for the panoptic task the ground band last."""
+    shapes = num_classes - 1 - (task == "panoptic")
+    names = ["background"] + [SHAPE_NAMES[k % 4] + (f" {k // 4 + 1}" if k >= 4 else "") for k in range(shapes)]
+    return names + ["ground"] * (task == "panoptic")
+
+
 def synthetic_batch(n: int, in_channels: int, height: int, width: int, num_classes: int, seed: int,
                     ignore_index: int | None = None, ignore_fraction: float = 0.0):
     """Return ``images (N, C, H, W) float32 in [0, 1]`` and ``labels (N, H, W) int64``.

@@ -23,7 +23,7 @@ from shared.data.samples import DatasetError, Skipped
 from shared.data.splits import load_split, save_split, split_keys
 from shared.geometry import nearest_sizes
 from shared.specs import make_spec
-from shared.synthetic import TASKS, task_classes
+from shared.synthetic import TASKS, synthetic_class_names, task_classes
 
 FRAMEWORKS = ("torch", "tf")
 OPTIMIZERS = ("sgd", "adam")
@@ -212,6 +212,15 @@ def prepare_data(config: TrainConfig, split_file: Path, resume: bool = False, pr
     train = dataclasses.replace(data.subset(split["train"]), augment=augment, seed=config.seed)
     things, stuffs = task_classes(config.task, num_labels) if config.task != "semantic" else ((), ())
     return TrainData(train, data.subset(split["val"]), num_labels, list(skipped.problems), things, stuffs)
+
+
+def class_names(config: TrainConfig) -> list[str]:
+    """What each label of ``config``'s data is, for picture legends: the synthetic shapes, or PH2's lesion and
+    MADS's person against the background."""
+    kind = parse_data(config.data)[0]
+    if kind == "synthetic":
+        return synthetic_class_names(config.synthetic_classes, config.task)
+    return ["background", "lesion" if kind == "ph2" else "person"]
 
 
 def epoch_row(epoch: int, train: dict[str, float], val: dict[str, float], lr: float, seconds: float) -> dict[str, Any]:

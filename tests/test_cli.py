@@ -104,9 +104,14 @@ def test_report_fails_when_a_row_fails(monkeypatch, capsys, tmp_path):
     assert [r["passed"] for r in rows if r["quantity"] == "logits_eval"] == [False, False]
 
 
-def test_unknown_arch_is_a_usage_error(capsys):
-    assert cli.main(["report", "--arch", "segnet9"]) == 2
-    assert "unknown --arch segnet9; known: deeplabv3plus, fcn, segnet, unet" in capsys.readouterr().err
+@pytest.mark.parametrize("command", [["report"], ["diff"], ["convert", "a.safetensors", "b.pt"],
+                                     ["train", "--framework", "torch", "--out", "r"]])
+def test_unknown_arch_is_a_usage_error(capsys, command):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*command, "--arch", "segnet9"])
+    assert exit_.value.code == 2
+    assert "argument --arch: invalid choice: 'segnet9' (choose from 'deeplabv3plus', 'fcn', 'segnet', 'unet')" in \
+        capsys.readouterr().err
 
 
 def test_console_script_is_installed():

@@ -92,6 +92,13 @@ def test_resume_from_the_command_line(tmp_path, capsys):
     status, out, _ = _run(capsys, *[a if a != "1" else "2" for a in args], "--resume")
     assert status == 0 and "after 2 epochs" in out
     assert len(list(csv.DictReader(open(tmp_path / "metrics.csv")))) == 2
+    # the run folder records every setting: --resume needs only --out and what changes (--epochs)
+    status, out, err = _run(capsys, "train", "--framework", "torch", "--resume", "--epochs", "3", "--quiet",
+                            "--out", str(tmp_path))
+    assert status == 0 and "after 3 epochs" in out, err
+    status, _, err = _run(capsys, "train", "--framework", "torch", "--resume", "--epochs", "4", "--out", str(tmp_path),
+                          "--model-option", "depth=3")  # a flag given must agree with the run's
+    assert status == 2 and "model_options: stored {'base_channels': 4, 'depth': 2}, now {'base_channels': 4, 'depth': 3}" in err
 
 
 def test_compare_train_writes_steps_and_plot(tmp_path, capsys):
