@@ -38,10 +38,11 @@ def model_option(text: str) -> tuple[str, object]:
 def add_model_arguments(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
     """Add the model flags to ``parser``. ``several``: ``--arch`` takes several names (``report``)."""
     parser.add_argument("--arch", choices=list_models(), nargs="+" if several else None, metavar="NAME",
-                        help=f"network: {', '.join(list_models())} (default: the one a weight file records)")
-    parser.add_argument("--preset", help="named configuration (paper, lesson; shared/specs.py)")
-    parser.add_argument("--in-channels", type=int, help="input channels (default: the file's, else the preset's, else 3)")
-    parser.add_argument("--num-classes", type=int,
+                        help=f"network: {', '.join(list_models())} (default: the one a weight file records; "
+                        "report without one: all)")
+    parser.add_argument("--preset", metavar="P", help="named configuration (paper, lesson; shared/specs.py)")
+    parser.add_argument("--in-channels", type=int, metavar="N", help="input channels (default: the file's, else the preset's, else 3)")
+    parser.add_argument("--num-classes", type=int, metavar="N",
                         help="output classes (default: the file's, else the preset's, else 2; train: its data's)")
     parser.add_argument("--model-option", action="append", type=model_option, metavar="KEY=VALUE",
                         help="build_model option, e.g. base_channels=16 (repeatable)")

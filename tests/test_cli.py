@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,6 +48,20 @@ def test_report_passes_and_writes_documented_json(report):
     assert {"logits_eval", "embedding_eval", "loss_discriminative", "grad_weights_discriminative"} <= embedding
     # atol = 1e-5 plus twice torch's own float32 error on that quantity (docs/pitfalls.md, float32_floor)
     assert all(row["rtol"] == 1e-4 and 1e-5 <= row["atol"] <= 1e-5 + 2 * FLOOR_LIMIT for row in rows)
+
+
+def test_readme_figures_of_the_report_are_the_reports(report):
+    """The README quotes how many configurations and rows ``segparity report`` has; they must be this run's."""
+    _, rows, out, _ = report
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    quoted = re.search(r"(\d+) configurations \((\d+) U-Net, (\d+) SegNet, (\d+) FCN, (\d+) DeepLabV3\+\), (\d+) rows", readme)
+    assert quoted, "README: the report's figures sentence is gone"
+    configs = {arch: len({row["config"] for row in rows if row["arch"] == arch}) for arch in CONFIGS}
+    assert [int(g) for g in quoted.groups()] == [sum(configs.values()), configs["unet"], configs["segnet"],
+                                                 configs["fcn"], configs["deeplabv3plus"], len(rows)]
+    transcript = re.search(r"^(\d+) passed, 0 failed \((\d+) configurations, [\d.]+ s\)$", readme, flags=re.M)
+    assert transcript and [int(g) for g in transcript.groups()] == [len(rows), sum(configs.values())]
+    assert re.search(rf"^\.\.\. \({len(rows)} rows: every configuration x quantity\)$", readme, flags=re.M)
 
 
 def test_report_prints_versions_tf32_table_and_parameter_counts(report):

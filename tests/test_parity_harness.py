@@ -1,5 +1,5 @@
-"""The parity harness for users' own models (docs/parity-harness.md): the worked example runs as
-written, the pytest fixtures work, and bad name maps are clear errors."""
+"""The parity harness for users' own models (docs/parity-harness.md; its worked example runs in
+tests/test_docs.py): the pytest fixtures and plugin work, and bad name maps are clear errors."""
 
 import re
 import warnings
@@ -12,22 +12,6 @@ import torch
 from torch import nn
 
 from shared.layerdiff import ParityError, assert_parity, diff_models, transfer_weights
-
-DOC = Path(__file__).resolve().parents[1] / "docs" / "parity-harness.md"
-
-
-def _doc_example() -> str:
-    """The first ```python block of the page: the worked example."""
-    return re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)[0]
-
-
-def test_worked_example_in_the_docs_runs(capsys):
-    namespace: dict = {"__name__": "docs_example"}
-    exec(compile(_doc_example(), str(DOC), "exec"), namespace)  # its own asserts check the outcome
-    out = capsys.readouterr().out
-    assert "port error: flatten gives a different output on torch's own input" in out
-    assert "torch and Keras agree at every compared layer" in out
-
 
 class _Torch(nn.Module):
     def __init__(self):
