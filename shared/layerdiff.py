@@ -290,6 +290,22 @@ def default_name_map(torch_model, keras_model) -> dict[str, str]:
     return out
 
 
+def check_arguments(torch_fn, tf_fn, inputs, rtol, atol) -> list[np.ndarray]:
+    """The inputs as a list of arrays, after checking the arguments of ``assert_parity`` / ``diff_models``;
+    errors name the argument."""
+    for name, fn in (("torch_fn", torch_fn), ("tf_fn", tf_fn)):
+        if not callable(fn):
+            raise TypeError(f"{name} must be a model or a callable, got {type(fn).__name__}")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    arrays = [np.asarray(x) for x in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
+    if not arrays or any(a.dtype == object or a.size == 0 for a in arrays):
+        raise TypeError("inputs must be a non-empty numpy array in torch's layout (N, C, H, W), or a list of them; "
+                        f"got {type(inputs).__name__}")
+    return arrays
+
+
 def check_name_map(torch_model, keras_model, name_map) -> dict[str, str]:
     """``name_map`` as a dict after checking it: a mapping of torch paths to Keras layer names, every one of
     which exists in its model, no Keras layer named twice. Errors name the argument or the layer."""
@@ -374,7 +390,7 @@ def diff_models(torch_model, keras_model, inputs, *, name_map: dict[str, str] | 
     if reference not in ("float64", None):
         raise ValueError(f"reference must be 'float64' or None, got {reference!r}")
     torch_probe, tf_probe = probes()
-    inputs = [np.asarray(x) for x in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
+    inputs = check_arguments(torch_model, keras_model, inputs, rtol, atol)
     name_map = check_name_map(torch_model, keras_model,
                               default_name_map(torch_model, keras_model) if name_map is None else name_map)
     torch_out, torch_calls = torch_probe.record(torch_model, inputs, list(name_map), training)
@@ -483,12 +499,12 @@ def assert_parity(torch_fn, tf_fn, inputs, *, rtol: float = RTOL, atol: float = 
     for ``diff_models``. Returns the report.
     """
     __tracebackhide__ = True  # pytest shows the caller's line and the table, not this function's source
+    arrays = check_arguments(torch_fn, tf_fn, inputs, rtol, atol)
     torch_probe, tf_probe = probes()
     if torch_probe.is_model(torch_fn) and tf_probe.is_model(tf_fn):
         report = diff_models(torch_fn, tf_fn, inputs, name_map=name_map, rtol=rtol, atol=atol, training=training,
                              channels_first=channels_first)
     else:
-        arrays = [np.asarray(x) for x in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
         expected = torch_probe.run(torch_fn, arrays, training)
         actual = to_torch(tf_probe.run(tf_fn, to_keras(arrays), training))
         report = LayerReport([], agreement(actual, expected, rtol=rtol, atol=atol), rtol, atol, training,

@@ -40,7 +40,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, several: bool = Fals
     parser.add_argument("--arch", choices=list_models(), nargs="+" if several else None, metavar="NAME",
                         help=f"network: {', '.join(list_models())} (default: the one a weight file records; "
                         "report without one: all)")
-    parser.add_argument("--preset", metavar="P", help="named configuration (paper, lesson; shared/specs.py)")
+    parser.add_argument("--preset", metavar="P", help="named configuration (paper, lesson; shared/specs.py); for train and "
+                        "compare-train, lesson also sets the lesson's training (docs/training.md)")
     parser.add_argument("--in-channels", type=int, metavar="N", help="input channels (default: the file's, else the preset's, else 3)")
     parser.add_argument("--num-classes", type=int, metavar="N",
                         help="output classes (default: the file's, else the preset's, else 2; train: its data's)")

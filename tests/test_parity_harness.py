@@ -98,6 +98,18 @@ def test_bad_name_maps_and_weights_name_the_layer():
         transfer_weights(model, small, {"conv": "c"}, ignore=("bn",))
 
 
+def test_bad_arguments_to_assert_parity_are_named():
+    model, twin = _pair(epsilon=1e-5)
+    with pytest.raises(TypeError, match="tf_fn must be a model or a callable, got NoneType"):
+        assert_parity(model, None, IMAGES)
+    with pytest.raises(ValueError, match="atol must be a number >= 0, got -1"):
+        assert_parity(model, twin, IMAGES, atol=-1)
+    with pytest.raises(TypeError, match="inputs must be a non-empty numpy array in torch's layout"):
+        assert_parity(model, twin, None)
+    with pytest.raises(TypeError, match="name_map must be a dict"):
+        assert_parity(model, twin, IMAGES, name_map=["conv", "c"])
+
+
 def test_a_missing_name_map_or_a_layer_it_leaves_out_is_named():
     """``transfer_weights(t, k, None)`` is a TypeError naming ``name_map`` (not an AttributeError from inside);
     a layer with weights that the map leaves out stops the copy, named, before anything moves; in a report it
