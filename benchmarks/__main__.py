@@ -24,8 +24,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from benchmarks import cases, report
-from shared.atomic import atomic_write
-from shared.machine import cpu_model
+from segparity.atomic import atomic_write
+from segparity.parity.machine import cpu_model
 
 
 def installed_version(name: str) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.flops import step_flops
-from shared.specs import make_spec
+from segparity.networks.flops import step_flops
+from segparity.networks.specs import make_spec
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Case:
         return f"{self.arch} {self.batch}x{self.options.get('in_channels', 3)}x{self.size}x{self.size}"
 
     def flops(self, task: str) -> int:
-        """FLOPs of one ``task`` call, counted from the spec (``shared.flops``), the same for both frameworks."""
+        """FLOPs of one ``task`` call, counted from the spec (``segparity.networks.flops``), the same for both frameworks."""
         return step_flops(make_spec(self.arch, **self.options), self.batch, self.size, self.size, task)
 
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import cases
-from shared.atomic import atomic_write
+from segparity.atomic import atomic_write
 
 
 def _case(arch: str) -> cases.Case:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.atomic import atomic_write
+from segparity.atomic import atomic_write
 
 
 def gemm_peaks(rows: list[dict]) -> dict[tuple[str, str], float]:
@@ -37,10 +37,10 @@ def flop_check(rows: list[dict]) -> str:
     wrong = [f"{r['label']} {r['task']}: spec {r['flops']}, profiler {r['profiler_flops']}"
              for r in checked if r["profiler_flops"] != r["flops"]]
     if not checked:
-        return "FLOPs counted from the specs (shared.flops); not checked against a profiler in this run."
+        return "FLOPs counted from the specs (segparity.networks.flops); not checked against a profiler in this run."
     if wrong:
         return "FLOPs counted from the specs DISAGREE with torch.utils.flop_counter: " + "; ".join(wrong) + "."
-    return (f"FLOPs counted from the specs (shared.flops) equal torch.utils.flop_counter's count on all "
+    return (f"FLOPs counted from the specs (segparity.networks.flops) equal torch.utils.flop_counter's count on all "
             f"{len(checked)} case/task pairs.")
 
 

@@ -3,7 +3,7 @@
 
 Runs the whole report (every architecture, every configuration) once per seed in this process, as the
 command line does, and tabulates per seed: rows passed and failed, configurations that needed a batch set
-aside at a ReLU/max-pool kink (``shared.suite``'s redraw rule, pitfall ``relu_kink_flip``) and how many.
+aside at a ReLU/max-pool kink (``segparity.parity.suite``'s redraw rule, pitfall ``relu_kink_flip``) and how many.
 Too long for the test suite (about half a minute a seed on 2 cores): run it by hand after a change to the
 networks, the trace or the tolerances. Exit status 1 if any seed fails.
 """
@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared import cli
-from shared.atomic import atomic_write
-from shared.machine import environment
+from segparity import cli
+from segparity.atomic import atomic_write
+from segparity.parity.machine import environment
 
 SET_ASIDE = re.compile(r"^(\S+) \[(.+?)\]: .*; data seed (\d+)((?:; batch \d+ set aside: .*)*)$")
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli_versions() -> dict[str, str]:
-    from shared import suite
+    from segparity.parity import suite
 
     return {**suite.harness("torch").versions(), **suite.harness("tf").versions()}
 

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from shared.atomic import atomic_write
+from segparity.atomic import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 DURATION = re.compile(r"^(\d+\.\d+)s (setup|call|teardown)\s+(\S+?)::")

@@ -1,14 +1,14 @@
-"""``shared.data`` datasets as a ``tf.data.Dataset``: ``(N, H, W, C)`` float32 images, ``(N, H, W)`` int64 masks.
+"""``segparity.data`` datasets as a ``tf.data.Dataset``: ``(N, H, W, C)`` float32 images, ``(N, H, W)`` int64 masks.
 
 Twin of ``segmentation_torch/data.py``. The pairs come from ``ArrayDataset.item`` and the order from
-``shared.data.dataset.batch_indices``, so both frameworks see the same batches in the same order.
+``segparity.data.dataset.batch_indices``, so both frameworks see the same batches in the same order.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from shared.data.dataset import ArrayDataset, batch_indices
+from segparity.data.dataset import ArrayDataset, batch_indices
 
 
 def _signature(data: ArrayDataset, instances: bool = False) -> tuple:

@@ -1,6 +1,6 @@
 """DeepLabV3+ in Keras 3. Input ``(N, H, W, C_in)`` float32, output ``(N, H, W, num_classes)`` logits.
 
-Layers and options: ``shared.networks.deeplab``. Layer names (``encoder.2.0.conv1.conv``,
+Layers and options: ``segparity.networks.deeplab``. Layer names (``encoder.2.0.conv1.conv``,
 ``aspp.branches.1``) equal the torch attribute paths in ``segmentation_torch/deeplab.py``. Every
 resize is bilinear with half-pixel centres (torch's ``align_corners=False``); stride-2 convs pad one
 pixel on every side as torch does, not Keras ``"same"`` (``segmentation_tf.layers.conv2d``).
@@ -12,8 +12,8 @@ import keras
 from keras import ops
 
 from segmentation_tf.layers import ConvBNReLU, conv2d, resize_bilinear, split_outputs
-from shared.networks.deeplab import DeepLabV3PlusSpec
-from shared.validation import check_image_batch
+from segparity.networks.deeplab import DeepLabV3PlusSpec
+from segparity.validation import check_image_batch
 
 
 class BasicBlock(keras.layers.Layer):
@@ -83,7 +83,7 @@ class Decoder(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="segparity")  # a .keras file names it "segparity>DeepLabV3Plus"
 class DeepLabV3Plus(keras.Model):
-    """DeepLabV3+; arguments as ``shared.networks.deeplab.DeepLabV3PlusSpec``."""
+    """DeepLabV3+; arguments as ``segparity.networks.deeplab.DeepLabV3PlusSpec``."""
 
     def __init__(self, in_channels: int, num_classes: int, output_stride: int = 16, stem_channels: int = 64,
                  stage_channels: tuple = (64, 128, 256, 512), blocks_per_stage: tuple = (2, 2, 2, 2),

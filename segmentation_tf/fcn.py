@@ -1,6 +1,6 @@
 """FCN-32s/16s/8s in Keras 3. Input ``(N, H, W, C_in)`` float32, output ``(N, H, W, num_classes)`` logits.
 
-Layers, options and crop offsets: ``shared.networks.fcn``. Layer names (``encoder.0.1.conv``,
+Layers, options and crop offsets: ``segparity.networks.fcn``. Layer names (``encoder.0.1.conv``,
 ``score_pool4``) equal the torch attribute paths in ``segmentation_torch/fcn.py``. Transposed convs are
 unpadded (``padding="valid"``: the same output as torch's ``padding=0``) and start as bilinear
 up-sampling; every crop offset comes from ``crop_offsets``.
@@ -12,10 +12,10 @@ import keras
 from keras import ops
 
 from segmentation_tf.layers import ConvBNReLU, conv2d, crop, max_pool_2x2, split_outputs
-from shared.layout import permute_axes
-from shared.networks.fcn import PAPER_FIRST_PADDING, FCNSpec, bilinear_kernel, crop_offsets
-from shared.networks.segnet import VGG16_ENCODER
-from shared.validation import check_image_batch
+from segparity.weights.layout import permute_axes
+from segparity.networks.fcn import PAPER_FIRST_PADDING, FCNSpec, bilinear_kernel, crop_offsets
+from segparity.networks.segnet import VGG16_ENCODER
+from segparity.validation import check_image_batch
 
 
 def upscore(channels: int, stride: int, *, name: str) -> keras.layers.Conv2DTranspose:
@@ -37,7 +37,7 @@ def fuse(upsampled, score, offsets: tuple[int, int]):
 
 @keras.saving.register_keras_serializable(package="segparity")  # a .keras file names it "segparity>FCN"
 class FCN(keras.Model):
-    """FCN; arguments as ``shared.networks.fcn.FCNSpec``."""
+    """FCN; arguments as ``segparity.networks.fcn.FCNSpec``."""
 
     def __init__(self, in_channels: int, num_classes: int, variant: str = "8s", encoder: tuple = VGG16_ENCODER,
                  fc_channels: int = 4096, fc_kernel_size: int = 7, padding: str = "same", batch_norm: bool = False,

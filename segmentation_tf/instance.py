@@ -1,7 +1,7 @@
 """Instance segmentation, Keras side: the discriminative embedding loss.
 
 Twin of ``segmentation_torch/instance.py``; the definition, reduction and edge cases are
-``shared.instance.discriminative_loss``'s (numpy reference), which both are tested equal to.
+``segparity.reference.instance.discriminative_loss``'s (numpy reference), which both are tested equal to.
 Call as ``loss(y_true, y_pred)`` (Keras's order): ``y_true (N, H, W)`` integer instance ids,
 ``y_pred (N, H, W, E)`` the embedding. Works eagerly and inside ``tf.function`` (``model.fit``).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from shared.instance import check_discriminative, check_embedding_target, check_instance_dtype
+from segparity.reference.instance import check_discriminative, check_embedding_target, check_instance_dtype
 
 
 def _norm(v):
@@ -25,7 +25,7 @@ def _norm(v):
 class DiscriminativeLoss(keras.losses.Loss):
     """Pull each pixel within ``delta_v`` of its instance's mean, push instance means ``2 * delta_d``
     apart, keep means small; ``alpha * L_var + beta * L_dist + gamma * L_reg`` per image, averaged over
-    the images that hold an instance (``shared.instance``). ``background``: the label that is no
+    the images that hold an instance (``segparity.reference.instance``). ``background``: the label that is no
     instance (``None``: every label is one). Keras ``name`` is a framework fact (ignored by the twin check)."""
 
     def __init__(self, delta_v: float = 0.5, delta_d: float = 1.5, alpha: float = 1.0, beta: float = 1.0,

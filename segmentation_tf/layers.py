@@ -209,7 +209,7 @@ def max_pool_with_indices(x):
     Keras has no such layer; this is ``tf.nn.max_pool_with_argmax``. Indices ``(N, H//2, W//2, C)``
     int64 are TensorFlow's: flat positions ``((n * H + row) * W + col) * C + c`` in the whole batch
     (``include_batch_in_index=True``), so one scatter unpools a batch. They name the same elements as
-    torch's per-plane ``row * W + col`` (``shared.unpooling.tf_to_torch_indices`` converts), and a tie
+    torch's per-plane ``row * W + col`` (``segparity.reference.unpooling.tf_to_torch_indices`` converts), and a tie
     goes to the first maximum in row-major order, as in torch (``tests/parity/test_unpooling.py``).
     """
     return tf.nn.max_pool_with_argmax(x, ksize=2, strides=2, padding="VALID", include_batch_in_index=True)

@@ -1,7 +1,7 @@
 """Streaming segmentation metrics, Keras side: a confusion matrix accumulated over batches.
 
 Twin of ``segmentation_torch/metrics.py``; ``keras.metrics.Metric`` subclasses usable in
-``model.compile(metrics=[...])``. The scores are ``shared.metrics``'s, computed from the accumulated
+``model.compile(metrics=[...])``. The scores are ``segparity.reference.metrics``'s, computed from the accumulated
 counts, so they equal the numpy reference exactly on the same label maps. Predictions may be logits
 ``(N, H, W, C)`` (argmax over C; with one channel, ``logit > 0`` gives labels 0/1) or integer label maps
 ``(N, H, W)``; targets are integer label maps ``(N, H, W)`` (Keras may hand them over as floats in
@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from shared import metrics
-from shared.validation import nan_error
+from segparity.reference import metrics
+from segparity.validation import nan_error
 
 
 def predicted_labels(preds):
@@ -35,7 +35,7 @@ def predicted_labels(preds):
 
 
 class ConfusionMatrix(keras.metrics.Metric):
-    """Accumulates ``cm[target, prediction]`` counts over ``update_state`` calls (``shared.metrics``).
+    """Accumulates ``cm[target, prediction]`` counts over ``update_state`` calls (``segparity.reference.metrics``).
 
     ``update_state(y_true, y_pred)``, ``result()`` (the ``(num_classes, num_classes)`` int64 counts),
     ``reset_state()``. Pixels whose target is ``ignore_index`` are not counted.
@@ -82,10 +82,10 @@ class ConfusionMatrix(keras.metrics.Metric):
 
 
 class _Score(ConfusionMatrix):
-    """A float score of the accumulated counts, computed by ``shared.metrics`` (``score``); works inside
+    """A float score of the accumulated counts, computed by ``segparity.reference.metrics`` (``score``); works inside
     fit's ``tf.function`` too."""
 
-    score = None  # a shared.metrics function of the confusion matrix
+    score = None  # a segparity.reference.metrics function of the confusion matrix
 
     def result(self):
         value = tf.numpy_function(lambda cm: np.float64(type(self).score(cm)), [super().result()], tf.float64)
@@ -93,7 +93,7 @@ class _Score(ConfusionMatrix):
 
 
 class MeanIoU(_Score):
-    """Mean IoU over the classes present in target or prediction (``shared.metrics.mean_iou``);
+    """Mean IoU over the classes present in target or prediction (``segparity.reference.metrics.mean_iou``);
     ``result()`` returns a float scalar (NaN before any counted pixel)."""
 
     score = staticmethod(metrics.mean_iou)
@@ -103,7 +103,7 @@ class MeanIoU(_Score):
 
 
 class MeanDice(_Score):
-    """Mean Dice (F1) over the classes present in target or prediction (``shared.metrics.mean_dice``);
+    """Mean Dice (F1) over the classes present in target or prediction (``segparity.reference.metrics.mean_dice``);
     ``result()`` returns a float scalar (NaN before any counted pixel)."""
 
     score = staticmethod(metrics.mean_dice)
@@ -113,7 +113,7 @@ class MeanDice(_Score):
 
 
 class PixelAccuracy(_Score):
-    """Fraction of counted pixels labelled correctly (``shared.metrics.pixel_accuracy``); ``result()``
+    """Fraction of counted pixels labelled correctly (``segparity.reference.metrics.pixel_accuracy``); ``result()``
     returns a float scalar (NaN before any counted pixel)."""
 
     score = staticmethod(metrics.pixel_accuracy)

@@ -19,7 +19,7 @@ import numpy as np
 from keras import ops
 
 from segmentation_tf.weights import tensor_refs
-from shared.layout import permute_axes
+from segparity.weights.layout import permute_axes
 
 OPTIMIZERS = ("sgd", "adam")
 # optimiser -> its per-parameter state, named as torch names it (canonical names of the checkpoint)

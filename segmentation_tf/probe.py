@@ -1,10 +1,10 @@
 """Layer-by-layer probing of a Keras model: what ``segparity diff`` and the parity harness
-(``shared/layerdiff.py``) need from Keras.
+(``shared/parity/layerdiff.py``) need from Keras.
 
 Twin of ``segmentation_torch/probe.py``. Activations go in and come out as numpy arrays in Keras's
 own layout (channels-last, ``(N, H, W, C)``): which axes a Keras tensor has is the port's business,
-so ``shared.layerdiff`` moves them to torch's layout, once, by the rule it documents. Layer weights
-are in ``shared.layout`` axes.
+so ``segparity.parity.layerdiff`` moves them to torch's layout, once, by the rule it documents. Layer weights
+are in ``segparity.weights.layout`` axes.
 A layer is named by an attribute path (``decoder.0.conv1``, how segparity's models nest their
 layers, each also *named* so) or, failing that, by its Keras name (``model.get_layer(name)``, how a
 functional model is addressed).
@@ -21,8 +21,8 @@ import tensorflow as tf
 
 from segmentation_tf.layers import BatchNorm
 from segmentation_tf.weights import KERAS_TENSORS
-from shared.layout import CANONICAL_AXES, permute_axes
-from shared.layerdiff import LayerCall
+from segparity.weights.layout import CANONICAL_AXES, permute_axes
+from segparity.comparison.records import LayerCall
 
 FRAMEWORK = "tf"
 
@@ -55,15 +55,34 @@ def find_layer(model: keras.Model, path: str) -> keras.layers.Layer:
         raise KeyError(f"Keras model {model.name!r} has no layer {path!r}") from None
 
 
+def _nested_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer inside ``model``, depth first (the model itself excluded).
+
+    Keras 3 has no public list of the sublayers of a plain ``keras.layers.Layer`` (``Model.layers`` is public
+    but one level deep, and only for models), so this is the one place the probe uses a private Keras method:
+    ``Layer._flatten_layers``, the one Keras itself walks its layers with. Pinned by
+    ``tests/test_layerdiff.py::test_keras_private_layer_walk_still_finds_every_layer`` (keras 3.15.1), so
+    an upgrade that changes it fails there by name, not silently in a diff.
+    """
+    return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+def _has_own_variables(layer: keras.layers.Layer) -> bool:
+    """Whether ``layer`` has variables of its own (not only its sublayers'): the public
+    ``save_own_variables`` writes exactly those."""
+    store: dict = {}
+    layer.save_own_variables(store)
+    return bool(store)
+
+
 def layer_paths(model: keras.Model) -> list[str]:
     """The name of every layer inside ``model``, depth first (the model itself excluded)."""
-    return [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)]
+    return [layer.name for layer in _nested_layers(model)]
 
 
 def weighted_paths(model: keras.Model) -> list[str]:
     """The name of every layer inside ``model`` with variables of its own, depth first."""
-    return [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)
-            if layer._trainable_variables or layer._non_trainable_variables]
+    return [layer.name for layer in _nested_layers(model) if _has_own_variables(layer)]
 
 
 def layer_kind(model: keras.Model, path: str) -> str:
@@ -183,10 +202,10 @@ def _kind(layer: keras.layers.Layer, path: str) -> tuple[str, dict]:
 
 
 def get_layer_weights(model: keras.Model, path: str) -> tuple[str | None, dict[str, np.ndarray]]:
-    """``(kind, canonical tensors)`` of the layer at ``path`` (``shared.layout`` axes, float32);
+    """``(kind, canonical tensors)`` of the layer at ``path`` (``segparity.weights.layout`` axes, float32);
     ``(None, {})`` for a layer without variables of its own (ReLU, pooling, a container)."""
     layer = find_layer(model, path)
-    if not layer._trainable_variables and not layer._non_trainable_variables:  # its own, not its sublayers'
+    if not _has_own_variables(layer):  # its own, not its sublayers'
         return None, {}
     kind, tensors = _kind(layer, path)
     out = {}

@@ -8,7 +8,7 @@ from segmentation_tf.deeplab import DeepLabV3Plus
 from segmentation_tf.fcn import FCN
 from segmentation_tf.segnet import SegNet
 from segmentation_tf.unet import UNet
-from shared import specs
+from segparity.networks import specs
 
 BUILDERS = {"deeplabv3plus": DeepLabV3Plus, "fcn": FCN, "segnet": SegNet, "unet": UNet}
 
@@ -20,9 +20,9 @@ def list_models() -> list[str]:
 
 def build_model(name: str, *, in_channels: int | None = None, num_classes: int | None = None,
                 preset: str | None = None, **options) -> keras.Model:
-    """Build a network by name; options are those of its spec in ``shared.networks`` (checked first).
+    """Build a network by name; options are those of its spec in ``segparity.networks`` (checked first).
 
-    ``preset`` names a set of options in ``shared.specs.PRESETS`` (``"paper"``, ``"lesson"``); explicit
+    ``preset`` names a set of options in ``segparity.networks.specs.PRESETS`` (``"paper"``, ``"lesson"``); explicit
     arguments override it. ``in_channels`` and ``num_classes`` are required unless the preset sets them.
 
     Returns a built ``keras.Model`` mapping ``(N, H, W, in_channels)`` to ``(N, H', W', num_classes)`` logits.

@@ -1,6 +1,6 @@
 """SegNet in Keras 3. Input ``(N, H, W, C_in)`` float32, output ``(N, H, W, num_classes)`` logits.
 
-Layers and options: ``shared.networks.segnet``. Layer names (``encoder.0.1.conv``) equal the torch
+Layers and options: ``segparity.networks.segnet``. Layer names (``encoder.0.1.conv``) equal the torch
 attribute paths in ``segmentation_torch/segnet.py``. Keras has no unpooling layer: max-unpooling is
 ``tf.nn.max_pool_with_argmax`` and a scatter (``segmentation_tf.layers``).
 """
@@ -12,8 +12,8 @@ from keras import ops
 
 from segmentation_tf.layers import (ConvBNReLU, conv2d, max_pool_2x2, max_pool_with_indices, max_unpool,
                                     resize_bilinear, split_outputs)
-from shared.networks.segnet import SEGNET_DECODER, VGG16_ENCODER, SegNetSpec
-from shared.validation import check_image_batch
+from segparity.networks.segnet import SEGNET_DECODER, VGG16_ENCODER, SegNetSpec
+from segparity.validation import check_image_batch
 
 
 def conv_stack(in_channels: int, channels: tuple, *, spec: SegNetSpec, name: str) -> list:
@@ -28,7 +28,7 @@ def conv_stack(in_channels: int, channels: tuple, *, spec: SegNetSpec, name: str
 
 @keras.saving.register_keras_serializable(package="segparity")  # a .keras file names it "segparity>SegNet"
 class SegNet(keras.Model):
-    """SegNet; arguments as ``shared.networks.segnet.SegNetSpec`` (defaults: the paper's VGG-16 network)."""
+    """SegNet; arguments as ``segparity.networks.segnet.SegNetSpec`` (defaults: the paper's VGG-16 network)."""
 
     def __init__(self, in_channels: int, num_classes: int, encoder: tuple = VGG16_ENCODER, bottleneck: tuple = (),
                  decoder: tuple = SEGNET_DECODER, upsample: str = "unpool", head_kernel_size: int = 3,

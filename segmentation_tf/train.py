@@ -2,7 +2,7 @@
 
 Twin of ``segmentation_torch/train.py`` (a plain loop). ``fit`` trains in training mode (BatchNorm
 batch statistics) and evaluates ``validation_data`` in inference mode after each epoch; the
-``_SaveEpoch`` callback writes the checkpoint and the ``metrics.csv`` row (``shared.runs``). Keras
+``_SaveEpoch`` callback writes the checkpoint and the ``metrics.csv`` row (``segparity.training.runs``). Keras
 averages loss and metrics over batches weighted by batch size, as the torch loop does.
 ``jit_compile=False``: XLA fuses operations differently from torch, which is not what a side-by-side
 comparison wants.
@@ -25,14 +25,14 @@ from segmentation_tf.metrics import MeanDice, MeanIoU, PixelAccuracy, predicted_
 from segmentation_tf.optimizers import build_optimizer, load_optimizer_state, optimizer_state
 from segmentation_tf.registry import build_model
 from segmentation_tf.weights import from_canonical, load_weights, to_canonical
-from shared.data.dataset import batch_indices
-from shared.instance_report import finish_instance_run
-from shared.losses import build
-from shared.panoptic import default_bandwidth
-from shared.plots import plot_run
-from shared.runs import RunFolder
-from shared.training import METRICS, TrainConfig, TrainData, check_finite_loss, class_names, epoch_row, loss_description, prepare_data
-from shared.validation import nan_error
+from segparity.data.dataset import batch_indices
+from segparity.training.instance_report import finish_instance_run
+from segparity.reference.losses import build
+from segparity.reference.panoptic import default_bandwidth
+from segparity.training.plots import plot_run
+from segparity.training.runs import RunFolder
+from segparity.training.config import METRICS, TrainConfig, TrainData, check_finite_loss, class_names, epoch_row, loss_description, prepare_data
+from segparity.validation import nan_error
 
 
 def build_run(config: TrainConfig, num_outputs: int) -> tuple[keras.Model, keras.optimizers.Optimizer, keras.losses.Loss | tuple]:
@@ -106,7 +106,7 @@ def predict_instances(model: keras.Model, images: np.ndarray) -> tuple[np.ndarra
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> list[dict]:
-    """Train as ``config`` says, writing everything to ``out`` (``shared.runs``); returns the metric rows.
+    """Train as ``config`` says, writing everything to ``out`` (``segparity.training.runs``); returns the metric rows.
     A NaN or infinite training loss stops the run after that step (``NonFiniteLossError``; ``fit`` has
     applied it); the last complete epoch's checkpoint stays, resumable."""
     run = RunFolder(out)

@@ -1,6 +1,6 @@
 """U-Net in Keras 3. Input ``(N, H, W, C_in)`` float32, output ``(N, H', W', num_classes)`` logits.
 
-``H' = H`` with ``padding="same"``; with ``padding="valid"`` see ``shared.geometry`` (572 -> 388).
+``H' = H`` with ``padding="same"``; with ``padding="valid"`` see ``segparity.networks.geometry`` (572 -> 388).
 Layer names (``encoder.0.conv1``) equal the torch attribute paths in ``segmentation_torch/unet.py``;
 every layer is built in ``__init__``, so weights exist before the first call, as in torch.
 """
@@ -11,8 +11,8 @@ import keras
 from keras import ops
 
 from segmentation_tf.layers import BatchNorm, center_crop, conv3x3, split_outputs, upsample_bilinear_2x
-from shared.networks.unet import UNetSpec
-from shared.validation import check_image_batch
+from segparity.networks.unet import UNetSpec
+from segparity.validation import check_image_batch
 
 
 class ConvBlock(keras.layers.Layer):
@@ -78,7 +78,7 @@ class UpBlock(ConvBlock):
 
 @keras.saving.register_keras_serializable(package="segparity")  # a .keras file names it "segparity>UNet"
 class UNet(keras.Model):
-    """U-Net; arguments as ``shared.networks.unet.UNetSpec``."""
+    """U-Net; arguments as ``segparity.networks.unet.UNetSpec``."""
 
     def __init__(self, in_channels: int, num_classes: int, base_channels: int = 64, depth: int = 4,
                  padding: str = "same", upsample: str = "transpose", batch_norm: bool = True,

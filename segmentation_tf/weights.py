@@ -1,4 +1,4 @@
-"""Canonical weights <-> a Keras model (layout table in ``shared.layout``).
+"""Canonical weights <-> a Keras model (layout table in ``segparity.weights.layout``).
 
 For each canonical tensor: the Keras variable that holds it and Keras's axis order.
 """
@@ -13,10 +13,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from shared.atomic import atomic_write
-from shared.checkpoint import (H5_ATTRIBUTE, CheckpointError, check_native_keys, check_tensors, header_json,
+from segparity.atomic import atomic_write
+from segparity.weights.checkpoint import (H5_ATTRIBUTE, CheckpointError, check_native_keys, check_tensors, header_json,
                                read_checkpoint, write_checkpoint)
-from shared.layout import layer_table, permute_axes, CANONICAL_AXES
+from segparity.weights.layout import layer_table, permute_axes, CANONICAL_AXES
 
 # layer kind -> canonical tensor -> (Keras variable attribute, Keras axes)
 KERAS_TENSORS = {
@@ -78,7 +78,7 @@ def read_native(path: str | os.PathLike, spec) -> dict[str, np.ndarray]:
 
     Every dataset of the file (its HDF5 path, shape and dtype) is checked against the file a model
     built from ``spec`` writes, before Keras loads it. A ``.keras`` archive's weights are taken out of
-    the zip as data; the archive's config is never deserialised here (``shared.convert`` reads it as JSON).
+    the zip as data; the archive's config is never deserialised here (``segparity.parity.convert`` reads it as JSON).
     """
     from segmentation_tf.registry import build_model
 
@@ -130,7 +130,7 @@ def write_native(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec) 
         import h5py
 
         model.save_weights(tmp)
-        with h5py.File(tmp, "a") as handle:  # the spec, where load_weights does not look (shared.convert)
+        with h5py.File(tmp, "a") as handle:  # the spec, where load_weights does not look (segparity.parity.convert)
             handle.attrs[H5_ATTRIBUTE] = header_json(spec)
 
     return atomic_write(path, save, suffix=".weights.h5")

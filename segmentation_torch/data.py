@@ -1,7 +1,7 @@
-"""``shared.data`` datasets as a torch ``DataLoader``: ``(N, C, H, W)`` float32 images, ``(N, H, W)`` int64 masks.
+"""``segparity.data`` datasets as a torch ``DataLoader``: ``(N, C, H, W)`` float32 images, ``(N, H, W)`` int64 masks.
 
 Twin of ``segmentation_tf/data.py``. The pairs come from ``ArrayDataset.item`` and the order from
-``shared.data.dataset.batch_indices``, so both frameworks see the same batches in the same order.
+``segparity.data.dataset.batch_indices``, so both frameworks see the same batches in the same order.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from shared.data.dataset import ArrayDataset, batch_indices
+from segparity.data.dataset import ArrayDataset, batch_indices
 
 
 class _EpochItems(Dataset):
@@ -32,7 +32,7 @@ class _EpochItems(Dataset):
 
 
 class _EpochBatches(Sampler):
-    """Yields the index batches of ``shared.data.dataset.batch_indices`` (a batch sampler)."""
+    """Yields the index batches of ``segparity.data.dataset.batch_indices`` (a batch sampler)."""
 
     def __init__(self, batches: list[np.ndarray]):
         self.batches = batches

@@ -1,6 +1,6 @@
 """DeepLabV3+ in PyTorch. Input ``(N, C_in, H, W)`` float32, output ``(N, num_classes, H, W)`` logits.
 
-Layers and options: ``shared.networks.deeplab``. Attribute paths (``encoder.2.0.conv1.conv``,
+Layers and options: ``segparity.networks.deeplab``. Attribute paths (``encoder.2.0.conv1.conv``,
 ``aspp.branches.1``) equal the Keras layer names in ``segmentation_tf/deeplab.py``. Every resize is
 bilinear with half-pixel centres (``align_corners=False``).
 """
@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from segmentation_torch.layers import ConvBNReLU, conv2d, resize_bilinear, split_outputs
-from shared.networks.deeplab import DeepLabV3PlusSpec
-from shared.validation import check_image_batch
+from segparity.networks.deeplab import DeepLabV3PlusSpec
+from segparity.validation import check_image_batch
 
 
 class BasicBlock(nn.Module):
@@ -74,7 +74,7 @@ class Decoder(nn.Module):
 
 
 class DeepLabV3Plus(nn.Module):
-    """DeepLabV3+; arguments as ``shared.networks.deeplab.DeepLabV3PlusSpec``."""
+    """DeepLabV3+; arguments as ``segparity.networks.deeplab.DeepLabV3PlusSpec``."""
 
     def __init__(self, in_channels: int, num_classes: int, output_stride: int = 16, stem_channels: int = 64,
                  stage_channels: tuple = (64, 128, 256, 512), blocks_per_stage: tuple = (2, 2, 2, 2),

@@ -1,6 +1,6 @@
 """FCN-32s/16s/8s in PyTorch. Input ``(N, C_in, H, W)`` float32, output ``(N, num_classes, H, W)`` logits.
 
-Layers, options and crop offsets: ``shared.networks.fcn``. Attribute paths (``encoder.0.1.conv``,
+Layers, options and crop offsets: ``segparity.networks.fcn``. Attribute paths (``encoder.0.1.conv``,
 ``score_pool4``) equal the Keras layer names in ``segmentation_tf/fcn.py``. Transposed convs are
 unpadded and start as bilinear up-sampling; every crop offset comes from ``crop_offsets``.
 """
@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from segmentation_torch.layers import ConvBNReLU, conv2d, crop, max_pool_2x2, split_outputs
-from shared.networks.fcn import PAPER_FIRST_PADDING, FCNSpec, bilinear_kernel, crop_offsets
-from shared.networks.segnet import VGG16_ENCODER
-from shared.validation import check_image_batch
+from segparity.networks.fcn import PAPER_FIRST_PADDING, FCNSpec, bilinear_kernel, crop_offsets
+from segparity.networks.segnet import VGG16_ENCODER
+from segparity.validation import check_image_batch
 
 
 def upscore(channels: int, stride: int) -> nn.ConvTranspose2d:
@@ -33,7 +33,7 @@ def fuse(upsampled: torch.Tensor, score: torch.Tensor, offsets: tuple[int, int])
 
 
 class FCN(nn.Module):
-    """FCN; arguments as ``shared.networks.fcn.FCNSpec``."""
+    """FCN; arguments as ``segparity.networks.fcn.FCNSpec``."""
 
     def __init__(self, in_channels: int, num_classes: int, variant: str = "8s", encoder: tuple = VGG16_ENCODER,
                  fc_channels: int = 4096, fc_kernel_size: int = 7, padding: str = "same", batch_norm: bool = False,

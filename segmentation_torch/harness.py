@@ -1,7 +1,7 @@
 """Parity trace, PyTorch side: run a model on numpy inputs and return numpy results.
 
-Twin of ``segmentation_tf/harness.py``; the trace keys are documented in ``shared.trace``.
-Inputs and outputs are canonical: images ``(N, C, H, W)``, weights in ``shared.layout`` layout.
+Twin of ``segmentation_tf/harness.py``; the trace keys are documented in ``segparity.comparison.trace``.
+Inputs and outputs are canonical: images ``(N, C, H, W)``, weights in ``segparity.weights.layout`` layout.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from segmentation_torch import losses as torch_losses
 from segmentation_torch.optimizers import build_optimizer
 from segmentation_torch.registry import build_model
 from segmentation_torch.weights import from_canonical, tensor_refs, to_canonical
-from shared import kinks
-from shared import losses as loss_reference
-from shared.layout import permute_axes, randomize_for_parity
-from shared.trace import TraceSettings, instance_targets, network_losses, optimizer_steps, running_statistics
+from segparity.comparison import kinks
+from segparity.reference import losses as loss_reference
+from segparity.weights.layout import permute_axes, randomize_for_parity
+from segparity.comparison.trace import TraceSettings, instance_targets, network_losses, optimizer_steps, running_statistics
 
 FRAMEWORK = "torch"
 
@@ -57,7 +57,7 @@ def _logits(outputs) -> torch.Tensor:
 
 def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
                   settings: TraceSettings, device: str = "cpu", dtype: str = "float32") -> dict:
-    """Every quantity of ``shared.trace`` for ``spec`` with ``weights`` on ``images (N, C, H, W)``.
+    """Every quantity of ``segparity.comparison.trace`` for ``spec`` with ``weights`` on ``images (N, C, H, W)``.
 
     ``dtype="float64"`` runs everything in double precision (results are returned as float64).
     """
@@ -117,8 +117,8 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
 
 
 def loss_trace(losses: dict, target: np.ndarray, dtype: str = "float32") -> dict:
-    """``loss_<name>`` and ``grad_logits_<name>`` (``shared.trace``) of each ``name: (class_name, kwargs,
-    input (N, C, H, W))`` (``shared.losses.report_inputs``) against ``target``, computed in ``dtype``."""
+    """``loss_<name>`` and ``grad_logits_<name>`` (``segparity.comparison.trace``) of each ``name: (class_name, kwargs,
+    input (N, C, H, W))`` (``segparity.reference.losses.report_inputs``) against ``target``, computed in ``dtype``."""
     trace = {}
     y = torch.from_numpy(np.asarray(target))
     for name, (class_name, kwargs, inputs) in losses.items():
@@ -156,7 +156,7 @@ class _RecordKinkInputs(TorchFunctionMode):
 
 
 def kink_margin(spec, weights: dict[str, np.ndarray], images: np.ndarray) -> float:
-    """``shared.kinks.kink_margin`` of a training-mode forward pass, run in float64 and float32."""
+    """``segparity.comparison.kinks.kink_margin`` of a training-mode forward pass, run in float64 and float32."""
     records = {}
     for dtype in (torch.float64, torch.float32):
         model = from_canonical(build_model(spec.name, **spec.options()), weights).to(dtype).train()

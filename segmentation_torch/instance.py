@@ -1,7 +1,7 @@
 """Instance segmentation, PyTorch side: the discriminative embedding loss.
 
 Twin of ``segmentation_tf/instance.py``; the definition, reduction and edge cases are
-``shared.instance.discriminative_loss``'s (numpy reference), which both are tested equal to.
+``segparity.reference.instance.discriminative_loss``'s (numpy reference), which both are tested equal to.
 Inputs: ``embedding (N, E, H, W)`` float, ``instances (N, H, W)`` integer ids.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from shared.instance import check_discriminative, check_embedding_target, check_instance_dtype
+from segparity.reference.instance import check_discriminative, check_embedding_target, check_instance_dtype
 
 
 def _norm(v: torch.Tensor) -> torch.Tensor:
@@ -24,7 +24,7 @@ def _norm(v: torch.Tensor) -> torch.Tensor:
 class DiscriminativeLoss(nn.Module):
     """Pull each pixel within ``delta_v`` of its instance's mean, push instance means ``2 * delta_d``
     apart, keep means small; ``alpha * L_var + beta * L_dist + gamma * L_reg`` per image, averaged over
-    the images that hold an instance (``shared.instance``). ``background``: the label that is no
+    the images that hold an instance (``segparity.reference.instance``). ``background``: the label that is no
     instance (``None``: every label is one)."""
 
     def __init__(self, delta_v: float = 0.5, delta_d: float = 1.5, alpha: float = 1.0, beta: float = 1.0,

@@ -2,7 +2,7 @@
 ``(N, C, H, W)``. Twin of ``segmentation_tf/losses.py``.
 
 Modes, target shapes, reductions and edge cases are defined once by the numpy references in
-``shared.losses`` (each class names its function); both frameworks are tested equal to them, in value
+``segparity.reference.losses`` (each class names its function); both frameworks are tested equal to them, in value
 and gradient. Every loss returns a scalar and is 0.0 (never NaN) when every entry is ignored.
 """
 
@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared import losses as reference
-from shared.validation import (check_loss_target, check_target_dtype, label_range_error, nan_error,
+from segparity.reference import losses as reference
+from segparity.validation import (check_loss_target, check_target_dtype, label_range_error, nan_error,
                                probability_error, target_value_error)
 
 
@@ -74,7 +74,7 @@ class _SegmentationLoss(nn.Module):
 
     def _targets_and_mask(self, target: torch.Tensor, num_classes: int,
                           dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """``shared.losses.targets_and_mask``: target ``(N, C, H, W)`` (one-hot in multiclass mode, 0 where
+        """``segparity.reference.losses.targets_and_mask``: target ``(N, C, H, W)`` (one-hot in multiclass mode, 0 where
         ignored) and the ``(N, C, H, W)`` mask of counted entries, both in ``dtype``."""
         if self.mode == "binary" and target.dim() == 3:
             target = target.unsqueeze(1)
@@ -87,7 +87,7 @@ class _SegmentationLoss(nn.Module):
 
 
 def _masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """``shared.losses.masked_mean``: mean over counted entries, 0.0 (with zero gradient) when none."""
+    """``segparity.reference.losses.masked_mean``: mean over counted entries, 0.0 (with zero gradient) when none."""
     return (values * valid).sum() / valid.sum().clamp_min(1.0)
 
 
@@ -109,7 +109,7 @@ def _binary_cross_entropy(input: torch.Tensor, t: torch.Tensor, from_logits: boo
 
 
 class BinaryCrossEntropyLoss(_SegmentationLoss):
-    """Sigmoid cross-entropy, mean over counted entries (``shared.losses.binary_cross_entropy``).
+    """Sigmoid cross-entropy, mean over counted entries (``segparity.reference.losses.binary_cross_entropy``).
 
     multiclass mode: each class channel against the one-hot labels (one-vs-rest). ``label_smoothing``
     moves targets to ``t (1 - s) + s / 2``.
@@ -131,7 +131,7 @@ class BinaryCrossEntropyLoss(_SegmentationLoss):
 
 class CrossEntropyLoss(_SegmentationLoss):
     """Softmax cross-entropy against integer labels, weighted mean over counted pixels
-    (``shared.losses.cross_entropy``; equals ``F.cross_entropy(weight=, ignore_index=, label_smoothing=)``
+    (``segparity.reference.losses.cross_entropy``; equals ``F.cross_entropy(weight=, ignore_index=, label_smoothing=)``
     where that is defined). Binary and multilabel modes are the two-class case on ``[0, x]`` per entry,
     with 0/1 integer targets and two ``class_weights`` (background, foreground).
     """
@@ -172,7 +172,7 @@ class CrossEntropyLoss(_SegmentationLoss):
 
 class _OverlapLoss(_SegmentationLoss):
     """Dice, Jaccard and Tversky: per-class sums over ``(N, H, W)`` of counted entries, then
-    ``shared.losses.mean_over_classes``."""
+    ``segparity.reference.losses.mean_over_classes``."""
 
     def __init__(self, mode: str, from_logits: bool, smooth: float, eps: float, ignore_index: int | None):
         super().__init__(mode, from_logits, ignore_index)
@@ -197,7 +197,7 @@ class _OverlapLoss(_SegmentationLoss):
 
 
 class DiceLoss(_OverlapLoss):
-    """``1 - (2 I + smooth) / max(sum p + sum t + smooth, eps)`` per class (``shared.losses.dice_loss``)."""
+    """``1 - (2 I + smooth) / max(sum p + sum t + smooth, eps)`` per class (``segparity.reference.losses.dice_loss``)."""
 
     def __init__(self, mode: str = "multiclass", from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-7,
                  ignore_index: int | None = None):
@@ -208,7 +208,7 @@ class DiceLoss(_OverlapLoss):
 
 
 class JaccardLoss(_OverlapLoss):
-    """``1 - (I + smooth) / max(sum p + sum t - I + smooth, eps)`` per class (``shared.losses.jaccard_loss``)."""
+    """``1 - (I + smooth) / max(sum p + sum t - I + smooth, eps)`` per class (``segparity.reference.losses.jaccard_loss``)."""
 
     def __init__(self, mode: str = "multiclass", from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-7,
                  ignore_index: int | None = None):
@@ -220,7 +220,7 @@ class JaccardLoss(_OverlapLoss):
 
 class TverskyLoss(_OverlapLoss):
     """Tversky index with false-positive weight ``alpha`` and false-negative weight ``beta``; the class
-    mean raised to ``gamma`` (focal Tversky for gamma != 1; ``shared.losses.tversky_loss``)."""
+    mean raised to ``gamma`` (focal Tversky for gamma != 1; ``segparity.reference.losses.tversky_loss``)."""
 
     def __init__(self, mode: str = "multiclass", from_logits: bool = True, alpha: float = 0.5, beta: float = 0.5,
                  gamma: float = 1.0, smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None):
@@ -239,7 +239,7 @@ class TverskyLoss(_OverlapLoss):
 
 
 class FocalLoss(_SegmentationLoss):
-    """``-a (1 - p_t) ** gamma log p_t``, mean over counted entries (``shared.losses.focal_loss``):
+    """``-a (1 - p_t) ** gamma log p_t``, mean over counted entries (``segparity.reference.losses.focal_loss``):
     sigmoid per entry in binary/multilabel mode (``alpha`` weights positives, ``1 - alpha`` negatives),
     softmax in multiclass mode (``alpha`` scales every pixel)."""
 
@@ -269,7 +269,7 @@ class FocalLoss(_SegmentationLoss):
 
 
 def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
-    """``shared.losses.lovasz_grad`` of a 1-D target sorted by decreasing error."""
+    """``segparity.reference.losses.lovasz_grad`` of a 1-D target sorted by decreasing error."""
     gts = gt_sorted.sum()
     intersection = gts - gt_sorted.cumsum(0)
     union = gts + (1.0 - gt_sorted).cumsum(0)
@@ -288,7 +288,7 @@ def _lovasz_sorted_dot(errors: torch.Tensor, gt: torch.Tensor, hinge: bool) -> t
 class LovaszLoss(_SegmentationLoss):
     """Lovász hinge (binary/multilabel: all counted entries as one binary problem, 0/1 targets, logits
     only) or Lovász-softmax (multiclass: mean over the classes present among counted pixels);
-    ``shared.losses.lovasz_loss``."""
+    ``segparity.reference.losses.lovasz_loss``."""
 
     def __init__(self, mode: str = "multiclass", from_logits: bool = True, ignore_index: int | None = None):
         super().__init__(mode, from_logits, ignore_index)

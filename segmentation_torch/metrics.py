@@ -1,6 +1,6 @@
 """Streaming segmentation metrics, PyTorch side: a confusion matrix accumulated over batches.
 
-Twin of ``segmentation_tf/metrics.py``. The scores are ``shared.metrics``'s, computed from the
+Twin of ``segmentation_tf/metrics.py``. The scores are ``segparity.reference.metrics``'s, computed from the
 accumulated counts, so they equal the numpy reference exactly on the same label maps. Predictions may
 be logits ``(N, C, H, W)`` (argmax over C; with one channel, ``logit > 0`` gives labels 0/1) or integer
 label maps ``(N, H, W)``; targets are integer label maps ``(N, H, W)``.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shared import metrics
-from shared.validation import nan_error
+from segparity.reference import metrics
+from segparity.validation import nan_error
 
 
 def predicted_labels(preds: torch.Tensor) -> torch.Tensor:
@@ -27,7 +27,7 @@ def predicted_labels(preds: torch.Tensor) -> torch.Tensor:
 
 
 class ConfusionMatrix:
-    """Accumulates ``cm[target, prediction]`` counts over ``update`` calls (``shared.metrics``).
+    """Accumulates ``cm[target, prediction]`` counts over ``update`` calls (``segparity.reference.metrics``).
 
     ``update(preds, target)``, ``compute()`` (the ``(num_classes, num_classes)`` int64 numpy counts),
     ``reset()``. Pixels whose target is ``ignore_index`` are not counted.
@@ -58,30 +58,30 @@ class ConfusionMatrix:
 
 
 class _Score(ConfusionMatrix):
-    """A float score of the accumulated counts, computed by ``shared.metrics`` (``score``)."""
+    """A float score of the accumulated counts, computed by ``segparity.reference.metrics`` (``score``)."""
 
-    score = None  # a shared.metrics function of the confusion matrix
+    score = None  # a segparity.reference.metrics function of the confusion matrix
 
     def compute(self) -> float:
         return type(self).score(super().compute())
 
 
 class MeanIoU(_Score):
-    """Mean IoU over the classes present in target or prediction (``shared.metrics.mean_iou``);
+    """Mean IoU over the classes present in target or prediction (``segparity.reference.metrics.mean_iou``);
     ``compute()`` returns a float (NaN before any counted pixel)."""
 
     score = staticmethod(metrics.mean_iou)
 
 
 class MeanDice(_Score):
-    """Mean Dice (F1) over the classes present in target or prediction (``shared.metrics.mean_dice``);
+    """Mean Dice (F1) over the classes present in target or prediction (``segparity.reference.metrics.mean_dice``);
     ``compute()`` returns a float (NaN before any counted pixel)."""
 
     score = staticmethod(metrics.mean_dice)
 
 
 class PixelAccuracy(_Score):
-    """Fraction of counted pixels labelled correctly (``shared.metrics.pixel_accuracy``); ``compute()``
+    """Fraction of counted pixels labelled correctly (``segparity.reference.metrics.pixel_accuracy``); ``compute()``
     returns a float (NaN before any counted pixel)."""
 
     score = staticmethod(metrics.pixel_accuracy)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from segmentation_torch.weights import tensor_refs
-from shared.layout import permute_axes
+from segparity.weights.layout import permute_axes
 
 OPTIMIZERS = ("sgd", "adam")
 # optimiser -> its per-parameter state, named as torch names it (canonical names of the checkpoint)

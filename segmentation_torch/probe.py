@@ -1,9 +1,9 @@
 """Layer-by-layer probing of a PyTorch model: what ``segparity diff`` and the parity harness
-(``shared/layerdiff.py``) need from torch.
+(``shared/parity/layerdiff.py``) need from torch.
 
 Twin of ``segmentation_tf/probe.py``. Activations go in and come out as numpy arrays in torch's own
-layout (channels-first, ``(N, C, H, W)``), which is also the layout ``shared.layerdiff`` compares
-in. Layer weights are in ``shared.layout`` axes. A layer is named by its torch attribute path
+layout (channels-first, ``(N, C, H, W)``), which is also the layout ``segparity.parity.layerdiff`` compares
+in. Layer weights are in ``segparity.weights.layout`` axes. A layer is named by its torch attribute path
 (``decoder.0.conv1``, as ``model.get_submodule`` takes it).
 """
 
@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from segmentation_torch.weights import TORCH_TENSORS
-from shared.layout import CANONICAL_AXES, permute_axes
-from shared.layerdiff import LayerCall
+from segparity.weights.layout import CANONICAL_AXES, permute_axes
+from segparity.comparison.records import LayerCall
 
 FRAMEWORK = "torch"
 
@@ -163,7 +163,7 @@ def _kind(layer: nn.Module, path: str) -> tuple[str, dict]:
 
 
 def get_layer_weights(model: nn.Module, path: str) -> tuple[str | None, dict[str, np.ndarray]]:
-    """``(kind, canonical tensors)`` of the layer at ``path`` (``shared.layout`` axes, float32);
+    """``(kind, canonical tensors)`` of the layer at ``path`` (``segparity.weights.layout`` axes, float32);
     ``(None, {})`` for a layer without parameters or buffers of its own (ReLU, pooling, a container)."""
     layer = find_layer(model, path)
     if not list(layer.parameters(recurse=False)) and not list(layer.buffers(recurse=False)):

@@ -1,6 +1,6 @@
 """SegNet in PyTorch. Input ``(N, C_in, H, W)`` float32, output ``(N, num_classes, H, W)`` logits.
 
-Layers and options: ``shared.networks.segnet``. Attribute paths (``encoder.0.1.conv``) equal the
+Layers and options: ``segparity.networks.segnet``. Attribute paths (``encoder.0.1.conv``) equal the
 Keras layer names in ``segmentation_tf/segnet.py``. Max-unpooling uses ``nn.functional.max_unpool2d``
 with the indices of ``max_pool2d(return_indices=True)``.
 """
@@ -12,8 +12,8 @@ from torch import nn
 
 from segmentation_torch.layers import (ConvBNReLU, conv2d, max_pool_2x2, max_pool_with_indices, max_unpool,
                                        resize_bilinear, split_outputs)
-from shared.networks.segnet import SEGNET_DECODER, VGG16_ENCODER, SegNetSpec
-from shared.validation import check_image_batch
+from segparity.networks.segnet import SEGNET_DECODER, VGG16_ENCODER, SegNetSpec
+from segparity.validation import check_image_batch
 
 
 def conv_stack(in_channels: int, channels: tuple, *, spec: SegNetSpec) -> nn.ModuleList:
@@ -27,7 +27,7 @@ def conv_stack(in_channels: int, channels: tuple, *, spec: SegNetSpec) -> nn.Mod
 
 
 class SegNet(nn.Module):
-    """SegNet; arguments as ``shared.networks.segnet.SegNetSpec`` (defaults: the paper's VGG-16 network)."""
+    """SegNet; arguments as ``segparity.networks.segnet.SegNetSpec`` (defaults: the paper's VGG-16 network)."""
 
     def __init__(self, in_channels: int, num_classes: int, encoder: tuple = VGG16_ENCODER, bottleneck: tuple = (),
                  decoder: tuple = SEGNET_DECODER, upsample: str = "unpool", head_kernel_size: int = 3,

@@ -2,7 +2,7 @@
 
 Twin of ``segmentation_tf/train.py`` (which uses ``model.fit``). Per epoch: train in training mode
 (BatchNorm batch statistics), evaluate on the validation set in eval mode, write a checkpoint and a
-``metrics.csv`` row (``shared.runs``). Loss and metric columns are means over pixels and batches
+``metrics.csv`` row (``segparity.training.runs``). Loss and metric columns are means over pixels and batches
 weighted by batch size, as Keras computes them.
 """
 
@@ -27,13 +27,13 @@ from segmentation_torch.metrics import ConfusionMatrix, predicted_labels
 from segmentation_torch.optimizers import build_optimizer, load_optimizer_state, optimizer_state
 from segmentation_torch.registry import build_model
 from segmentation_torch.weights import from_canonical, load_weights, to_canonical
-from shared import metrics
-from shared.instance_report import finish_instance_run
-from shared.losses import build
-from shared.panoptic import default_bandwidth
-from shared.plots import plot_run
-from shared.runs import RunFolder
-from shared.training import TrainConfig, TrainData, check_finite_loss, class_names, epoch_row, loss_description, prepare_data
+from segparity.reference import metrics
+from segparity.training.instance_report import finish_instance_run
+from segparity.reference.losses import build
+from segparity.reference.panoptic import default_bandwidth
+from segparity.training.plots import plot_run
+from segparity.training.runs import RunFolder
+from segparity.training.config import TrainConfig, TrainData, check_finite_loss, class_names, epoch_row, loss_description, prepare_data
 
 
 def build_run(config: TrainConfig, num_outputs: int) -> tuple[nn.Module, torch.optim.Optimizer, nn.Module | tuple]:
@@ -66,7 +66,7 @@ def _run_epoch(model: nn.Module, loss_fn: nn.Module, loader, num_labels: int,
                optimizer: torch.optim.Optimizer | None = None, desc: str = "",
                guard: Callable[..., None] | None = None) -> dict[str, float]:
     """One pass over ``loader``: training (with ``optimizer``) or evaluation (without); returns mean
-    loss and ``shared.training.METRICS`` over the pass. ``guard(loss, batch[, cause])`` sees each batch's
+    loss and ``segparity.training.config.METRICS`` over the pass. ``guard(loss, batch[, cause])`` sees each batch's
     loss (NaN if the model's output is not finite) before its optimiser step, and may stop the run."""
     device = next(model.parameters()).device
     model.train(optimizer is not None)
@@ -146,7 +146,7 @@ def _guard(loss: float, batch: int, cause: str = "", *, epoch: int, first_step: 
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> list[dict]:
-    """Train as ``config`` says, writing everything to ``out`` (``shared.runs``); returns the metric rows.
+    """Train as ``config`` says, writing everything to ``out`` (``segparity.training.runs``); returns the metric rows.
     A NaN or infinite training loss stops the run before that step (``NonFiniteLossError``); the last
     complete epoch's checkpoint stays, resumable."""
     run = RunFolder(out)

@@ -1,6 +1,6 @@
 """U-Net in PyTorch. Input ``(N, C_in, H, W)`` float32, output ``(N, num_classes, H', W')`` logits.
 
-``H' = H`` with ``padding="same"``; with ``padding="valid"`` see ``shared.geometry`` (572 -> 388).
+``H' = H`` with ``padding="same"``; with ``padding="valid"`` see ``segparity.networks.geometry`` (572 -> 388).
 Attribute paths (``encoder.0.conv1``) equal the Keras layer names in ``segmentation_tf/unet.py``.
 """
 
@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from segmentation_torch.layers import BatchNorm, center_crop, conv3x3, split_outputs, upsample_bilinear_2x
-from shared.networks.unet import UNetSpec
-from shared.validation import check_image_batch
+from segparity.networks.unet import UNetSpec
+from segparity.validation import check_image_batch
 
 
 class ConvBlock(nn.Module):
@@ -70,7 +70,7 @@ class UpBlock(ConvBlock):
 
 
 class UNet(nn.Module):
-    """U-Net; arguments as ``shared.networks.unet.UNetSpec``."""
+    """U-Net; arguments as ``segparity.networks.unet.UNetSpec``."""
 
     def __init__(self, in_channels: int, num_classes: int, base_channels: int = 64, depth: int = 4,
                  padding: str = "same", upsample: str = "transpose", batch_norm: bool = True,

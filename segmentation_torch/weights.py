@@ -1,4 +1,4 @@
-"""Canonical weights <-> a PyTorch model (layout table in ``shared.layout``).
+"""Canonical weights <-> a PyTorch model (layout table in ``segparity.weights.layout``).
 
 For each canonical tensor: the torch attribute that holds it and torch's axis order.
 """
@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.atomic import atomic_write
-from shared.checkpoint import (TORCH_RECORD, CheckpointError, check_native_keys, check_tensors, header_json,
+from segparity.atomic import atomic_write
+from segparity.weights.checkpoint import (TORCH_RECORD, CheckpointError, check_native_keys, check_tensors, header_json,
                                read_checkpoint, write_checkpoint)
-from shared.layout import layer_table, permute_axes, CANONICAL_AXES
-from shared.validation import printable
+from segparity.weights.layout import layer_table, permute_axes, CANONICAL_AXES
+from segparity.validation import printable
 
 # layer kind -> canonical tensor -> (torch attribute, torch axes)
 TORCH_TENSORS = {
@@ -123,14 +123,14 @@ def _refusal_cause(exc: BaseException) -> str:
 
 def write_native(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec) -> Path:
     """Write canonical ``tensors`` as a torch ``state_dict`` file (``torch.save``, atomically), recording
-    ``spec`` in the zip's ``extra/segparity.json`` (``shared.convert``; ``torch.load`` ignores it)."""
+    ``spec`` in the zip's ``extra/segparity.json`` (``segparity.parity.convert``; ``torch.load`` ignores it)."""
     from segmentation_torch.registry import build_model
 
     model = from_canonical(build_model(spec.name, **spec.options()), tensors)
 
     def save(tmp: str) -> None:
         torch.save(model.state_dict(), tmp)
-        with zipfile.ZipFile(tmp, "a") as archive:  # the spec, where torch.load does not look (shared.convert)
+        with zipfile.ZipFile(tmp, "a") as archive:  # the spec, where torch.load does not look (segparity.parity.convert)
             prefix = archive.namelist()[0].split("/", 1)[0]
             archive.writestr(f"{prefix}/{TORCH_RECORD}", header_json(spec))
 

@@ -12,20 +12,20 @@ frameworks with shared weights, run the parity checks on a synthetic batch, prin
 if any row fails.
 
 ``segparity train --framework torch|tf --arch NAME --out DIR [...]``: train one network
-(``segmentation_{torch,tf}/train.py``; run folder layout in ``shared/runs.py``); a NaN or infinite training
+(``segmentation_{torch,tf}/train.py``; run folder layout in ``shared/training/runs.py``); a NaN or infinite training
 loss stops it with a line naming the epoch and step, exit status 1, the last complete checkpoint kept.
 ``--resume`` continues the run in ``--out``; its ``config.json`` gives every setting not given.
 
 ``segparity compare-train --arch NAME --out DIR [--steps N] [...]``: the same network, weights and
-batches trained in both frameworks; per-step loss difference (``shared/compare.py``).
+batches trained in both frameworks; per-step loss difference (``shared/parity/compare_train.py``).
 
 ``segparity convert SRC DST [model flags]``: weights between a canonical ``.safetensors`` checkpoint, a torch
 ``.pt``/``.pth`` state_dict, a Keras ``.weights.h5`` file and a Keras ``.keras`` archive, any way
-(``shared/convert.py``); the model flags are needed only for a file written outside segparity.
+(``shared/parity/convert.py``); the model flags are needed only for a file written outside segparity.
 
 ``segparity diff [model flags] [--weights PATH] [--tf-weights PATH] [--train] [--json PATH]``:
 both frameworks on one seeded random batch with shared weights, every layer compared isolated (fed
-torch's input) and end to end, the first layer over tolerance named (``shared/layerdiff.py``); exit
+torch's input) and end to end, the first layer over tolerance named (``shared/parity/layerdiff.py``); exit
 status 1 if any layer or the output is over tolerance.
 
 Bad arguments and bad data end with one line naming the argument, file or key (exit status 2),
@@ -43,19 +43,19 @@ import sys
 import time
 from pathlib import Path
 
-from shared import __version__
-from shared.model_flags import add_model_arguments, given_model_flags, resolve_spec
-from shared.parity import ATOL, RTOL
-from shared.specs import list_models
-from shared.validation import printable
+from segparity import __version__
+from segparity.model_flags import add_model_arguments, given_model_flags, resolve_spec
+from segparity.comparison.tolerance import ATOL, RTOL
+from segparity.networks.specs import list_models
+from segparity.validation import printable
 
 
 def _report(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from shared import suite
-    from shared.machine import environment
-    from shared.report import format_environment, format_summary, format_table, write_json
+    from segparity.parity import suite
+    from segparity.parity.machine import environment
+    from segparity.parity.report import format_environment, format_summary, format_table, write_json
 
     try:
         cases, weights = _report_cases(args)
@@ -107,8 +107,8 @@ def _report(args: argparse.Namespace) -> int:
 def _report_cases(args: argparse.Namespace):
     """``(cases, weights)``: the built-in suite of each ``--arch`` (weights None: random), or, with model flags
     or ``--weights``, the one network they describe (weights: the file's canonical tensors, or None)."""
-    from shared import suite
-    from shared.convert import read_weights, recorded_spec
+    from segparity.parity import suite
+    from segparity.parity.convert import read_weights, recorded_spec
 
     if not args.weights and not given_model_flags(args):
         return [case for arch in (args.arch or list_models()) for case in suite.SUITES[arch](seed=args.seed)], None
@@ -126,7 +126,7 @@ def _report_cases(args: argparse.Namespace):
 def _config(args: argparse.Namespace, framework: str):
     """The ``TrainConfig`` the flags give; with ``--resume``, the run folder's ``config.json`` gives every
     setting not given (architecture and model options included), and those given must agree with it."""
-    from shared.training import make_config
+    from segparity.training.config import make_config
 
     given = {name: getattr(args, name, None) for name in (
         "data", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "loss", "image_size",
@@ -152,15 +152,15 @@ def _config(args: argparse.Namespace, framework: str):
 
 def _errors():
     """The errors that mean bad arguments or data (reported in one line), not a bug."""
-    from shared.checkpoint import CheckpointError
-    from shared.data.samples import DatasetError
-    from shared.runs import RunError
+    from segparity.weights.checkpoint import CheckpointError
+    from segparity.data.samples import DatasetError
+    from segparity.training.runs import RunError
 
     return (ValueError, TypeError, FileNotFoundError, DatasetError, RunError, CheckpointError)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from shared.training import NonFiniteLossError
+    from segparity.training.config import NonFiniteLossError
 
     try:
         config = _config(args, args.framework)
@@ -176,7 +176,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"{config.arch} ({args.framework}) after {int(last['epoch'])} epochs: val_loss {last['val_loss']:.4f}, "
           f"val_iou {last['val_iou']:.4f}, val_dice {last['val_dice']:.4f}, val_accuracy {last['val_accuracy']:.4f}")
     if config.task != "semantic":
-        from shared.instance_report import PANOPTIC_FILE
+        from segparity.training.instance_report import PANOPTIC_FILE
 
         scores = json.loads((Path(args.out) / PANOPTIC_FILE).read_text())
         for name in ("embedding", "semantic_only"):
@@ -192,7 +192,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compare_train(args: argparse.Namespace) -> int:
-    from shared import compare
+    from segparity.parity import compare_train as compare
 
     try:
         config = _config(args, "torch")
@@ -218,7 +218,7 @@ def _compare_train(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from shared.convert import convert, recorded_spec
+    from segparity.parity.convert import convert, recorded_spec
 
     try:
         spec = resolve_spec(args, recorded_spec(args.source), source=args.source)
@@ -231,11 +231,11 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from shared.atomic import atomic_write
-    from shared.convert import read_weights, recorded_spec
-    from shared import suite
-    from shared.layerdiff import diff_architecture
-    from shared.report import format_environment
+    from segparity.atomic import atomic_write
+    from segparity.parity.convert import read_weights, recorded_spec
+    from segparity.parity import suite
+    from segparity.parity.layerdiff import diff_architecture
+    from segparity.parity.report import format_environment
 
     try:
         spec = resolve_spec(args, recorded_spec(args.weights) if args.weights else None, source=args.weights or "")
@@ -263,7 +263,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by ``train`` and ``compare-train``; None means "not given" (preset, then default)."""
-    from shared.training import LOSSES, OPTIMIZERS
+    from segparity.training.config import LOSSES, OPTIMIZERS
 
     add_model_arguments(parser)  # --preset lesson also sets the lesson's training (docs/training.md)
     parser.add_argument("--data", help="synthetic (default), ph2:DIR or mads:DIR")

@@ -5,11 +5,11 @@ Every flag defaults to "not given" (``None``), and a command resolves the networ
 (``resolve_spec``):
 
 1. a file that records its architecture (a canonical ``.safetensors``, a ``.keras`` archive, a ``.pt`` or
-   ``.weights.h5`` that segparity wrote; ``shared.convert.recorded_spec``) gives it, and every flag given
+   ``.weights.h5`` that segparity wrote; ``segparity.parity.convert.recorded_spec``) gives it, and every flag given
    as well must agree with it, else a ``CheckpointError`` names the option, the file's value and the flag's;
 2. otherwise ``--arch`` is required, and the options are the flags given, then the preset's, then the
    network's defaults, with ``in_channels`` 3 and ``num_classes`` 2 unless given (``train`` takes the
-   number of classes from its data instead; ``shared.training``).
+   number of classes from its data instead; ``segparity.training.config``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import argparse
 import json
 from typing import Any
 
-from shared.checkpoint import CheckpointError
-from shared.specs import PRESETS, list_models, make_spec
+from segparity.weights.checkpoint import CheckpointError
+from segparity.networks.specs import PRESETS, list_models, make_spec
 
 FALLBACK = {"in_channels": 3, "num_classes": 2}  # when neither a file, the flags nor a preset give them
 
@@ -40,7 +40,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, several: bool = Fals
     parser.add_argument("--arch", choices=list_models(), nargs="+" if several else None, metavar="NAME",
                         help=f"network: {', '.join(list_models())} (default: the one a weight file records; "
                         "report without one: all)")
-    parser.add_argument("--preset", metavar="P", help="named configuration (paper, lesson; shared/specs.py); for train and "
+    parser.add_argument("--preset", metavar="P", help="named configuration (paper, lesson; shared/networks/specs.py); for train and "
                         "compare-train, lesson also sets the lesson's training (docs/training.md)")
     parser.add_argument("--in-channels", type=int, metavar="N", help="input channels (default: the file's, else the preset's, else 3)")
     parser.add_argument("--num-classes", type=int, metavar="N",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from shared.geometry import nearest_sizes
+from segparity.networks.geometry import nearest_sizes
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -93,7 +93,7 @@ def nan_error(name: str) -> ValueError:
 
 def check_loss_target(input_shape: tuple, target_shape: tuple, *, mode: str, layout: str,
                       input_name: str = "input", target_name: str = "target") -> None:
-    """Check a loss's ``input`` (4-D, ``layout``) against its ``target`` for ``mode`` (``shared.losses``).
+    """Check a loss's ``input`` (4-D, ``layout``) against its ``target`` for ``mode`` (``segparity.reference.losses``).
 
     binary: one channel, target ``(N, 1, H, W)``/``(N, H, W, 1)`` or ``(N, H, W)``; multilabel: target of
     the input's shape; multiclass: integer label map ``(N, H, W)``. ``None`` dimensions are skipped.

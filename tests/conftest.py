@@ -29,7 +29,7 @@ def rng():
 
 def small_spec(**options):
     """A small U-Net spec for fast tests (options override the defaults here)."""
-    from shared.specs import make_spec
+    from segparity.networks.specs import make_spec
 
     base = dict(in_channels=3, num_classes=3, base_channels=4, depth=2)
     base.update(options)

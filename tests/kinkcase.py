@@ -14,14 +14,14 @@ builds it exactly:
   the path is open. Forward outputs differ by about ``NUDGE``, far below atol.
 
 Later batches have no zero patch: the pre-activation is far from 0 and everything agrees. ``planted``
-applies this to ``shared.suite`` for one test (``pytest``'s ``monkeypatch``).
+applies this to ``segparity.parity.suite`` for one test (``pytest``'s ``monkeypatch``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from shared import suite
+from segparity.parity import suite
 
 BIAS = "encoder.0.conv1.bias"
 PIXEL = (12, 20)
@@ -31,7 +31,7 @@ CASE = suite.Case("unet", dict(base_channels=8, depth=2, padding="same", upsampl
 
 
 def planted(monkeypatch, case: suite.Case = CASE) -> suite.Case:
-    """Patch ``shared.suite`` so that ``case`` runs with the constructed kink on its first batch."""
+    """Patch ``segparity.parity.suite`` so that ``case`` runs with the constructed kink on its first batch."""
     torch_harness, tf_harness = suite.harness("torch"), suite.harness("tf")
     real_weights, real_inputs, real_tf_trace = torch_harness.random_weights, suite.case_inputs, tf_harness.compute_trace
 

@@ -29,7 +29,7 @@ def test_other_backend_in_environment_is_overridden_with_a_warning_and_start_up_
 
 
 def test_cli_help_is_quiet():
-    result = subprocess.run([sys.executable, "-m", "shared.cli", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "segparity.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "segparity" in result.stdout and result.stderr == ""
 
 

@@ -13,7 +13,7 @@ import segmentation_torch as kt
 def _raised_in_validation(excinfo) -> bool:
     """The error comes from shared/validation.py, not from inside torch or TensorFlow."""
     frames = traceback.extract_tb(excinfo.tb)
-    return frames[-1].filename.endswith(("shared/validation.py", "shared/specs.py"))
+    return frames[-1].filename.endswith(("shared/validation.py", "shared/networks/specs.py"))
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from safetensors.numpy import save_file
 import segmentation_tf as ktf
 import segmentation_torch as kt
 from segmentation_torch.harness import random_weights
-from shared import checkpoint
-from shared.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from segparity.weights import checkpoint
+from segparity.weights.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from tests.conftest import small_spec
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import cli
-from shared.trace import FLOOR_LIMIT
+from segparity import cli
+from segparity.comparison.trace import FLOOR_LIMIT
 
 KEYS = ["arch", "config", "quantity", "max_abs", "max_rel", "rtol", "atol", "passed"]
 
 
-# configurations per architecture in ``shared.suite``
+# configurations per architecture in ``segparity.parity.suite``
 CONFIGS = {"deeplabv3plus": 2, "fcn": 5, "segnet": 3, "unet": 10}
 
 
@@ -85,7 +85,7 @@ def test_report_prints_versions_tf32_table_and_parameter_counts(report):
 def test_report_seed_and_kink_redraw_note(monkeypatch, capsys):
     """The report's note on a batch set aside, on the kink built exactly in ``tests/kinkcase.py``
     (``--seed`` gives the first data seed)."""
-    from shared import suite
+    from segparity.parity import suite
     from tests.kinkcase import planted
 
     case = planted(monkeypatch)
@@ -107,7 +107,7 @@ def test_report_fails_when_a_row_fails(monkeypatch, capsys, tmp_path):
         return trace
 
     monkeypatch.setattr(harness, "compute_trace", off_by_a_little)
-    from shared import suite
+    from segparity.parity import suite
 
     first_two = suite.SUITES["fcn"]
     monkeypatch.setitem(suite.SUITES, "fcn", lambda seed=0: first_two(seed)[:2])  # two configurations suffice
@@ -130,5 +130,5 @@ def test_unknown_arch_is_a_usage_error(capsys, command):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "shared.cli", "--version"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "segparity.cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("segparity ")

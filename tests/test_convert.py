@@ -15,10 +15,10 @@ from segmentation_tf.weights import to_canonical as keras_canonical
 from segmentation_torch.harness import random_weights
 from segmentation_torch.registry import build_model as build_torch
 from segmentation_torch.weights import to_canonical as torch_canonical
-from shared import cli
-from shared.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from shared.convert import convert, read_weights
-from shared.specs import make_spec
+from segparity import cli
+from segparity.weights.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from segparity.parity.convert import convert, read_weights
+from segparity.networks.specs import make_spec
 
 SPECS = [
     make_spec("unet", preset="lesson", base_channels=4),

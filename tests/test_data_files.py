@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from skimage import io
 
-from shared.data.images import read_image, read_mask
-from shared.data.mads import find_mads
-from shared.data.ph2 import find_ph2
-from shared.data.samples import DatasetError
+from segparity.data.images import read_image, read_mask
+from segparity.data.mads import find_mads
+from segparity.data.ph2 import find_ph2
+from segparity.data.samples import DatasetError
 
 
 def _image(rng, h=12, w=16) -> np.ndarray:

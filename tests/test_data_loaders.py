@@ -5,9 +5,9 @@ import pytest
 
 from segmentation_tf.data import make_loader as tf_loader
 from segmentation_torch.data import make_loader as torch_loader
-from shared.data.dataset import ArrayDataset, batch_indices, epoch_order, synthetic_dataset
-from shared.data.preprocess import Augment
-from shared.data.samples import DatasetError
+from segparity.data.dataset import ArrayDataset, batch_indices, epoch_order, synthetic_dataset
+from segparity.data.preprocess import Augment
+from segparity.data.samples import DatasetError
 
 
 def _data(**kwargs):
@@ -77,7 +77,7 @@ _MALLOPT_PROBE = """
 import json, resource, numpy as np, torch
 import segmentation_tf, tensorflow as tf
 from segmentation_tf.data import make_loader
-from shared.data.dataset import synthetic_dataset
+from segparity.data.dataset import synthetic_dataset
 
 import segmentation_torch
 torch.manual_seed(0)

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.data.preprocess import Augment, normalize, resize_image, resize_mask, sample_rng
-from shared.data.samples import DatasetError
+from segparity.data.preprocess import Augment, normalize, resize_image, resize_mask, sample_rng
+from segparity.data.samples import DatasetError
 
 
 def test_resize_keeps_labels_and_range():

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.data.samples import DatasetError
-from shared.data.splits import load_split, save_split, split_keys
+from segparity.data.samples import DatasetError
+from segparity.data.splits import load_split, save_split, split_keys
 
 
 @given(st.integers(0, 300), st.integers(0, 2**32 - 1))

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from segmentation_tf.instance import DiscriminativeLoss as KerasLoss
 from segmentation_torch.instance import DiscriminativeLoss as TorchLoss
-from shared.instance import discriminative_loss
-from shared.parity import assert_close
+from segparity.reference.instance import discriminative_loss
+from segparity.comparison.tolerance import assert_close
 
 
 def _torch(x, labels, **kwargs):

@@ -14,7 +14,7 @@ source (several such lines may stack):
   ``DIR`` first (``tests/test_data_files.py``), for blocks that read one.
 
 ``python`` blocks of one page share a namespace (a later block may use an earlier block's names).
-``bash`` blocks may hold ``segparity`` commands only; each runs in this process (``shared.cli.main``) and
+``bash`` blocks may hold ``segparity`` commands only; each runs in this process (``segparity.cli.main``) and
 must exit with status 0.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import cli
+from segparity import cli
 from tests.test_data_files import make_mads, make_ph2
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""FLOPs counted from the spec (``shared.flops``) equal ``torch.utils.flop_counter``'s count of the
+"""FLOPs counted from the spec (``segparity.networks.flops``) equal ``torch.utils.flop_counter``'s count of the
 built torch model, forward and training step, for every architecture and the options that change
 layer sizes (valid padding, up-sampling kinds, FCN's paper crops, DeepLab's output strides)."""
 
@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import cases
 from segmentation_torch.registry import build_model
-from shared.flops import layer_macs, step_flops
+from segparity.networks.flops import layer_macs, step_flops
 
 SMALL = [
     ("unet", dict(in_channels=3, num_classes=2, base_channels=8, depth=3), 2, 32, 48),

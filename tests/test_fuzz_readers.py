@@ -1,6 +1,6 @@
 """Fuzzing what reads files: random bytes, truncated files and random-but-valid-looking contents fed to
 the canonical checkpoint reader, the ``.pt``/``.pth``, ``.weights.h5`` and ``.keras`` readers (through
-``shared.convert.read_weights``, what ``segparity convert`` calls) and the image/mask loaders. Only the
+``segparity.parity.convert.read_weights``, what ``segparity convert`` calls) and the image/mask loaders. Only the
 documented exception types come out (``CheckpointError`` for weight files, ``DatasetError`` for images),
 each message naming the file. A ``.pt`` holding a pickle that would run code is refused unrun.
 
@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from skimage import io as skio
 
-from shared.checkpoint import CheckpointError
-from shared.convert import read_weights, write_weights
-from shared.data.images import read_image, read_mask
-from shared.data.samples import DatasetError
-from shared.specs import make_spec
+from segparity.weights.checkpoint import CheckpointError
+from segparity.parity.convert import read_weights, write_weights
+from segparity.data.images import read_image, read_mask
+from segparity.data.samples import DatasetError
+from segparity.networks.specs import make_spec
 
 SPEC = make_spec("unet", in_channels=1, num_classes=2, base_channels=2, depth=1)
 FUZZ = settings(max_examples=int(os.environ.get("SEGPARITY_FUZZ_EXAMPLES", "20")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

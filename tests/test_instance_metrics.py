@@ -1,4 +1,4 @@
-"""Instance and panoptic metrics of ``shared/metrics.py``: hand-computed cases (a perfect match, a split,
+"""Instance and panoptic metrics of ``shared/reference/metrics.py``: hand-computed cases (a perfect match, a split,
 a merge, a miss, a false positive, void and stuff), properties (a map against itself, relabelled
 instance ids), and bad input."""
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from skimage.segmentation import relabel_sequential
 
-from shared.metrics import instance_scores, panoptic_quality, symmetric_best_dice
+from segparity.reference.metrics import instance_scores, panoptic_quality, symmetric_best_dice
 
 THING, STUFF, VOID = 1, 2, 9
 

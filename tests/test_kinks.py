@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from shared import kinks, suite
-from shared.reference_unet import kink_margin as numpy_kink_margin
+from segparity.comparison import kinks
+from segparity.parity import suite
+from segparity.reference.unet import kink_margin as numpy_kink_margin
 
 
 def test_pool_gap_sees_partial_windows_and_ignores_all_zero_ties():

@@ -1,4 +1,4 @@
-"""``segparity diff`` / ``shared.layerdiff.diff_architecture``: every registered network agrees layer by
+"""``segparity diff`` / ``segparity.parity.layerdiff.diff_architecture``: every registered network agrees layer by
 layer, a planted port error is found at its layer, and the CLI prints and writes what it ran under."""
 
 import json
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from segmentation_torch.harness import random_weights
-from shared import cli
-from shared.checkpoint import write_checkpoint
-from shared.layerdiff import diff_architecture
-from shared.specs import make_spec
+from segparity import cli
+from segparity.weights.checkpoint import write_checkpoint
+from segparity.parity.layerdiff import diff_architecture
+from segparity.networks.specs import make_spec
 
 SPECS = {
     "unet": make_spec("unet", in_channels=3, num_classes=2, base_channels=4, depth=2),
@@ -20,6 +20,27 @@ SPECS = {
     "deeplabv3plus": make_spec("deeplabv3plus", in_channels=3, num_classes=3, stem_channels=8,
                                stage_channels=(8, 8, 16, 16), aspp_channels=8, decoder_channels=8),
 }
+
+
+@pytest.mark.parametrize("arch", list(SPECS))
+def test_keras_private_layer_walk_still_finds_every_layer(arch):
+    """The Keras probe walks nested layers with Keras's private ``Layer._flatten_layers`` (no public API lists a
+    plain layer's sublayers; ``segmentation_tf/probe.py``). Pinned here, on every network: every layer with
+    weights in the canonical layer table is found, under its torch path, and so are the containers and the
+    weightless layers torch has."""
+    from segmentation_tf import probe as tf_probe
+    from segmentation_tf.registry import build_model as build_keras
+    from segmentation_torch import probe as torch_probe
+    from segmentation_torch.registry import build_model as build_torch
+
+    spec = SPECS[arch]
+    keras_model = build_keras(spec.name, **spec.options())
+    keras_model(np.zeros((1, 64, 64, 3), np.float32))  # built: variables exist
+    torch_model = build_torch(spec.name, **spec.options())
+    layers = [entry.path for entry in spec.layer_table()]
+    assert sorted(tf_probe.weighted_paths(keras_model)) == sorted(layers)
+    assert sorted(torch_probe.weighted_paths(torch_model)) == sorted(layers)
+    assert set(layers) < set(tf_probe.layer_paths(keras_model))
 
 
 @pytest.mark.parametrize("arch", list(SPECS))

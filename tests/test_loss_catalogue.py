@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from segmentation_tf import losses as tf_losses
 from segmentation_torch import losses as torch_losses
-from shared import losses as reference
-from shared import metrics
-from shared.parity import assert_close
+from segparity.reference import losses as reference
+from segparity.reference import metrics
+from segparity.comparison.tolerance import assert_close
 
 IGNORE = 255
 LOSSES = ("BinaryCrossEntropyLoss", "CrossEntropyLoss", "DiceLoss", "JaccardLoss", "TverskyLoss", "FocalLoss",
@@ -288,7 +288,7 @@ def test_tversky_generalises_dice_and_jaccard():
 @given(st.integers(0, 2**32 - 1), st.integers(2, 5))
 def test_lovasz_softmax_on_hard_predictions_is_one_minus_mean_iou(seed, num_classes):
     """The Lovász extension equals the Jaccard loss on 0/1 errors: with one-hot predictions, the loss is
-    1 - IoU averaged over the classes in the target (IoU from ``shared.metrics``' confusion matrix)."""
+    1 - IoU averaged over the classes in the target (IoU from ``segparity.reference.metrics``' confusion matrix)."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, num_classes, size=(2, 5, 5))
     predicted = rng.integers(0, num_classes, size=labels.shape)
@@ -390,7 +390,7 @@ def test_pitfall_lovasz_sort_ties():
     TensorFlow's softmax differ in the last bit on most entries, so two errors closer than that swap
     places in one framework: the values agree, the gradients of the swapped pixels do not (naive: each
     framework its own softmax). Given the same float32 probabilities the sort, and every gradient,
-    agree exactly (fixed; what ``segparity report`` does, ``shared.losses.report_catalogue``)."""
+    agree exactly (fixed; what ``segparity report`` does, ``segparity.reference.losses.report_catalogue``)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, 3, 32, 32)).astype(np.float32)
     labels = rng.integers(0, 3, size=(8, 32, 32))
@@ -435,12 +435,12 @@ def test_pitfall_pow_gradient_at_zero():
 
 
 def test_the_report_evaluates_every_loss_class():
-    """``segparity report``: BCE and CE run through the network (``shared.trace.network_losses``), the
-    rest on its logits (``shared.losses.report_catalogue``); together they cover every loss class, in
+    """``segparity report``: BCE and CE run through the network (``segparity.comparison.trace.network_losses``), the
+    rest on its logits (``segparity.reference.losses.report_catalogue``); together they cover every loss class, in
     binary mode (one-logit networks) and multiclass mode."""
     import inspect
 
-    from shared.trace import TraceSettings, network_losses
+    from segparity.comparison.trace import TraceSettings, network_losses
 
     def classes(entries):
         out = set()

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from segmentation_tf import losses as tf_losses
 from segmentation_torch import losses as torch_losses
-from shared import losses as reference
-from shared.parity import assert_close
+from segparity.reference import losses as reference
+from segparity.comparison.tolerance import assert_close
 
 
 @st.composite

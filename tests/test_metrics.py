@@ -1,4 +1,4 @@
-"""The numpy metric reference (``shared.metrics``): properties, scikit-image cross-checks, bad input."""
+"""The numpy metric reference (``segparity.reference.metrics``): properties, scikit-image cross-checks, bad input."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from hypothesis.extra.numpy import arrays
 from skimage.metrics import adapted_rand_error as skimage_are
 from skimage.metrics import contingency_table
 
-from shared import metrics
+from segparity.reference import metrics
 
 IGNORE = 255
 

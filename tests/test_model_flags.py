@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import segmentation_torch as st
-from shared import cli
-from shared.checkpoint import H5_ATTRIBUTE, CheckpointError
-from shared.convert import recorded_spec
+from segparity import cli
+from segparity.weights.checkpoint import H5_ATTRIBUTE, CheckpointError
+from segparity.parity.convert import recorded_spec
 
 MODEL_FLAGS = ("--arch", "--preset", "--in-channels", "--num-classes", "--model-option")
 COMMANDS = ("report", "train", "compare-train", "convert", "diff")
@@ -85,7 +85,7 @@ def test_flags_that_disagree_with_the_file_name_both_values(tmp_path, capsys, ca
     status, _, err = _run(capsys, "report", "--arch", "segnet", "--weights", canonical)
     assert status == 2 and "records a unet" in err and "--arch gives segnet" in err
     with pytest.raises(CheckpointError, match="records a unet"):
-        from shared.model_flags import resolve_spec
+        from segparity.model_flags import resolve_spec
 
         resolve_spec(cli.build_parser().parse_args(["diff", "--arch", "fcn"]), recorded_spec(canonical),
                      source=str(canonical))

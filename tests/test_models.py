@@ -7,9 +7,9 @@ import torch
 
 import segmentation_tf as ktf
 import segmentation_torch as kt
-from shared.geometry import unet_output_size
-from shared.layout import expected_tensors, parameter_count
-from shared.specs import make_spec
+from segparity.networks.geometry import unet_output_size
+from segparity.weights.layout import expected_tensors, parameter_count
+from segparity.networks.specs import make_spec
 from tests.test_specs import PAPER
 
 

@@ -8,7 +8,7 @@ import torch
 
 from segmentation_tf.optimizers import build_optimizer as build_keras
 from segmentation_torch.optimizers import build_optimizer as build_torch
-from shared.parity import assert_close, compare
+from segparity.comparison.tolerance import assert_close, compare
 
 
 class _TorchParams(torch.nn.Module):

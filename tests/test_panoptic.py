@@ -1,4 +1,4 @@
-"""Instance and panoptic post-processing (shared.panoptic) and the synthetic instance data it is trained on."""
+"""Instance and panoptic post-processing (segparity.reference.panoptic) and the synthetic instance data it is trained on."""
 
 import numpy as np
 import pytest
@@ -6,10 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.segmentation import relabel_sequential
 
-from shared.metrics import panoptic_quality
-from shared.panoptic import (cluster_embeddings, default_bandwidth, panoptic_from_components, panoptic_from_embeddings,
+from segparity.reference.metrics import panoptic_quality
+from segparity.reference.panoptic import (cluster_embeddings, default_bandwidth, panoptic_from_components, panoptic_from_embeddings,
                              panoptic_target)
-from shared.synthetic import synthetic_instance_sample, task_classes
+from segparity.data.synthetic import synthetic_instance_sample, task_classes
 
 
 def _embed(ids: np.ndarray, centres: np.ndarray, noise: float, seed: int = 0) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from shared.layerdiff import ParityError, assert_parity, diff_models, transfer_weights
+from segparity.parity.layerdiff import ParityError, assert_parity, diff_models, transfer_weights
 
 class _Torch(nn.Module):
     def __init__(self):
@@ -137,7 +137,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.layerdiff import transfer_weights
+from segparity.parity.layerdiff import transfer_weights
 
 
 def test_unfaithful(assert_parity):
@@ -160,7 +160,7 @@ def test_plugin_failure_shows_the_users_line_and_the_table_never_segparitys_sour
     out = result.stdout.str()
     failure = out[out.index("_ test_unfaithful _"):out.index("short test summary")]
     assert "assert_parity(model, twin, np.ones" in failure  # the user's own line
-    assert re.search(r"^E +shared\.layerdiff\.ParityError: torch and Keras disagree", failure, flags=re.M)
+    assert re.search(r"^E +segparity\.parity\.layerdiff\.ParityError: torch and Keras disagree", failure, flags=re.M)
     assert failure.index("| # | layer") < failure.index("port error: 2 -> b")
     for library_line in ("def check(", "_assert_parity(", "def assert_parity(", "diff_models(", "torch_fn =",
                          "def wrapper("):

@@ -1,13 +1,13 @@
-"""The run pictures a person reads (``shared/plots.py``), rendered after 1 and after 3 epochs: learning curves
+"""The run pictures a person reads (``shared/training/plots.py``), rendered after 1 and after 3 epochs: learning curves
 with a marker at every epoch, whole-number epoch ticks and legends outside the data; prediction panels with a
 class legend and no blank band under the title."""
 
 import numpy as np
 import pytest
 
-from shared.plots import learning_curves_figure, plot_learning_curves, plot_predictions, predictions_figure
-from shared.synthetic import synthetic_class_names
-from shared.training import METRICS
+from segparity.training.plots import learning_curves_figure, plot_learning_curves, plot_predictions, predictions_figure
+from segparity.data.synthetic import synthetic_class_names
+from segparity.training.config import METRICS
 
 
 def _rows(epochs: int) -> list[dict]:

@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.geometry import (center_crop_labels, nearest_valid_sizes, smallest_valid_size, unet_bottleneck_size,
+from segparity.networks.geometry import (center_crop_labels, nearest_valid_sizes, smallest_valid_size, unet_bottleneck_size,
                              unet_output_size)
-from shared.layout import expected_tensors, parameter_count
-from shared.specs import UNetSpec, list_models, make_spec, spec_differences, spec_from_dict, spec_to_dict
+from segparity.weights.layout import expected_tensors, parameter_count
+from segparity.networks.specs import UNetSpec, list_models, make_spec, spec_differences, spec_from_dict, spec_to_dict
 
 PAPER = dict(in_channels=1, num_classes=2, base_channels=64, depth=4, padding="valid", upsample="transpose",
              batch_norm=False)

@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 import segmentation_tf as ktf
 from segmentation_tf import metrics as keras_metrics
 from segmentation_torch import metrics as torch_metrics
-from shared import metrics
+from segparity.reference import metrics
 
 IGNORE = 255
 SCORES = {"MeanIoU": metrics.mean_iou, "MeanDice": metrics.mean_dice, "PixelAccuracy": metrics.pixel_accuracy}

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.synthetic import one_hot, standardize, synthetic_batch, synthetic_sample
+from segparity.data.synthetic import one_hot, standardize, synthetic_batch, synthetic_sample
 
 
 @given(st.integers(1, 3), st.integers(1, 4), st.integers(8, 40), st.integers(8, 40), st.integers(1, 5),
@@ -57,7 +57,7 @@ def test_samples_have_consistent_semantic_and_instance_masks(index, h, w, k, see
 
 
 def test_synthetic_dataset_draws_two_shapes_of_a_class_as_two_instances():
-    from shared.data.dataset import synthetic_dataset
+    from segparity.data.dataset import synthetic_dataset
     data = synthetic_dataset(20, (48, 48), num_classes=3, seed=0)
     per_image = [len(np.unique(m[m > 0])) for m in data.instances]
     assert max(per_image) >= 3  # some image holds more instances than foreground classes

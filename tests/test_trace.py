@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from shared.parity import ATOL
-from shared.trace import FLOOR_LIMIT, compare_traces, float32_floors
+from segparity.comparison.tolerance import ATOL
+from segparity.comparison.trace import FLOOR_LIMIT, compare_traces, float32_floors
 
 
 def _trace(logits, grad):

@@ -10,9 +10,9 @@ from skimage import io
 
 import segmentation_tf.train as tf_train
 import segmentation_torch.train as torch_train
-from shared.checkpoint import read_checkpoint
-from shared.runs import RunError, RunFolder
-from shared.training import COLUMNS, TrainConfig, make_config
+from segparity.weights.checkpoint import read_checkpoint
+from segparity.training.runs import RunError, RunFolder
+from segparity.training.config import COLUMNS, TrainConfig, make_config
 
 TRAINERS = {"torch": torch_train, "tf": tf_train}
 TINY = dict(synthetic_samples=24, image_size=16, model_options={"base_channels": 4, "depth": 2}, batch_size=8)
@@ -59,11 +59,11 @@ def test_resume_continues_exactly(tmp_path, framework, optimizer):
 
 
 def test_a_run_killed_while_checkpointing_resumes_from_the_last_complete_epoch(tmp_path, monkeypatch):
-    import shared.runs
+    import segparity.training.runs
 
     config = _config("torch", epochs=3)
     whole = torch_train.train(config, tmp_path / "whole", progress=False)
-    real_save = shared.runs.save_file
+    real_save = segparity.training.runs.save_file
     calls = []
 
     def dies_on_second_epoch(tensors, path, *args, **kwargs):
@@ -72,13 +72,13 @@ def test_a_run_killed_while_checkpointing_resumes_from_the_last_complete_epoch(t
             raise KeyboardInterrupt("killed")
         return real_save(tensors, path, *args, **kwargs)
 
-    monkeypatch.setattr(shared.runs, "save_file", dies_on_second_epoch)
+    monkeypatch.setattr(segparity.training.runs, "save_file", dies_on_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         torch_train.train(config, tmp_path / "killed", progress=False)
     checkpoints = tmp_path / "killed" / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch_0001", "latest.json"]  # no half-written folder
     assert len(list(csv.DictReader(open(tmp_path / "killed" / "metrics.csv")))) == 1
-    monkeypatch.setattr(shared.runs, "save_file", real_save)
+    monkeypatch.setattr(segparity.training.runs, "save_file", real_save)
     resumed = torch_train.train(config, tmp_path / "killed", resume=True, progress=False)
     assert [r["loss"] for r in resumed] == [r["loss"] for r in whole]
 
@@ -134,7 +134,7 @@ def test_optimizer_state_moves_between_frameworks(optimizer):
     from segmentation_tf.weights import to_canonical as tf_to
     from segmentation_torch.optimizers import optimizer_state as torch_state
     from segmentation_torch.weights import to_canonical as torch_to
-    from shared.data.dataset import synthetic_dataset
+    from segparity.data.dataset import synthetic_dataset
 
     config = _config("torch", optimizer=optimizer, momentum=0.9, lr=0.01, weight_decay=1e-3)
     data = synthetic_dataset(8, (16, 16), 3, seed=1)
@@ -163,7 +163,7 @@ def test_optimizer_state_moves_between_frameworks(optimizer):
 
 
 def test_damaged_checkpoint_and_compare_into_a_run_folder_are_named(tmp_path):
-    from shared.compare import compare_train
+    from segparity.parity.compare_train import compare_train
 
     config = _config("torch", epochs=1)
     torch_train.train(config, tmp_path, progress=False)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage import io
 
-from shared import cli
+from segparity import cli
 from tests.test_data_files import make_mads, make_ph2
 
 IDS = tuple(f"IMD{i:03d}" for i in range(2, 12))

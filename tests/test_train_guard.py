@@ -10,9 +10,9 @@ import stat
 import numpy as np
 import pytest
 
-from shared import cli
-from shared.atomic import atomic_write
-from shared.checkpoint import read_checkpoint
+from segparity import cli
+from segparity.atomic import atomic_write
+from segparity.weights.checkpoint import read_checkpoint
 
 # 12 synthetic samples -> 10 train, batch 4: 3 steps an epoch
 ARGS = ["--arch", "unet", "--model-option", "base_channels=4", "--model-option", "depth=2", "--data", "synthetic",

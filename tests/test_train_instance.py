@@ -13,11 +13,11 @@ import pytest
 
 from segmentation_tf.data import make_loader as tf_loader
 from segmentation_torch.data import make_loader as torch_loader
-from shared import cli
-from shared.data.dataset import synthetic_dataset
-from shared.data.preprocess import Augment
-from shared.runs import read_metrics
-from shared.training import COLUMNS, make_config
+from segparity import cli
+from segparity.data.dataset import synthetic_dataset
+from segparity.data.preprocess import Augment
+from segparity.training.runs import read_metrics
+from segparity.training.config import COLUMNS, make_config
 
 TINY = ["--arch", "unet", "--model-option", "base_channels=4", "--model-option", "depth=2", "--image-size", "32",
         "--synthetic-samples", "24", "--batch-size", "8", "--epochs", "2", "--embedding-dim", "3", "--quiet"]

@@ -5,7 +5,7 @@ import pytest
 
 import segmentation_tf.train as tf_train
 import segmentation_torch.train as torch_train
-from shared.training import make_config
+from segparity.training.config import make_config
 
 BAR = 0.6  # validation mean IoU over 3 classes; chance level (all background) is about 0.25
 

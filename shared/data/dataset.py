@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from tqdm import tqdm
 
-from shared.data.images import read_image, read_mask
-from shared.data.preprocess import Augment, normalize, resize_image, resize_mask, sample_rng
-from shared.data.samples import DatasetError, Sample, Skipped
-from shared.synthetic import synthetic_instance_sample, synthetic_sample, task_classes
+from segparity.data.images import read_image, read_mask
+from segparity.data.preprocess import Augment, normalize, resize_image, resize_mask, sample_rng
+from segparity.data.samples import DatasetError, Sample, Skipped
+from segparity.data.synthetic import synthetic_instance_sample, synthetic_sample, task_classes
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def load_samples(samples: list[Sample], size: tuple[int, int], skipped: Skipped,
 
 def synthetic_dataset(n: int, size: tuple[int, int], num_classes: int, seed: int = 0,
                       in_channels: int = 3, task: str = "semantic") -> ArrayDataset:
-    """``n`` samples (keys ``shape00000``...), instance masks included: ``shared.synthetic.synthetic_sample``
+    """``n`` samples (keys ``shape00000``...), instance masks included: ``segparity.data.synthetic.synthetic_sample``
     for ``task="semantic"``, ``synthetic_instance_sample`` (touching shapes; with the ground band for
     ``"panoptic"``) otherwise. ``num_classes`` counts every label class, background (and ground) included."""
     if n < 1:

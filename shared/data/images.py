@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from skimage import io
 
-from shared.data.samples import DatasetError
+from segparity.data.samples import DatasetError
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.data.samples import DatasetError, Sample, Skipped, sorted_samples
+from segparity.data.samples import DatasetError, Sample, Skipped, sorted_samples
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from shared.data.samples import DatasetError, Sample, Skipped, sorted_samples
+from segparity.data.samples import DatasetError, Sample, Skipped, sorted_samples
 
 ID = re.compile(r"^IMD\d+$")
 TOP = re.compile(r"^ph2[ _]?dataset[ _]?images$", re.IGNORECASE)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.transform import resize
 
-from shared.data.samples import DatasetError
+from segparity.data.samples import DatasetError
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

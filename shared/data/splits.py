@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.atomic import atomic_write
-from shared.data.samples import DatasetError
+from segparity.atomic import atomic_write
+from segparity.data.samples import DatasetError
 
 PARTS = ("train", "val", "test")
 

@@ -29,8 +29,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from shared.layout import LayerEntry, conv_bn_entries
-from shared.networks.checks import check_batch_norm, check_choice, check_int, freeze, int_tuple
+from segparity.weights.layout import LayerEntry, conv_bn_entries
+from segparity.networks.checks import check_batch_norm, check_choice, check_int, freeze, int_tuple
 
 OUTPUT_STRIDES = (8, 16)
 

@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from shared.layout import LayerEntry, conv_bn_entries, conv_stack_entries
-from shared.networks.checks import check_batch_norm, check_bool, check_choice, check_int, freeze, stages_tuple
-from shared.networks.segnet import VGG16_ENCODER
+from segparity.weights.layout import LayerEntry, conv_bn_entries, conv_stack_entries
+from segparity.networks.checks import check_batch_norm, check_bool, check_choice, check_int, freeze, stages_tuple
+from segparity.networks.segnet import VGG16_ENCODER
 
 VARIANTS = ("32s", "16s", "8s")
 PADDINGS = ("same", "paper")
@@ -104,7 +104,7 @@ class FCNSpec:
     def size_rule(self) -> str:
         if self.padding == "same":
             return f"height and width divisible by 2**{len(self.encoder)} = {2 ** len(self.encoder)}"
-        return "height and width for which every crop of the padding='paper' network fits (see shared.networks.fcn)"
+        return "height and width for which every crop of the padding='paper' network fits (see segparity.networks.fcn)"
 
     def describe(self) -> str:
         return f"fcn(variant={self.variant!r}, {len(self.encoder)} stages, padding={self.padding!r})"

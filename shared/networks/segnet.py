@@ -19,8 +19,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from shared.layout import LayerEntry, conv_stack_entries
-from shared.networks.checks import (check_batch_norm, check_bool, check_choice, check_int, freeze, int_tuple,
+from segparity.weights.layout import LayerEntry, conv_stack_entries
+from segparity.networks.checks import (check_batch_norm, check_bool, check_choice, check_int, freeze, int_tuple,
                                     stages_tuple)
 
 VGG16_ENCODER = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))

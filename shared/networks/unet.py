@@ -9,9 +9,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from shared.geometry import unet_output_size
-from shared.layout import LayerEntry
-from shared.networks.checks import check_batch_norm, check_bool, check_choice, check_int
+from segparity.networks.geometry import unet_output_size
+from segparity.weights.layout import LayerEntry
+from segparity.networks.checks import check_batch_norm, check_bool, check_choice, check_int
 
 PADDINGS = ("same", "valid")
 UPSAMPLES = ("transpose", "bilinear", "resize")
@@ -23,7 +23,7 @@ class UNetSpec:
 
     The 2015 paper's network is ``preset="paper"``: ``in_channels=1, num_classes=2, base_channels=64,
     depth=4, padding="valid", upsample="transpose", batch_norm=False``; 572x572 in, 388x388 out.
-    The PH2 lesson's network is ``preset="lesson"`` (``shared.specs.PRESETS``).
+    The PH2 lesson's network is ``preset="lesson"`` (``segparity.networks.specs.PRESETS``).
     """
 
     in_channels: int  # channels of the input image
@@ -75,7 +75,7 @@ class UNetSpec:
     def size_rule(self) -> str:
         if self.padding == "same":
             return f"height and width divisible by 2**depth = {2**self.depth}"
-        return "height and width for which every unpadded stage keeps an even, positive size (see shared.geometry)"
+        return "height and width for which every unpadded stage keeps an even, positive size (see segparity.networks.geometry)"
 
     def describe(self) -> str:
         return f"unet(depth={self.depth}, padding={self.padding!r})"

@@ -1,13 +1,13 @@
 """What every architecture's parity test asserts about one case."""
 
-from shared.parity import compare
-from shared.suite import Case, run_case
-from shared.trace import INSTANCE_QUANTITIES, QUANTITIES
+from segparity.comparison.tolerance import compare
+from segparity.parity.suite import Case, run_case
+from segparity.comparison.trace import INSTANCE_QUANTITIES, QUANTITIES
 
 
 def assert_case_agrees(case: Case, *, reference_logits=None):
     """Run ``case`` in torch and Keras; every quantity and every tensor must agree at rtol 1e-4 and atol
-    1e-5 plus twice torch's float32 floor (gradients normalised; ``shared.trace``).
+    1e-5 plus twice torch's float32 floor (gradients normalised; ``segparity.comparison.trace``).
     ``reference_logits``: optional ``images -> {"eval": logits, "train": logits}`` of a third
     implementation, which both frameworks must also match on the batch used. Returns the ``CaseResult``."""
     result = run_case(case)

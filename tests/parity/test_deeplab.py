@@ -1,5 +1,5 @@
 """DeepLabV3+ parity: output stride 8 and 16, random widths, blocks, atrous rates, shapes and seeds;
-the full trace of ``shared.trace`` must agree."""
+the full trace of ``segparity.comparison.trace`` must agree."""
 
 import os
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.suite import Case
+from segparity.parity.suite import Case
 from tests.parity.common import assert_case_agrees
 
 EXAMPLES = int(os.environ.get("SEGPARITY_PARITY_EXAMPLES", "2"))

@@ -1,5 +1,5 @@
 """FCN parity: 32s, 16s and 8s, padded and with the paper's cropping, BN on and off, random widths,
-depths, shapes and seeds; the full trace of ``shared.trace`` must agree."""
+depths, shapes and seeds; the full trace of ``segparity.comparison.trace`` must agree."""
 
 import os
 
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from shared.specs import make_spec
-from shared.suite import Case
+from segparity.networks.specs import make_spec
+from segparity.parity.suite import Case
 from tests.parity.common import assert_case_agrees
 
 EXAMPLES = int(os.environ.get("SEGPARITY_PARITY_EXAMPLES", "2"))

@@ -1,15 +1,15 @@
 """The float32 floor is rounding, not the port: run in float64, torch and Keras agree to ~1e-10.
 
 Every report case's first configuration per architecture runs in both frameworks in float64. The
-differences are measured here in float64 (``shared.parity.compare`` casts to float32, which would hide
+differences are measured here in float64 (``segparity.comparison.tolerance.compare`` casts to float32, which would hide
 them), in the units of the report: gradients divided by their scale, everything else absolute.
 """
 
 import numpy as np
 import pytest
 
-from shared import suite
-from shared.trace import GRADIENTS, QUANTITIES, gradient_scale
+from segparity.parity import suite
+from segparity.comparison.trace import GRADIENTS, QUANTITIES, gradient_scale
 
 # DeepLabV3+ and every bilinear network resize with tf.image.resize, which computes in float32
 # (docs/pitfalls.md): their float64 traces agree only to float32 rounding.
@@ -50,8 +50,8 @@ def test_pitfall_float32_floor():
     atol here, so the bare atol cannot be the bar); in float64 the two agree to 1e-9, so the gap is
     float32 rounding, not the port; and the row passes at atol + 2 * floor, the report's rule. (The
     gradients of this case are worse conditioned still: pitfall ``bn_small_variance_conditioning``.)"""
-    from shared.parity import ATOL
-    from shared.trace import compare_traces, float32_floors, summarise
+    from segparity.comparison.tolerance import ATOL
+    from segparity.comparison.trace import compare_traces, float32_floors, summarise
 
     case = suite.Case("unet", dict(base_channels=4, depth=2, padding="valid", upsample="transpose", batch_norm=True),
                       batch=2, size=44, seed=0, weights_from="torch", in_channels=2, num_classes=2)

@@ -14,10 +14,10 @@ from segmentation_torch.instance import DiscriminativeLoss
 from segmentation_torch.registry import build_model as torch_model
 from segmentation_torch.weights import tensor_refs as torch_refs
 from segmentation_torch.weights import to_canonical
-from shared.layout import permute_axes
-from shared.parity import assert_close
-from shared.synthetic import standardize, synthetic_batch
-from shared.trace import gradient_scale, instance_targets
+from segparity.weights.layout import permute_axes
+from segparity.comparison.tolerance import assert_close
+from segparity.data.synthetic import standardize, synthetic_batch
+from segparity.comparison.trace import gradient_scale, instance_targets
 
 TINY = {
     "unet": (dict(base_channels=4, depth=2), 16),

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from segmentation_tf.layers import _SubsampledPointwiseConv2D, conv2d as keras_conv2d
-from shared.layerdiff import diff_models, transfer_weights
-from shared.parity import assert_close
+from segparity.parity.layerdiff import diff_models, transfer_weights
+from segparity.comparison.tolerance import assert_close
 
 REPRO = Path(__file__).with_name("repro_tf_strided_pointwise.py")
 # (size, in channels, out channels) of x (1, size, size, cin) and w (1, 1, cin, cout): the first two are
@@ -106,8 +106,8 @@ def test_harness_names_the_pitfall_on_a_stock_strided_pointwise_conv():
 
 def test_segparity_layers_are_not_exposed():
     """DeepLabV3+'s stride-2 shortcuts are segparity's sliced layer: no row names the pitfall."""
-    from shared.layerdiff import diff_architecture
-    from shared.specs import make_spec
+    from segparity.parity.layerdiff import diff_architecture
+    from segparity.networks.specs import make_spec
 
     spec = make_spec("deeplabv3plus", in_channels=3, num_classes=2, output_stride=16, stem_channels=4,
                      stage_channels=(4, 8, 8, 8), blocks_per_stage=(1, 1, 1, 1), aspp_channels=4,

@@ -11,9 +11,9 @@ from segmentation_tf.layers import BatchNorm as KerasBatchNorm
 from segmentation_tf.layers import upsample_bilinear_2x as keras_upsample
 from segmentation_torch.layers import BatchNorm as TorchBatchNorm
 from segmentation_torch.layers import upsample_bilinear_2x as torch_upsample
-from shared import suite
-from shared.parity import assert_close, compare
-from shared.trace import TraceSettings, compare_traces, summarise
+from segparity.parity import suite
+from segparity.comparison.tolerance import assert_close, compare
+from segparity.comparison.trace import TraceSettings, compare_traces, summarise
 
 
 def _nhwc(x):
@@ -149,11 +149,11 @@ def test_pitfall_bn_small_variance_conditioning():
     """Not a port error: raw [0, 1] images through a 2-filter first layer leave a BN channel with
     batch variance ~1e-3; BN's backward amplifies float32 cancellation by 1/sigma, and *both*
     frameworks' input gradients miss the float64 value by more than atol (~5e-5 of the gradient's
-    scale). Parity runs therefore standardise inputs (``shared.synthetic.standardize``)."""
+    scale). Parity runs therefore standardise inputs (``segparity.data.synthetic.standardize``)."""
     from segmentation_torch import build_model, from_canonical
     from segmentation_torch.losses import CrossEntropyLoss
-    from shared.geometry import center_crop_labels
-    from shared.synthetic import synthetic_batch
+    from segparity.networks.geometry import center_crop_labels
+    from segparity.data.synthetic import synthetic_batch
 
     case = suite.Case("unet", dict(base_channels=2, depth=2, padding="valid", upsample="bilinear", batch_norm=True),
                       batch=1, size=48, seed=315, weights_from="tf", in_channels=1, num_classes=2)
@@ -183,7 +183,7 @@ def test_pitfall_relu_kink_flip(monkeypatch):
     Built exactly (``tests/kinkcase.py``), so it happens on every CPU: forward rows agree (~1e-7), input
     gradients differ by several percent of their scale. The suite recognises it (only gradients fail, a
     ReLU input at margin 0 from its kink) and uses the next batch, where everything agrees."""
-    from shared.kinks import KINK_MARGIN
+    from segparity.comparison.kinks import KINK_MARGIN
     from tests.kinkcase import planted
 
     case = planted(monkeypatch)

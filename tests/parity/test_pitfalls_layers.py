@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from segmentation_tf import layers as keras_layers
-from shared.layout import permute_axes
-from shared.parity import assert_close
+from segparity.weights.layout import permute_axes
+from segparity.comparison.tolerance import assert_close
 
 RNG = np.random.default_rng(0)
 

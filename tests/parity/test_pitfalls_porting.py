@@ -13,8 +13,8 @@ from segmentation_tf import layers as keras_layers
 from segmentation_tf import losses as keras_losses
 from segmentation_torch import layers as torch_layers
 from segmentation_torch import losses as torch_losses
-from shared.layout import linear_after_flatten, permute_axes
-from shared.parity import assert_close, compare
+from segparity.weights.layout import linear_after_flatten, permute_axes
+from segparity.comparison.tolerance import assert_close, compare
 
 RNG = np.random.default_rng(0)
 
@@ -129,7 +129,7 @@ def test_pitfall_flatten_order():
     """``torch.flatten`` of ``(N, C, H, W)`` lists features in C, H, W order; Keras ``Flatten`` of
     ``(N, H, W, C)`` in H, W, C order. A ``Linear`` weight copied into a ``Dense`` kernel unchanged (only
     transposed) multiplies the wrong features: shapes fit, outputs are wrong. Fix:
-    ``shared.layout.linear_after_flatten`` reorders the weight's columns once, when converting (or
+    ``segparity.weights.layout.linear_after_flatten`` reorders the weight's columns once, when converting (or
     permute to channels-first before ``Flatten``: docs/parity-harness.md)."""
     x = RNG.normal(size=(2, 4, 3, 5)).astype(np.float32)
     weight = RNG.normal(size=(6, 4 * 3 * 5)).astype(np.float32)
@@ -160,7 +160,7 @@ def test_pitfall_transposed_conv_kernel_layout():
     Both are reversed, so a converter that treats both as conv kernels happens to be right; one that
     knows Keras's transposed layout but reads torch's weight as ``(out, in, kh, kw)`` swaps in and out,
     and with as many inputs as outputs the shapes fit and it loads silently. Fix: one named layout per
-    layer kind and framework (``shared.layout``: ``IOHW -> HWOI``)."""
+    layer kind and framework (``segparity.weights.layout``: ``IOHW -> HWOI``)."""
     x = RNG.normal(size=(1, 4, 5, 5)).astype(np.float32)
     w = RNG.normal(size=(4, 4, 2, 2)).astype(np.float32)  # in = out = 4
     expected = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), stride=2).numpy()

@@ -1,5 +1,5 @@
 """SegNet parity: index unpooling and bilinear up-sampling, BN on and off, random widths, depths,
-shapes and seeds, weights made in either framework; the full trace of ``shared.trace`` must agree."""
+shapes and seeds, weights made in either framework; the full trace of ``segparity.comparison.trace`` must agree."""
 
 import os
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.suite import Case, lesson_case
+from segparity.parity.suite import Case, lesson_case
 from tests.parity.common import assert_case_agrees
 
 EXAMPLES = int(os.environ.get("SEGPARITY_PARITY_EXAMPLES", "2"))

@@ -1,8 +1,8 @@
 """U-Net parity: every configuration, random shapes and seeds, weights made in either framework.
 
-Each example runs the full trace of ``shared.trace`` (eval/train logits, BCE and CE, input and weight
+Each example runs the full trace of ``segparity.comparison.trace`` (eval/train logits, BCE and CE, input and weight
 gradients, BN running statistics, one SGD and one Adam step) in torch and Keras and requires every
-tensor to agree at rtol 1e-4, atol 1e-5 plus twice torch's float32 floor (gradients normalised; ``shared.trace``).
+tensor to agree at rtol 1e-4, atol 1e-5 plus twice torch's float32 floor (gradients normalised; ``segparity.comparison.trace``).
 """
 
 import itertools
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.geometry import unet_bottleneck_size, unet_output_size
-from shared.reference_unet import unet_forward
-from shared.suite import Case, harness
+from segparity.networks.geometry import unet_bottleneck_size, unet_output_size
+from segparity.reference.unet import unet_forward
+from segparity.parity.suite import Case, harness
 from tests.parity.common import assert_case_agrees
 
 CONFIGS = list(itertools.product(("same", "valid"), ("transpose", "bilinear"), (True, False)))

@@ -1,6 +1,6 @@
 """Max-pooling with indices and max-unpooling: torch's ``max_pool2d(return_indices=True)`` /
 ``max_unpool2d`` against the Keras side's ``tf.nn.max_pool_with_argmax`` + scatter, and both against
-the numpy reference in ``shared.unpooling``. Ties, odd sizes and batches > 1 are drawn on purpose."""
+the numpy reference in ``segparity.reference.unpooling``. Ties, odd sizes and batches > 1 are drawn on purpose."""
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from segmentation_tf import layers as keras_layers
 from segmentation_torch import layers as torch_layers
-from shared import unpooling
+from segparity.reference import unpooling
 
 # Values from a 3-element set make most windows tie; the float case checks the ordinary path.
 TIED = st.sampled_from([0.0, 1.0, 2.0])
@@ -80,7 +80,7 @@ def test_pitfall_max_unpool_indices():
     """Naive port: take TensorFlow's argmax (its default, ``include_batch_in_index=False``) as torch's
     indices. TF counts ``(row * W + col) * C + c`` in NHWC order, torch ``row * W + col`` per channel
     plane, so the naive unpooling puts values in the wrong places as soon as C > 1. Converting with
-    ``shared.unpooling.tf_to_torch_indices`` (the fixed port uses the batch-flat indices directly)
+    ``segparity.reference.unpooling.tf_to_torch_indices`` (the fixed port uses the batch-flat indices directly)
     places them exactly where torch does."""
     x = np.random.default_rng(0).normal(size=(2, 3, 6, 6)).astype(np.float32)
     values, torch_indices, torch_unpooled = _torch_pool_unpool(x)

@@ -11,9 +11,9 @@ import json
 import math
 from pathlib import Path
 
-from shared.atomic import atomic_write
-from shared.panoptic import evaluate_panoptic
-from shared.plots import plot_panoptic
+from segparity.atomic import atomic_write
+from segparity.reference.panoptic import evaluate_panoptic
+from segparity.training.plots import plot_panoptic
 
 PANOPTIC_FILE = "panoptic.json"
 MAP_TITLES = {"target": "ground truth", "embedding": "embedding + clustering", "semantic_only": "semantic only"}
@@ -31,8 +31,8 @@ def _plain(value):
 
 def finish_instance_run(out: str | Path, data, predict, title: str, bandwidth: float, preview: int = 6) -> dict:
     """Score ``predict`` (``(B, H, W, C)`` images -> ``(classes, embedding)``, channels last) on ``data.val``
-    (``shared.training.TrainData``), write ``panoptic.json`` and the two pictures; return the scores
-    (``shared.panoptic.evaluate_panoptic`` without its ``"maps"``)."""
+    (``segparity.training.config.TrainData``), write ``panoptic.json`` and the two pictures; return the scores
+    (``segparity.reference.panoptic.evaluate_panoptic`` without its ``"maps"``)."""
     out = Path(out)
     scores = evaluate_panoptic(predict, data.val, data.things, data.stuffs, bandwidth=bandwidth)
     maps = scores.pop("maps")

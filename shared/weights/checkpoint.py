@@ -1,6 +1,6 @@
 """The canonical checkpoint: a safetensors file both framework packages read and write.
 
-File = tensors named and shaped as ``shared.layout.expected_tensors(spec)`` (float32), and one
+File = tensors named and shaped as ``segparity.weights.layout.expected_tensors(spec)`` (float32), and one
 metadata entry ``"segparity"`` whose value is sorted JSON::
 
     {"format": "segparity.canonical", "format_version": "1", "spec": {"name": "unet", "options": {...}}}
@@ -22,15 +22,15 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from shared.atomic import atomic_write
-from shared.layout import expected_tensors
-from shared.specs import spec_differences, spec_from_dict, spec_to_dict
-from shared.validation import printable
+from segparity.atomic import atomic_write
+from segparity.weights.layout import expected_tensors
+from segparity.networks.specs import spec_differences, spec_from_dict, spec_to_dict
+from segparity.validation import printable
 
 FORMAT = "segparity.canonical"
 FORMAT_VERSION = "1"
 METADATA_KEY = "segparity"
-# The same header, recorded in the framework files segparity writes (shared/convert.py reads them):
+# The same header, recorded in the framework files segparity writes (shared/parity/convert.py reads them):
 TORCH_RECORD = "extra/segparity.json"  # a record in a torch .pt zip, after torch's own "<archive>/" prefix
 H5_ATTRIBUTE = "segparity"  # a root attribute of a Keras .weights.h5 file
 
@@ -38,7 +38,7 @@ H5_ATTRIBUTE = "segparity"  # a root attribute of a Keras .weights.h5 file
 class CheckpointError(ValueError):
     """A checkpoint does not match the model: names the file, keys and shapes.
 
-    The message is made printable (``shared.validation.printable``): text quoted from another library's
+    The message is made printable (``segparity.validation.printable``): text quoted from another library's
     error keeps no terminal escape codes.
     """
 

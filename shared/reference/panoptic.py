@@ -3,7 +3,7 @@
 A network built with ``embedding_dim=E`` returns logits and a per-pixel embedding. Here, channels last:
 ``classes (N, H, W)`` integer labels (the argmax of the logits), ``embedding (N, H, W, E)`` float.
 A panoptic map is ``(N, H, W, 2)`` integers holding ``(class id, instance id)`` per pixel, the format
-``shared.metrics.panoptic_quality`` reads: things get one id per instance (unique within the image,
+``segparity.reference.metrics.panoptic_quality`` reads: things get one id per instance (unique within the image,
 from 1), stuff and background get instance id 0.
 
 Clustering follows De Brabandere et al. (2017), section 3.2: the loss pulls every pixel within
@@ -182,12 +182,12 @@ def evaluate_panoptic(predict, data, things, stuffs, bandwidth: float = 1.0, min
 
     ``predict(images (B, H, W, C)) -> (classes (B, H, W), embedding (B, H, W, E))`` is the framework's.
     Returns ``{"embedding": ..., "semantic_only": ...}``: for the clustered embedding and for connected
-    components of the same predicted classes, ``shared.metrics.panoptic_quality`` (``pq``, ``sq``, ``rq``,
+    components of the same predicted classes, ``segparity.reference.metrics.panoptic_quality`` (``pq``, ``sq``, ``rq``,
     ``n``, ``things``, ``stuff``, ``per_class``) plus ``instance_f1`` (matches at IoU > 0.5 over the set)
     and ``sbd`` (mean over images) of the thing instances.
     Also ``"maps"``: the first batch's target, embedding and semantic-only panoptic maps, for plots.
     """
-    from shared.metrics import instance_scores, panoptic_quality, symmetric_best_dice
+    from segparity.reference.metrics import instance_scores, panoptic_quality, symmetric_best_dice
 
     targets, clustered, components, first = [], [], [], None
     for start in range(0, len(data), batch_size):

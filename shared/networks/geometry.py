@@ -1,6 +1,6 @@
 """Spatial-size rules: which input heights/widths a network takes and what size it returns.
 
-Each spec in ``shared.networks`` has ``output_size(size)``; ``nearest_sizes`` turns any such rule into
+Each spec in ``segparity.networks`` has ``output_size(size)``; ``nearest_sizes`` turns any such rule into
 the "nearest valid sizes" of error messages. The U-Net rules live here:
 
 U-Net, ``padding="same"``: every 2x2 pooling halves the size exactly, so H and W must be divisible by

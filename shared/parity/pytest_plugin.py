@@ -1,11 +1,11 @@
 """pytest plugin ``segparity`` (registered through the ``pytest11`` entry point when segparity is
-installed): fixtures that check your own torch/Keras model pairs with ``shared.layerdiff``.
+installed): fixtures that check your own torch/Keras model pairs with ``segparity.parity.layerdiff``.
 
 Fixtures:
 
 - ``parity_tolerance``: ``(rtol, atol)``, from ``--parity-rtol`` / ``--parity-atol`` on the command
   line, else the ``parity_rtol`` / ``parity_atol`` ini options, else segparity's defaults (1e-4, 1e-5);
-- ``assert_parity``: ``shared.layerdiff.assert_parity`` with those tolerances as defaults. On failure
+- ``assert_parity``: ``segparity.parity.layerdiff.assert_parity`` with those tolerances as defaults. On failure
   the assertion message holds the per-layer table and names the first layer over tolerance.
 
 Every pair checked is listed in pytest's terminal summary with its output error.
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.layerdiff import assert_parity as _assert_parity
-from shared.parity import ATOL, RTOL
+from segparity.parity.layerdiff import assert_parity as _assert_parity
+from segparity.comparison.tolerance import ATOL, RTOL
 
 _CHECKED = pytest.StashKey[list]()
 
@@ -47,7 +47,7 @@ def parity_tolerance(request) -> tuple[float, float]:
 def assert_parity(request, parity_tolerance):
     """``assert_parity(torch_fn, tf_fn, inputs, *, rtol=None, atol=None, name_map=None, training=False,
     channels_first=())``:
-    ``shared.layerdiff.assert_parity`` with the run's tolerances unless given; returns the report."""
+    ``segparity.parity.layerdiff.assert_parity`` with the run's tolerances unless given; returns the report."""
     checked = request.config.stash[_CHECKED]
 
     def check(torch_fn, tf_fn, inputs, *, rtol: float | None = None, atol: float | None = None,

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from shared.atomic import atomic_write
+from segparity.atomic import atomic_write
 
 COLUMNS = ("arch", "config", "quantity", "max_abs", "max_rel", "rtol", "atol", "passed")
 
@@ -41,7 +41,7 @@ def format_summary(rows) -> str:
 
 
 def format_environment(environment: dict) -> str:
-    """Two lines of ``shared.machine.environment()``: per framework, its devices, TF32, determinism and threads."""
+    """Two lines of ``segparity.parity.machine.environment()``: per framework, its devices, TF32, determinism and threads."""
     lines = []
     for framework in ("torch", "tf"):
         e = environment[framework]

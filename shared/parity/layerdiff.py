@@ -15,7 +15,7 @@ Per layer and column (reference: torch):
 - ``max_abs``: ``max |keras - torch|``;
 - ``max_rel``: ``max_abs / max |torch|``, the error relative to the reference's magnitude;
 - ``cosine``: cosine similarity of the two outputs flattened (1 for two zero outputs);
-- ``passed``: ``|keras - torch| <= atol + rtol * |torch|`` elementwise (``shared.parity``'s criterion).
+- ``passed``: ``|keras - torch| <= atol + rtol * |torch|`` elementwise (``segparity.comparison.tolerance``'s criterion).
 
 **float32 floor** (``reference="float64"``, the default): torch also runs a float64 copy of the model,
 and each layer's ``floor`` is ``max |torch float32 - torch float64|``, the rounding torch itself
@@ -47,18 +47,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from shared.machine import environment
-from shared.parity import ATOL, RTOL
-
-
-@dataclass(frozen=True)
-class LayerCall:
-    """One call of one layer during a forward pass: positional arguments and output, as numpy arrays in
-    the recording framework's own layout (``to_torch`` / ``to_keras`` move between them)."""
-
-    path: str
-    args: list
-    output: object
+from segparity.comparison.records import LayerCall
+from segparity.parity.machine import environment
+from segparity.comparison.tolerance import ATOL, RTOL
 
 
 @dataclass(frozen=True)
@@ -518,7 +509,7 @@ def assert_parity(torch_fn, tf_fn, inputs, *, rtol: float = RTOL, atol: float = 
 def transfer_weights(torch_model, keras_model, name_map: dict[str, str], *, to: str = "keras",
                      ignore: tuple[str, ...] = ()) -> list[str]:
     """Copy weights between the mapped layers, torch -> Keras (``to="keras"``) or back (``to="torch"``),
-    through the canonical layout (``shared.layout``: conv, transposed conv, BatchNorm, linear).
+    through the canonical layout (``segparity.weights.layout``: conv, transposed conv, BatchNorm, linear).
 
     ``name_map`` (``{torch attribute path: Keras layer name}``) is required and checked first: every layer
     it names must exist, and every layer with weights, in either model, must be in it or in ``ignore``

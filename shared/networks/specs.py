@@ -1,7 +1,7 @@
 """The architecture registry: names, presets and spec construction.
 
 Each network's spec (a frozen dataclass holding every option that changes its weights or maths,
-with defaults) lives in ``shared.networks``. Both framework packages build their models from the
+with defaults) lives in ``segparity.networks``. Both framework packages build their models from the
 same spec, and the canonical checkpoint stores it, so a checkpoint can be checked against the model
 it is loaded into.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from shared.networks.deeplab import DeepLabV3PlusSpec
-from shared.networks.fcn import FCNSpec
-from shared.networks.segnet import SegNetSpec
-from shared.networks.unet import UNetSpec
+from segparity.networks.deeplab import DeepLabV3PlusSpec
+from segparity.networks.fcn import FCNSpec
+from segparity.networks.segnet import SegNetSpec
+from segparity.networks.unet import UNetSpec
 
 MODEL_SPECS: dict[str, type] = {"deeplabv3plus": DeepLabV3PlusSpec, "fcn": FCNSpec, "segnet": SegNetSpec,
                                 "unet": UNetSpec}

@@ -1,7 +1,7 @@
 """``segparity compare-train``: the same network trained in both frameworks, step by step, side by side.
 
 Both runs start from one canonical checkpoint (torch's initialiser, written to ``init.safetensors``),
-read the same batches in the same order (``shared.data.dataset.batch_indices`` through each
+read the same batches in the same order (``segparity.data.dataset.batch_indices`` through each
 framework's adapter), use the same loss and the same update rule (``segmentation_tf.optimizers``
 computes torch's). No network here has dropout and augmentation is off, so any difference is
 floating-point: the per-step loss difference is written to ``steps.csv`` and plotted in
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from shared.atomic import atomic_write
-from shared.plots import plot_loss_comparison
-from shared.training import TrainConfig, prepare_data
+from segparity.atomic import atomic_write
+from segparity.training.plots import plot_loss_comparison
+from segparity.training.config import TrainConfig, prepare_data
 
 # Documented agreement of the per-step training loss (docs/training.md), over the first SGD_STEPS
 # steps of plain SGD: |tf - torch| / |torch| <= SGD_RTOL + 2 * (torch's own float32 drift so far),

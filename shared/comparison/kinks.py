@@ -8,7 +8,7 @@ float64) / (largest float32 error in that layer); a parity run draws another bat
 margin is below ``KINK_MARGIN``, as gradient checkers avoid non-differentiable points.
 
 The activations come from a framework's forward pass run twice, in float64 and in float32
-(``segmentation_torch.harness.kink_margin`` records them), or from ``shared.reference_unet``.
+(``segmentation_torch.harness.kink_margin`` records them), or from ``segparity.reference.unet``.
 """
 
 from __future__ import annotations

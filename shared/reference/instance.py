@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.losses import check_non_negative
+from segparity.reference.losses import check_non_negative
 
 
 def check_discriminative(delta_v: float, delta_d: float, alpha: float, beta: float, gamma: float) -> None:

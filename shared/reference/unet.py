@@ -1,8 +1,8 @@
 """U-Net forward pass in plain numpy (float64): a third implementation of the network.
 
-Reads canonical weights (``shared.layout``) and ``(N, C, H, W)`` images; mirrors
+Reads canonical weights (``segparity.weights.layout``) and ``(N, C, H, W)`` images; mirrors
 ``segmentation_torch/unet.py`` step by step. The logits of torch and Keras are also checked against
-this reference (``tests/parity/test_unet.py``), and its ``kink_margin`` (``shared.kinks``) is the
+this reference (``tests/parity/test_unet.py``), and its ``kink_margin`` (``segparity.comparison.kinks``) is the
 framework-free cross-check of the torch harness's probe.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from shared import kinks
+from segparity.comparison import kinks
 
 
 def conv2d(x, weight, bias, padding: str):

@@ -190,7 +190,7 @@ def synthetic_instance_sample(index: int, height: int, width: int, num_things: i
     band along the bottom (stuff) in front of the background and behind the shapes. In every image
     one class gets an extra shape overlapping or touching one of its own, and the sample is redrawn
     until some class has fewer 8-connected regions than instances: a semantic map, however exact,
-    cannot separate them (``shared.panoptic.panoptic_from_components`` merges them). Every shape keeps
+    cannot separate them (``segparity.reference.panoptic.panoptic_from_components`` merges them). Every shape keeps
     at least 40 % (and 12 pixels) of itself visible and gets a random colour at least 0.25 away from the
     background, the ground and every other shape; pixel noise sd 0.08.
 

@@ -2,7 +2,7 @@
 
 Formats, told by the file name:
 
-- ``.safetensors``: the canonical checkpoint (``shared/checkpoint.py``); it records the architecture spec.
+- ``.safetensors``: the canonical checkpoint (``shared/weights/checkpoint.py``); it records the architecture spec.
 - ``.pt`` / ``.pth``: a torch ``state_dict`` (``segmentation_torch.weights``; read with ``weights_only=True``).
 - ``.weights.h5``: Keras ``model.save_weights`` (``segmentation_tf.weights``).
 - ``.keras``: a Keras model archive (``model.save``): a zip of ``config.json`` (the model's class and
@@ -18,7 +18,7 @@ The architecture travels with the weights: a canonical file and a ``.keras`` arc
 extra data, where torch and Keras do not look: a ``<archive>/extra/segparity.json`` record in the ``.pt``
 zip (torch's own ``extra/`` convention, ``torch.load`` ignores it) and a root attribute ``segparity`` in the
 HDF5 file (``model.load_weights`` ignores it); both hold the canonical header JSON
-(``shared.checkpoint.header_json``). A ``.pt`` or ``.weights.h5`` written elsewhere records nothing, and
+(``segparity.weights.checkpoint.header_json``). A ``.pt`` or ``.weights.h5`` written elsewhere records nothing, and
 reading one needs the spec (``--arch`` and options). Where a file records one, a spec given as well must
 equal it.
 """
@@ -31,9 +31,9 @@ import os
 import zipfile
 from pathlib import Path
 
-from shared.checkpoint import (H5_ATTRIBUTE, TORCH_RECORD, CheckpointError, read_checkpoint, read_checkpoint_spec,
+from segparity.weights.checkpoint import (H5_ATTRIBUTE, TORCH_RECORD, CheckpointError, read_checkpoint, read_checkpoint_spec,
                                spec_from_header, write_checkpoint)
-from shared.specs import make_spec, spec_differences
+from segparity.networks.specs import make_spec, spec_differences
 
 FILE_KINDS = {"canonical": "checkpoint", "torch": "torch weight", "tf": "Keras weight"}  # for messages
 FORMATS = {"canonical": (".safetensors",), "torch": (".pt", ".pth"), "tf": (".weights.h5", ".keras")}

@@ -96,7 +96,7 @@ def conv_stack_entries(path: str, cin: int, channels: tuple[int, ...], batch_nor
 
 
 def layer_table(spec) -> list[LayerEntry]:
-    """The layer table of any registered architecture (each spec in ``shared.networks`` builds its own)."""
+    """The layer table of any registered architecture (each spec in ``segparity.networks`` builds its own)."""
     return spec.layer_table()
 
 

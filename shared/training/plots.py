@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from shared.atomic import atomic_write
-from shared.training import METRICS
+from segparity.atomic import atomic_write
+from segparity.training.config import METRICS
 
 
 # label k's tint in overlays and legends (0, background, is left untinted)
@@ -107,7 +107,7 @@ def predictions_figure(images: np.ndarray, masks: np.ndarray, predictions: np.nd
 
 def plot_loss_comparison(result, path: str | Path, title: str) -> Path:
     """Both frameworks' per-step training loss (top); their relative difference, torch's own float32
-    drift and the allowed bound, log scale (bottom). ``result`` is a ``shared.compare.Comparison``."""
+    drift and the allowed bound, log scale (bottom). ``result`` is a ``segparity.parity.compare_train.Comparison``."""
     plt = _pyplot()
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     top.plot(result.steps, result.torch_loss, "-", label="torch")
@@ -128,7 +128,7 @@ def plot_run(out: str | Path, rows: list[dict[str, Any]], val, predict, title: s
              class_names: list[str] | None = None) -> None:
     """``learning_curves.png`` and ``predictions.png`` of a finished run in ``out``: ``val`` is the
     validation ``ArrayDataset``, ``predict(images (N, H, W, C)) -> labels (N, H, W)`` the framework's,
-    ``class_names`` the legend's names of the labels (``shared.training.class_names``)."""
+    ``class_names`` the legend's names of the labels (``segparity.training.config.class_names``)."""
     plot_learning_curves(rows, Path(out) / "learning_curves.png", title)
     inputs, masks = val.batch(np.arange(min(preview, len(val))), epoch=0)
     plot_predictions(val.images[:preview], masks, predict(inputs), Path(out) / "predictions.png", title, class_names)

@@ -1,7 +1,7 @@
 """What a parity run computes in each framework, and how two such traces are compared.
 
 A *trace* is a dict of numpy arrays (canonical layouts: activations ``(N, C, H, W)``, weights as in
-``shared.layout``), produced by ``segmentation_torch.harness.compute_trace`` and its Keras twin:
+``segparity.weights.layout``), produced by ``segmentation_torch.harness.compute_trace`` and its Keras twin:
 
 ==========================  ==========================================================================
 key                         value
@@ -14,7 +14,7 @@ key                         value
 ``bn_running``              dict: BN mean/var after one training forward (momentum/eps from the spec)
 ``weights_after_sgd``       dict: all canonical tensors after one SGD step on loss_bce + loss_ce
 ``weights_after_adam``      dict: the same after one Adam step
-``loss_<name>``             each loss of ``shared.losses.report_catalogue`` on torch's float32
+``loss_<name>``             each loss of ``segparity.reference.losses.report_catalogue`` on torch's float32
                             ``logits_train`` (the same input for both frameworks: the rows check the
                             loss ports; the network's are checked by the rows above)
 ``grad_logits_<name>``      d(loss_<name>)/d(its input), ``(N, C, H, W)``
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.losses import REPORT_LOSSES
-from shared.panoptic import panoptic_from_components
-from shared.parity import ATOL, RTOL, Comparison, compare, merge
+from segparity.reference.losses import REPORT_LOSSES
+from segparity.reference.panoptic import panoptic_from_components
+from segparity.comparison.tolerance import ATOL, RTOL, Comparison, compare, merge
 
 LOSS_ROWS = tuple(f"loss_{name}" for name in REPORT_LOSSES)
 LOSS_GRADIENTS = tuple(f"grad_logits_{name}" for name in REPORT_LOSSES)
@@ -45,7 +45,7 @@ GRADIENTS = ("grad_input_bce", "grad_input_ce", "grad_weights_bce", "grad_weight
 # Largest floor of a gradient or optimiser-step quantity (gradients in units of their scale) that widens
 # the tolerance. Rounding alone reached 3.7e-5 on DeepLabV3+ input gradients (60 measured cases); a
 # gradient jumps when a ReLU/max-pool kink is crossed, and such jumps are handled by the redraw rule
-# (shared.suite), not by tolerance. Forward quantities are continuous in their inputs: no limit.
+# (segparity.parity.suite), not by tolerance. Forward quantities are continuous in their inputs: no limit.
 FLOOR_LIMIT = 5e-5
 STEPS = ("weights_after_sgd", "weights_after_adam")
 
@@ -56,7 +56,7 @@ class TraceSettings:
 
     Why Adam's epsilon is 1e-3 here and not torch's default 1e-8 (pitfall "adam_first_step_conditioning"):
     the first Adam step is ``lr * g / (|g| + eps)``, whose slope at ``g = 0`` is ``lr / eps``. Gradients
-    are proven equal only to ``atol * max|g|`` (float32 sums; see ``shared.parity``), so the two steps
+    are proven equal only to ``atol * max|g|`` (float32 sums; see ``segparity.comparison.tolerance``), so the two steps
     are guaranteed to agree within ``lr * atol * max|g| / eps``, which is <= atol exactly when
     ``eps >= lr * max|g|`` (max|g| is about 1 in the report's cases). With eps = 1e-8, a weight whose
     gradient is at rounding level (|g| ~ 1e-8) steps anywhere between 0 and lr in *either* framework,
@@ -90,7 +90,7 @@ def network_losses(num_classes: int, settings: TraceSettings) -> dict[str, tuple
 
 def instance_targets(labels: np.ndarray, ignore_index: int | None) -> np.ndarray:
     """Instance ids ``(N, H, W)`` int64 for the discriminative-loss rows: each 8-connected region of a
-    foreground class in ``labels (N, H, W)`` is one instance (``shared.panoptic.panoptic_from_components``);
+    foreground class in ``labels (N, H, W)`` is one instance (``segparity.reference.panoptic.panoptic_from_components``);
     background and ignored pixels are 0."""
     labels = np.asarray(labels)
     kept = np.where(labels == ignore_index, 0, labels) if ignore_index is not None else labels
@@ -110,7 +110,7 @@ def running_statistics(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def gradient_scale(reference: dict[str, np.ndarray]) -> float:
-    """Largest magnitude over every tensor of a reference gradient (see ``shared.parity``)."""
+    """Largest magnitude over every tensor of a reference gradient (see ``segparity.comparison.tolerance``)."""
     return max((float(np.max(np.abs(v))) for v in reference.values() if np.size(v)), default=0.0)
 
 

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.data.dataset import ArrayDataset, load_samples, synthetic_dataset
-from shared.data.mads import find_mads
-from shared.data.ph2 import find_ph2
-from shared.data.preprocess import Augment
-from shared.data.samples import DatasetError, Skipped
-from shared.data.splits import load_split, save_split, split_keys
-from shared.geometry import nearest_sizes
-from shared.specs import make_spec
-from shared.synthetic import TASKS, synthetic_class_names, task_classes
+from segparity.data.dataset import ArrayDataset, load_samples, synthetic_dataset
+from segparity.data.mads import find_mads
+from segparity.data.ph2 import find_ph2
+from segparity.data.preprocess import Augment
+from segparity.data.samples import DatasetError, Skipped
+from segparity.data.splits import load_split, save_split, split_keys
+from segparity.networks.geometry import nearest_sizes
+from segparity.networks.specs import make_spec
+from segparity.data.synthetic import TASKS, synthetic_class_names, task_classes
 
 FRAMEWORKS = ("torch", "tf")
 OPTIMIZERS = ("sgd", "adam")
@@ -31,7 +31,7 @@ DATASETS = ("synthetic", "ph2", "mads")
 # CLI loss name -> loss class in segmentation_{torch,tf}/losses.py
 LOSSES = {"bce": "BinaryCrossEntropyLoss", "ce": "CrossEntropyLoss", "dice": "DiceLoss", "jaccard": "JaccardLoss",
           "tversky": "TverskyLoss", "focal": "FocalLoss", "lovasz": "LovaszLoss"}
-METRICS = ("iou", "dice", "accuracy")  # mean IoU, mean Dice, pixel accuracy, as in shared.metrics
+METRICS = ("iou", "dice", "accuracy")  # mean IoU, mean Dice, pixel accuracy, as in segparity.reference.metrics
 COLUMNS = ("epoch", "loss", *METRICS, "val_loss", *(f"val_{m}" for m in METRICS), "lr", "seconds")
 
 # The PH2 lesson's PyTorch exercise (../lesson-notes): 256x256, no normalisation, BCE with logits,
@@ -46,11 +46,11 @@ class TrainConfig:
     """Every choice that changes a run's numbers (``device`` and ``epochs`` aside, a resumed run must match)."""
 
     framework: str  # "torch" or "tf"
-    arch: str  # a name from shared.specs.list_models()
+    arch: str  # a name from segparity.networks.specs.list_models()
     data: str = "synthetic"  # "synthetic", "ph2:DIR" or "mads:DIR"
-    preset: str | None = None  # model preset (shared.specs.PRESETS); "lesson" also sets LESSON_TRAINING
+    preset: str | None = None  # model preset (segparity.networks.specs.PRESETS); "lesson" also sets LESSON_TRAINING
     model_options: dict[str, Any] = field(default_factory=dict)  # extra build_model options, e.g. base_channels
-    task: str = "semantic"  # "instance" / "panoptic": logits plus an embedding (synthetic data only), see shared.panoptic
+    task: str = "semantic"  # "instance" / "panoptic": logits plus an embedding (synthetic data only), see segparity.reference.panoptic
     embedding_dim: int = 8  # instance and panoptic tasks: channels of the embedding (build_model's embedding_dim)
     epochs: int = 10
     batch_size: int = 16
@@ -155,7 +155,7 @@ def parse_data(text: str) -> tuple[str, Path | None]:
 
 
 def loss_description(config: TrainConfig) -> tuple[str, dict[str, Any]]:
-    """``(class name, kwargs)`` of the run's loss, for ``shared.losses.build``: binary mode for one
+    """``(class name, kwargs)`` of the run's loss, for ``segparity.reference.losses.build``: binary mode for one
     output channel, multiclass otherwise (BCE needs one output: use "ce" for several)."""
     name, outputs = config.loss_name(), config.outputs()
     if name == "bce" and outputs != 1:
@@ -176,7 +176,7 @@ class TrainData:
     num_labels: int
     skipped: list[str]
     things: tuple[int, ...] = ()  # instance and panoptic tasks: the classes with instances...
-    stuffs: tuple[int, ...] = ()  # ...and those without (shared.synthetic.task_classes)
+    stuffs: tuple[int, ...] = ()  # ...and those without (segparity.data.synthetic.task_classes)
 
 
 def prepare_data(config: TrainConfig, split_file: Path, resume: bool = False, progress: bool = True) -> TrainData:

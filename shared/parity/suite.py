@@ -1,7 +1,7 @@
 """The parity suite behind ``segparity report``: which configurations, and how one is run.
 
 Each case builds random weights in one framework (alternating torch / Keras initialisers), runs the
-full trace (``shared.trace``) in both frameworks through their twin ``harness`` modules, and compares
+full trace (``segparity.comparison.trace``) in both frameworks through their twin ``harness`` modules, and compares
 Keras against torch (torch is the reference for relative errors; either choice is arbitrary).
 The framework packages are imported here by name, only when a case runs; no module of ``shared``
 imports a framework at import time.
@@ -13,13 +13,13 @@ import importlib
 import itertools
 from dataclasses import dataclass
 
-from shared.geometry import center_crop_labels
-from shared.kinks import KINK_MARGIN
-from shared.losses import report_inputs
-from shared.parity import ATOL, RTOL
-from shared.specs import PRESETS, make_spec
-from shared.synthetic import standardize, synthetic_batch
-from shared.trace import LOSS_GRADIENTS, LOSS_ROWS, TraceSettings, compare_traces, float32_floors, summarise
+from segparity.networks.geometry import center_crop_labels
+from segparity.comparison.kinks import KINK_MARGIN
+from segparity.reference.losses import report_inputs
+from segparity.comparison.tolerance import ATOL, RTOL
+from segparity.networks.specs import PRESETS, make_spec
+from segparity.data.synthetic import standardize, synthetic_batch
+from segparity.comparison.trace import LOSS_GRADIENTS, LOSS_ROWS, TraceSettings, compare_traces, float32_floors, summarise
 
 FRAMEWORKS = ("torch", "tf")
 HARNESS_MODULES = {"torch": "segmentation_torch.harness", "tf": "segmentation_tf.harness"}
@@ -76,7 +76,7 @@ def unet_cases(seed: int = 0) -> list[Case]:
     """U-Net in both paddings, both up-samplings, BN on and off.
 
     "same": depth 3, 2x3x32x32; "valid": depth 2, 2x3x60x60 (20x20 output). Sizes keep N*H*W of the
-    largest feature map under 8000 (the float32 gradient floor, ``shared.parity``).
+    largest feature map under 8000 (the float32 gradient floor, ``segparity.comparison.tolerance``).
     """
     cases = []
     for i, (padding, upsample, bn) in enumerate(itertools.product(("same", "valid"), ("transpose", "bilinear"),
@@ -207,7 +207,7 @@ class CaseResult:
     inputs: Inputs
     traces: dict  # framework -> trace
     redrawn: list  # (data seed, kink margin) of batches set aside as kink flips
-    floors: dict  # quantity -> torch's float32 floor on the batch used (``shared.trace.float32_floors``)
+    floors: dict  # quantity -> torch's float32 floor on the batch used (``segparity.comparison.trace.float32_floors``)
 
 
 def kink_flip_suspected(rows: list, spec, weights: dict, images) -> float | None:
@@ -215,7 +215,7 @@ def kink_flip_suspected(rows: list, spec, weights: dict, images) -> float | None
 
     A flip leaves every forward quantity equal and moves gradients, so it is suspected only when
     all failing rows are gradients or optimiser steps and some ReLU input or pool tie lies within
-    ``KINK_MARGIN`` float32 errors of its kink (``shared.kinks``; measured by the torch harness).
+    ``KINK_MARGIN`` float32 errors of its kink (``segparity.comparison.kinks``; measured by the torch harness).
     """
     failing = [r.quantity for r in rows if not r.passed]
     if not failing or any(q in FORWARD_QUANTITIES or q in NOT_NETWORK_GRADIENTS for q in failing):
@@ -235,9 +235,9 @@ def run_case(case: Case, settings: TraceSettings | None = None, device: str = "c
     times; every batch set aside is reported. A real port error fails on every batch.
 
     Every row is compared at ``atol + 2 * floor``, the floor being how far torch's own float32 result
-    is from its float64 one on the same batch (``shared.trace.float32_floors``, pitfall "float32_floor"):
+    is from its float64 one on the same batch (``segparity.comparison.trace.float32_floors``, pitfall "float32_floor"):
     Keras must be as close to torch as torch's float32 result is to the float64 one. The row's ``atol``
-    is the one used; gradient and step floors above ``shared.trace.FLOOR_LIMIT`` widen nothing.
+    is the one used; gradient and step floors above ``segparity.comparison.trace.FLOOR_LIMIT`` widen nothing.
     ``weights``: canonical tensors to use instead of random ones (``segparity report --weights``).
     """
     settings = settings or default_settings(case)

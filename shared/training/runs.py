@@ -6,7 +6,7 @@ Layout of ``--out DIR``::
     split.json                   the train/val/test keys
     checkpoints/epoch_0003/      weights.safetensors (canonical), optimizer.safetensors, state.json
     checkpoints/latest.json      {"checkpoint": "epoch_0003"}: the last complete checkpoint
-    metrics.csv                  one row per finished epoch, columns shared.training.COLUMNS
+    metrics.csv                  one row per finished epoch, columns segparity.training.config.COLUMNS
     weights.safetensors          the final weights (canonical), written when the run ends
     learning_curves.png, predictions.png
 
@@ -31,9 +31,9 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from shared.atomic import atomic_write, default_mode
-from shared.checkpoint import read_checkpoint, write_checkpoint
-from shared.training import COLUMNS, TrainConfig, differences
+from segparity.atomic import atomic_write, default_mode
+from segparity.weights.checkpoint import read_checkpoint, write_checkpoint
+from segparity.training.config import COLUMNS, TrainConfig, differences
 
 KEEP_CHECKPOINTS = 2
 
