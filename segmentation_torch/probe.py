@@ -78,9 +78,12 @@ def to_framework(array: np.ndarray) -> torch.Tensor:
 
 
 def from_framework(value):
-    """A torch tensor (or a tuple/list of them) as numpy (same axes); anything else unchanged."""
+    """A torch tensor (or a tuple/list of them) as a numpy copy (same axes); anything else unchanged.
+
+    A copy, not a view: a layer's recorded output must not change when a later in-place op (torchvision's
+    ``ReLU(inplace=True)`` after a BatchNorm) writes into the same memory."""
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
+        return value.detach().cpu().numpy().copy()
     if isinstance(value, (tuple, list)):
         return [from_framework(v) for v in value]
     return value

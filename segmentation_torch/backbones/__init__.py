@@ -1,0 +1,1 @@
+"""Backbones with torchvision's definitions and module paths (PyTorch side); twins in ``segmentation_tf.backbones``."""
