@@ -166,6 +166,39 @@ def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int
     return layer
 
 
+class _SymmetricPadDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """``keras.layers.DepthwiseConv2D`` after ``padding`` zeros on every side, as torch pads a grouped conv
+    (Keras ``"same"`` at stride 2 pads only the bottom/right: pitfall ``tf_same_padding_stride2``)."""
+
+    def __init__(self, kernel_size: int, *, symmetric_padding: int, **kwargs):
+        kwargs.pop("padding", None)
+        super().__init__(kernel_size, padding="valid", **kwargs)
+        self.symmetric_padding = symmetric_padding
+
+    def call(self, inputs):
+        p = self.symmetric_padding
+        return super().call(ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]]) if p else inputs)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        p = 2 * self.symmetric_padding
+        return super().compute_output_shape((n, None if h is None else h + p, None if w is None else w + p, c))
+
+    def get_config(self):
+        return {**super().get_config(), "symmetric_padding": self.symmetric_padding}
+
+
+def depthwise_conv2d(channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0, dilation: int = 1,
+                     bias: bool = True, name: str) -> keras.layers.DepthwiseConv2D:
+    """One ``kernel_size`` filter per channel, padded like ``torch.nn.Conv2d(groups=channels, padding=...)``:
+    a built ``DepthwiseConv2D`` (Keras's own op; ``Conv2D(groups=...)`` runs through a retraced XLA
+    function on the CPU, ten times slower)."""
+    layer = _SymmetricPadDepthwiseConv2D(kernel_size, symmetric_padding=padding, strides=stride,
+                                         dilation_rate=dilation, use_bias=bias, name=name)
+    layer.build((None, None, None, channels))
+    return layer
+
+
 def conv3x3(in_channels: int, out_channels: int, *, padding: str, bias: bool, name: str) -> keras.layers.Conv2D:
     """3x3 convolution, stride 1: ``padding="same"`` pads 1 on every side (Keras ``"same"`` at stride 1
     is exactly torch's ``padding=1``), ``"valid"`` pads nothing."""

@@ -28,7 +28,8 @@ FRAMEWORK = "tf"
 
 # Keras layer class -> canonical kind (tensors and axes: ``segmentation_tf.weights.KERAS_TENSORS``);
 # Conv2DTranspose is not a Conv2D subclass, segparity's BatchNorm is not a BatchNormalization one
-LAYER_KINDS = ((keras.layers.Conv2DTranspose, "conv_transpose2d"), (keras.layers.Conv2D, "conv2d"),
+LAYER_KINDS = ((keras.layers.Conv2DTranspose, "conv_transpose2d"), (keras.layers.DepthwiseConv2D, "depthwise_conv2d"),
+               (keras.layers.Conv2D, "conv2d"),
                (keras.layers.BatchNormalization, "batch_norm"), (BatchNorm, "batch_norm"),
                (keras.layers.Dense, "linear"))
 

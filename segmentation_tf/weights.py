@@ -22,6 +22,7 @@ from segparity.weights.layout import layer_table, permute_axes, CANONICAL_AXES
 KERAS_TENSORS = {
     "conv2d": {"weight": ("kernel", "HWIO"), "bias": ("bias", "O")},
     "conv_transpose2d": {"weight": ("kernel", "HWOI"), "bias": ("bias", "O")},
+    "depthwise_conv2d": {"weight": ("kernel", "HWOI"), "bias": ("bias", "O")},  # DepthwiseConv2D (k, k, C, 1)
     "batch_norm": {"scale": ("gamma", "C"), "bias": ("beta", "C"), "mean": ("moving_mean", "C"),
                    "var": ("moving_variance", "C")},
     "linear": {"weight": ("kernel", "IO"), "bias": ("bias", "O")},

@@ -33,6 +33,14 @@ def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int
                      bias=bias)
 
 
+def depthwise_conv2d(channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0, dilation: int = 1,
+                     bias: bool = True) -> nn.Conv2d:
+    """One ``kernel_size`` filter per channel: ``nn.Conv2d(groups=channels)`` (canonical kind
+    ``depthwise_conv2d``; the Keras twin is a ``DepthwiseConv2D``)."""
+    return nn.Conv2d(channels, channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                     groups=channels, bias=bias)
+
+
 def conv3x3(in_channels: int, out_channels: int, *, padding: str, bias: bool) -> nn.Conv2d:
     """3x3 convolution, stride 1: ``padding="same"`` pads 1 on every side, ``"valid"`` pads nothing."""
     return conv2d(in_channels, out_channels, 3, padding=1 if padding == "same" else 0, bias=bias)

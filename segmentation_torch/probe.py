@@ -158,6 +158,8 @@ def run_layer(model: nn.Module, path: str, args: list, training: bool = False):
 
 
 def _kind(layer: nn.Module, path: str) -> tuple[str, dict]:
+    if isinstance(layer, nn.Conv2d) and layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels:
+        return "depthwise_conv2d", TORCH_TENSORS["depthwise_conv2d"]  # Keras's twin is a DepthwiseConv2D
     for cls, kind in LAYER_KINDS:
         if isinstance(layer, cls):
             return kind, TORCH_TENSORS[kind]

@@ -24,6 +24,7 @@ from segparity.validation import printable
 TORCH_TENSORS = {
     "conv2d": {"weight": ("weight", "OIHW"), "bias": ("bias", "O")},
     "conv_transpose2d": {"weight": ("weight", "IOHW"), "bias": ("bias", "O")},
+    "depthwise_conv2d": {"weight": ("weight", "OIHW"), "bias": ("bias", "O")},  # Conv2d(groups=channels)
     "batch_norm": {"scale": ("weight", "C"), "bias": ("bias", "C"), "mean": ("running_mean", "C"),
                    "var": ("running_var", "C")},
     "linear": {"weight": ("weight", "OI"), "bias": ("bias", "O")},

@@ -6,42 +6,62 @@ the CPU torch wheel here: ``import torchvision`` raises in ``torchvision/_meta_r
 ``register_fake("torchvision::nms")`` needs the missing C++ op. ``import_torchvision`` skips exactly those
 fake-kernel and autograd registrations (detection ops; no model here uses them) by putting empty modules in
 their place, then imports torchvision. It returns None where torchvision is not installed: the tests then
-check against ``tests/data/torchvision_resnet.npz`` (``python -m tests.torchvision_oracle`` rewrites it).
+check against ``tests/data/torchvision_backbones.npz`` (``python -m tests.torchvision_oracle`` rewrites it).
 """
 
 from __future__ import annotations
 
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-EXPECTED = Path(__file__).resolve().parent / "data" / "torchvision_resnet.npz"
-# configurations with stored outputs: (name, depth, replace_stride_with_dilation)
-OUTPUT_CASES = (("resnet18", 18, (False, False, False)), ("resnet50_os8", 50, (False, True, True)))
-KEY_CASES = (("resnet18", 18, (False, False, False)), ("resnet34", 34, (False, False, False)),
-             ("resnet50", 50, (False, False, False)), ("resnet101", 101, (False, False, False)),
-             ("resnet50_os8", 50, (False, True, True)))
+EXPECTED = Path(__file__).resolve().parent / "data" / "torchvision_backbones.npz"
 NUM_CLASSES = 10
-INPUT_SHAPE = (2, 3, 33, 29)  # odd sizes on purpose: torch's padding at stride 2, not Keras's "same"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One torchvision configuration: its builder and arguments, whether outputs are stored, and the input
+    (odd sizes on purpose: torch's padding at stride 2, not Keras's "same")."""
+
+    name: str
+    builder: str  # a torchvision.models function
+    kwargs: tuple  # (argument, value) pairs, torchvision's names
+    outputs: bool = False  # store eval/train outputs and BatchNorm statistics (else keys and shapes only)
+    input_shape: tuple = (2, 3, 33, 29)
+
+    def arguments(self) -> dict:
+        return {"weights": None, "num_classes": NUM_CLASSES, **dict(self.kwargs)}
+
+
+CASES = (Case("resnet18", "resnet18", (), outputs=True),
+         Case("resnet34", "resnet34", ()),
+         Case("resnet50", "resnet50", ()),
+         Case("resnet101", "resnet101", ()),
+         Case("resnet50_os8", "resnet50", (("replace_stride_with_dilation", [False, True, True]),), outputs=True),
+         # dropout 0: its random mask cannot be compared (segparity's twins leave it out)
+         # 97 x 75: the last stage keeps 4 x 3 positions, so train-mode BatchNorm there is not ill-conditioned
+         Case("mobilenet_v3_large", "mobilenet_v3_large", (("dropout", 0.0),), outputs=True, input_shape=(2, 3, 97, 75)),
+         Case("mobilenet_v3_large_dilated", "mobilenet_v3_large", (("dilated", True), ("dropout", 0.0)), outputs=True,
+              input_shape=(2, 3, 65, 57)))
 
 
 def import_torchvision():
-    """torchvision with its detection-op registrations skipped (module docstring), or None if not installed."""
+    """torchvision with its detection-op registrations skipped (module docstring), or None if it is not
+    installed (or does not import)."""
     if "torchvision" in sys.modules:
         return sys.modules["torchvision"]
-    try:
-        import importlib.util
-
-        if importlib.util.find_spec("torchvision") is None:
-            return None
-    except ValueError:
-        return None
     for name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
         sys.modules.setdefault(name, types.ModuleType(name))
-    import torchvision
-
+    try:
+        import torchvision
+    except ImportError:
+        for name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
+            sys.modules.pop(name, None)
+        return None
     return torchvision
 
 
@@ -66,33 +86,32 @@ def seeded_state(shapes: dict[str, tuple], seed: int = 0) -> dict[str, np.ndarra
     return state
 
 
-def model_input() -> np.ndarray:
-    return np.random.default_rng(1).standard_normal(INPUT_SHAPE).astype(np.float32)
+def model_input(case: Case) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal(case.input_shape).astype(np.float32)
 
 
 def torchvision_results(torchvision) -> dict[str, np.ndarray]:
-    """What torchvision computes for every stored case: key names and shapes, eval and train outputs, and
-    each BatchNorm's running mean and variance summed after the training forward."""
+    """What torchvision computes for every case: key names and shapes; for cases with outputs, eval and train
+    outputs on seeded weights and each BatchNorm's running mean and variance summed after the training forward."""
     import torch
 
     out = {}
-    for name, depth, replace in KEY_CASES:
-        model = getattr(torchvision.models, f"resnet{depth}")(weights=None, num_classes=NUM_CLASSES,
-                                                              replace_stride_with_dilation=list(replace))
+    for case in CASES:
+        model = getattr(torchvision.models, case.builder)(**case.arguments())
         state = model.state_dict()
-        out[f"{name}/keys"] = np.array(list(state))
-        out[f"{name}/shapes"] = np.array([",".join(map(str, t.shape)) for t in state.values()])
-        if (name, depth, replace) not in OUTPUT_CASES:
+        out[f"{case.name}/keys"] = np.array(list(state))
+        out[f"{case.name}/shapes"] = np.array([",".join(map(str, t.shape)) for t in state.values()])
+        if not case.outputs:
             continue
         weights = seeded_state({k: tuple(t.shape) for k, t in state.items()})
         model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
-        x = torch.from_numpy(model_input())
+        x = torch.from_numpy(model_input(case))
         with torch.no_grad():
-            out[f"{name}/eval"] = model.eval()(x).numpy()
-            out[f"{name}/train"] = model.train()(x).numpy()
+            out[f"{case.name}/eval"] = model.eval()(x).numpy()
+            out[f"{case.name}/train"] = model.train()(x).numpy()
         stats = model.state_dict()
-        out[f"{name}/bn_sums"] = np.array([float(stats[k].double().sum()) for k in stats
-                                           if k.endswith(("running_mean", "running_var"))])
+        out[f"{case.name}/bn_sums"] = np.array([float(stats[k].double().sum()) for k in stats
+                                                if k.endswith(("running_mean", "running_var"))])
     return out
 
 

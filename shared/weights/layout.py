@@ -10,6 +10,7 @@ layer kind        tensor    canonical axes              torch           Keras
 conv2d            weight    O I H W (out, in, kh, kw)   weight  OIHW    kernel  HWIO
 conv2d            bias      O                           bias            bias
 conv_transpose2d  weight    I O H W (in, out, kh, kw)   weight  IOHW    kernel  HWOI
+depthwise_conv2d  weight    O 1 H W (one filter/channel) weight  OIHW    kernel  HWOI (DepthwiseConv2D)
 conv_transpose2d  bias      O                           bias            bias
 batch_norm        scale     C                           weight          gamma
 batch_norm        bias      C                           bias            beta
@@ -32,12 +33,14 @@ import numpy as np
 CANONICAL_AXES: dict[str, dict[str, str]] = {
     "conv2d": {"weight": "OIHW", "bias": "O"},
     "conv_transpose2d": {"weight": "IOHW", "bias": "O"},
+    "depthwise_conv2d": {"weight": "OIHW", "bias": "O"},  # torch Conv2d(groups=C): (C, 1, k, k); Keras (k, k, C, 1)
     "batch_norm": {"scale": "C", "bias": "C", "mean": "C", "var": "C"},
     "linear": {"weight": "OI", "bias": "O"},  # torch Linear (out, in); Keras Dense kernel (in, out)
 }
 
 # Tensors an optimiser updates; the others (BN mean/var) are running statistics.
-TRAINABLE = {("conv2d", "weight"), ("conv2d", "bias"), ("conv_transpose2d", "weight"),
+TRAINABLE = {("conv2d", "weight"), ("conv2d", "bias"), ("depthwise_conv2d", "weight"), ("depthwise_conv2d", "bias"),
+             ("conv_transpose2d", "weight"),
              ("conv_transpose2d", "bias"), ("batch_norm", "scale"), ("batch_norm", "bias"),
              ("linear", "weight"), ("linear", "bias")}
 
@@ -60,6 +63,8 @@ class LayerEntry:
             shapes = {"weight": (o, i, k, k), "bias": (o,)}
         elif self.kind == "conv_transpose2d":
             shapes = {"weight": (i, o, k, k), "bias": (o,)}
+        elif self.kind == "depthwise_conv2d":  # in_channels == out_channels, one k x k filter per channel
+            shapes = {"weight": (o, 1, k, k), "bias": (o,)}
         elif self.kind == "linear":
             shapes = {"weight": (o, i), "bias": (o,)}
         elif self.kind == "batch_norm":

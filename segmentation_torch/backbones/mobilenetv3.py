@@ -1,0 +1,92 @@
+"""torchvision's MobileNetV3-Large, PyTorch side: the same modules under the same paths, so a ``state_dict``
+of ``torchvision.models.mobilenet_v3_large()`` loads with ``strict=True``. The block plan comes from
+``segparity.networks.mobilenetv3``; the Keras twin is ``segmentation_tf/backbones/mobilenetv3.py``.
+
+Input ``(N, 3, H, W)``; ``forward`` returns the ``classifier`` logits ``(N, num_classes)``, or, with
+``num_classes=None`` (no ``avgpool``/``classifier``, as the segmentation builders use it), ``features``'
+output ``(N, 960, H/32, W/32)`` (``H/16`` when ``dilated``). Dropout is left out (random masks cannot be
+compared); torchvision's sits between ``classifier.1`` and ``classifier.3``, so the paths are unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from segparity.networks.mobilenetv3 import (BN_EPS, BN_MOMENTUM, CLASSIFIER_CHANNELS, LAST_CONV_CHANNELS,
+                                            InvertedResidualPlan, mobilenet_v3_large_plan)
+
+ACTIVATIONS = {"RE": nn.ReLU, "HS": nn.Hardswish}
+
+
+def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, dilation: int = 1,
+                groups: int = 1, activation: str | None) -> nn.Sequential:
+    """torchvision's ``Conv2dNormActivation``: conv (no bias, padding (k-1)/2 x dilation), BN, activation."""
+    layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - 1) // 2 * dilation,
+                        dilation=dilation, groups=groups, bias=False),
+              nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)]
+    if activation is not None:
+        layers.append(ACTIVATIONS[activation](inplace=True))
+    return nn.Sequential(*layers)
+
+
+class SqueezeExcitation(nn.Module):
+    """torchvision's ``SqueezeExcitation`` with a hardsigmoid gate: ``x * hardsigmoid(fc2(relu(fc1(mean(x)))))``."""
+
+    def __init__(self, channels: int, squeeze_channels: int):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
+        self.fc2 = nn.Conv2d(squeeze_channels, channels, 1)
+        self.activation = nn.ReLU()
+        self.scale_activation = nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
+        return scale * x
+
+
+class InvertedResidual(nn.Module):
+    """Expand (1x1, where the width changes), depthwise k x k, squeeze-excite (where used), project (1x1,
+    no activation); the input added back when the stride is 1 and the width kept."""
+
+    def __init__(self, plan: InvertedResidualPlan):
+        super().__init__()
+        layers = []
+        if plan.expands:
+            layers.append(conv_bn_act(plan.in_channels, plan.expanded_channels, 1, activation=plan.activation))
+        layers.append(conv_bn_act(plan.expanded_channels, plan.expanded_channels, plan.kernel_size,
+                                  stride=plan.depthwise_stride, dilation=plan.dilation, groups=plan.expanded_channels,
+                                  activation=plan.activation))
+        if plan.use_se:
+            layers.append(SqueezeExcitation(plan.expanded_channels, plan.squeeze_channels))
+        layers.append(conv_bn_act(plan.expanded_channels, plan.out_channels, 1, activation=None))
+        self.block = nn.Sequential(*layers)
+        self.residual = plan.residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        return out + x if self.residual else out
+
+
+class MobileNetV3Large(nn.Module):
+    """torchvision's ``mobilenet_v3_large(num_classes=..., dilated=...)``."""
+
+    def __init__(self, dilated: bool = False, num_classes: int | None = 1000):
+        super().__init__()
+        plans = mobilenet_v3_large_plan(dilated)
+        self.features = nn.Sequential(
+            conv_bn_act(3, plans[0].in_channels, 3, stride=2, activation="HS"),
+            *[InvertedResidual(plan) for plan in plans],
+            conv_bn_act(plans[-1].out_channels, LAST_CONV_CHANNELS, 1, activation="HS"))
+        self.num_classes = num_classes
+        if num_classes is not None:
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.classifier = nn.Sequential(nn.Linear(LAST_CONV_CHANNELS, CLASSIFIER_CHANNELS), nn.Hardswish(inplace=True),
+                                            nn.Identity(), nn.Linear(CLASSIFIER_CHANNELS, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        if self.num_classes is None:
+            return x
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
