@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from segmentation_torch.layers import depthwise_conv2d
 from segparity.networks.mobilenetv3 import (BN_EPS, BN_MOMENTUM, CLASSIFIER_CHANNELS, LAST_CONV_CHANNELS,
                                             InvertedResidualPlan, mobilenet_v3_large_plan)
 
@@ -21,10 +22,17 @@ ACTIVATIONS = {"RE": nn.ReLU, "HS": nn.Hardswish}
 
 def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, dilation: int = 1,
                 groups: int = 1, activation: str | None) -> nn.Sequential:
-    """torchvision's ``Conv2dNormActivation``: conv (no bias, padding (k-1)/2 x dilation), BN, activation."""
-    layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - 1) // 2 * dilation,
-                        dilation=dilation, groups=groups, bias=False),
-              nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)]
+    """torchvision's ``Conv2dNormActivation``: conv (no bias, padding (k-1)/2 x dilation), BN, activation;
+    ``groups == in_channels == out_channels`` makes the conv a depthwise one."""
+    padding = (kernel_size - 1) // 2 * dilation
+    if groups == 1:
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                         bias=False)
+    elif groups == in_channels == out_channels:
+        conv = depthwise_conv2d(in_channels, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=False)
+    else:
+        raise ValueError(f"groups={groups} is neither 1 nor depthwise ({in_channels} -> {out_channels})")
+    layers = [conv, nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)]
     if activation is not None:
         layers.append(ACTIVATIONS[activation](inplace=True))
     return nn.Sequential(*layers)
