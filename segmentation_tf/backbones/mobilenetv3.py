@@ -88,8 +88,9 @@ class InvertedResidual(keras.layers.Layer):
     no activation); the input added back when the stride is 1 and the width kept."""
 
     def __init__(self, plan: InvertedResidualPlan, **kwargs):
-        super().__init__(name=plan.path, **kwargs)
-        path = f"{plan.path}.block"
+        kwargs.setdefault("name", plan.path)  # the block's torch path, after the model's prefix
+        super().__init__(**kwargs)
+        path = f"{self.name}.block"
         layers = []
         if plan.expands:
             layers.append(conv_bn_act(plan.in_channels, plan.expanded_channels, 1, activation=plan.activation,
@@ -109,17 +110,22 @@ class InvertedResidual(keras.layers.Layer):
         return out + x if self.residual else out
 
 
+def mobilenet_v3_large_features(dilated: bool, path: str) -> _Sequence:
+    """The ``features`` sequence (``features.0`` ... ``features.16``), its layers named under ``path``: "features"
+    in the classifier, "backbone" where torchvision's segmentation builders take ``.features`` as the backbone."""
+    plans = mobilenet_v3_large_plan(dilated)
+    return _Sequence([conv_bn_act(3, plans[0].in_channels, 3, stride=2, activation="HS", name=f"{path}.0"),
+                      *[InvertedResidual(plan, name=f"{path}.{plan.index}") for plan in plans],
+                      conv_bn_act(plans[-1].out_channels, LAST_CONV_CHANNELS, 1, activation="HS",
+                                  name=f"{path}.{len(plans) + 1}")], name=path)
+
+
 class MobileNetV3Large(keras.Model):
     """torchvision's ``mobilenet_v3_large(num_classes=..., dilated=...)``, channels-last."""
 
     def __init__(self, dilated: bool = False, num_classes: int | None = 1000, **kwargs):
         super().__init__(**kwargs)
-        plans = mobilenet_v3_large_plan(dilated)
-        self.features = _Sequence(
-            [conv_bn_act(3, plans[0].in_channels, 3, stride=2, activation="HS", name="features.0"),
-             *[InvertedResidual(plan) for plan in plans],
-             conv_bn_act(plans[-1].out_channels, LAST_CONV_CHANNELS, 1, activation="HS", name=f"features.{len(plans) + 1}")],
-            name="features")
+        self.features = mobilenet_v3_large_features(dilated, "features")
         self.num_classes = num_classes
         self.classifier = None if num_classes is None else _Classifier(num_classes, name="classifier")
 

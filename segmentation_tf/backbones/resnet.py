@@ -38,10 +38,10 @@ def _conv(in_channels: int, out_channels: int, kernel_size: int, name: str, stri
                   bias=False, name=name)
 
 
-def _downsample(plan: BlockPlan) -> list | None:
+def _downsample(plan: BlockPlan, block: str) -> list | None:
     if not plan.downsample:
         return None
-    path = f"{plan.path}.downsample"
+    path = f"{block}.downsample"
     return [_conv(plan.in_channels, plan.out_channels, 1, f"{path}.0", plan.stride), _bn(plan.out_channels, f"{path}.1")]
 
 
@@ -53,12 +53,14 @@ class BasicBlock(keras.layers.Layer):
     """Two 3x3 conv-BN, ReLU after the sum with the shortcut."""
 
     def __init__(self, plan: BlockPlan, **kwargs):
-        super().__init__(name=plan.path, **kwargs)
-        self.conv1 = _conv(plan.in_channels, plan.width, 3, f"{plan.path}.conv1", plan.stride)
-        self.bn1 = _bn(plan.width, f"{plan.path}.bn1")
-        self.conv2 = _conv(plan.width, plan.width, 3, f"{plan.path}.conv2")
-        self.bn2 = _bn(plan.width, f"{plan.path}.bn2")
-        self.downsample = _downsample(plan)
+        kwargs.setdefault("name", plan.path)  # the block's torch path, after the model's prefix
+        super().__init__(**kwargs)
+        path = self.name
+        self.conv1 = _conv(plan.in_channels, plan.width, 3, f"{path}.conv1", plan.stride)
+        self.bn1 = _bn(plan.width, f"{path}.bn1")
+        self.conv2 = _conv(plan.width, plan.width, 3, f"{path}.conv2")
+        self.bn2 = _bn(plan.width, f"{path}.bn2")
+        self.downsample = _downsample(plan, path)
 
     def call(self, x, training=False):
         identity = _shortcut(self.downsample, x, training)
@@ -70,14 +72,16 @@ class Bottleneck(keras.layers.Layer):
     """1x1 conv-BN-ReLU, 3x3 conv-BN-ReLU (the stride and dilation), 1x1 conv-BN, ReLU after the sum."""
 
     def __init__(self, plan: BlockPlan, **kwargs):
-        super().__init__(name=plan.path, **kwargs)
-        self.conv1 = _conv(plan.in_channels, plan.width, 1, f"{plan.path}.conv1")
-        self.bn1 = _bn(plan.width, f"{plan.path}.bn1")
-        self.conv2 = _conv(plan.width, plan.width, 3, f"{plan.path}.conv2", plan.stride, plan.dilation)
-        self.bn2 = _bn(plan.width, f"{plan.path}.bn2")
-        self.conv3 = _conv(plan.width, plan.out_channels, 1, f"{plan.path}.conv3")
-        self.bn3 = _bn(plan.out_channels, f"{plan.path}.bn3")
-        self.downsample = _downsample(plan)
+        kwargs.setdefault("name", plan.path)  # the block's torch path, after the model's prefix
+        super().__init__(**kwargs)
+        path = self.name
+        self.conv1 = _conv(plan.in_channels, plan.width, 1, f"{path}.conv1")
+        self.bn1 = _bn(plan.width, f"{path}.bn1")
+        self.conv2 = _conv(plan.width, plan.width, 3, f"{path}.conv2", plan.stride, plan.dilation)
+        self.bn2 = _bn(plan.width, f"{path}.bn2")
+        self.conv3 = _conv(plan.width, plan.out_channels, 1, f"{path}.conv3")
+        self.bn3 = _bn(plan.out_channels, f"{path}.bn3")
+        self.downsample = _downsample(plan, path)
 
     def call(self, x, training=False):
         identity = _shortcut(self.downsample, x, training)
@@ -97,17 +101,18 @@ class ResNet(keras.Model):
 
     def __init__(self, depth: int = 50, replace_stride_with_dilation: tuple = (False, False, False),
                  num_classes: int | None = 1000, **kwargs):
+        prefix = f"{kwargs['name']}." if kwargs.get("name") else ""  # inside a model: its torch path, e.g. "backbone"
         super().__init__(**kwargs)
         plans = resnet_plan(depth, replace_stride_with_dilation)
         block = BasicBlock if resnet_block_type(depth) == "basic" else Bottleneck
-        self.conv1 = conv2d(3, 64, 7, stride=2, padding=3, bias=False, name="conv1")
-        self.bn1 = _bn(64, "bn1")
+        self.conv1 = conv2d(3, 64, 7, stride=2, padding=3, bias=False, name=f"{prefix}conv1")
+        self.bn1 = _bn(64, f"{prefix}bn1")
         self.layer1, self.layer2, self.layer3, self.layer4 = (
-            [block(p) for p in plans if p.stage == stage] for stage in range(1, 5))
+            [block(p, name=prefix + p.path) for p in plans if p.stage == stage] for stage in range(1, 5))
         self.num_classes = num_classes
         self.fc = None
         if num_classes is not None:
-            self.fc = keras.layers.Dense(num_classes, name="fc")
+            self.fc = keras.layers.Dense(num_classes, name=f"{prefix}fc")
             self.fc.build((None, plans[-1].out_channels))
 
     def features(self, x, training=False) -> dict:

@@ -77,16 +77,22 @@ class InvertedResidual(nn.Module):
         return out + x if self.residual else out
 
 
+def mobilenet_v3_large_features(dilated: bool, path: str) -> nn.Sequential:
+    """The ``features`` sequence (``features.0`` ... ``features.16``). ``path`` is where it sits in a model
+    ("features", or "backbone" in torchvision's segmentation builders): torch names modules by nesting, so it
+    is not needed here; the Keras twin names its layers with it."""
+    plans = mobilenet_v3_large_plan(dilated)
+    return nn.Sequential(conv_bn_act(3, plans[0].in_channels, 3, stride=2, activation="HS"),
+                         *[InvertedResidual(plan) for plan in plans],
+                         conv_bn_act(plans[-1].out_channels, LAST_CONV_CHANNELS, 1, activation="HS"))
+
+
 class MobileNetV3Large(nn.Module):
     """torchvision's ``mobilenet_v3_large(num_classes=..., dilated=...)``."""
 
     def __init__(self, dilated: bool = False, num_classes: int | None = 1000):
         super().__init__()
-        plans = mobilenet_v3_large_plan(dilated)
-        self.features = nn.Sequential(
-            conv_bn_act(3, plans[0].in_channels, 3, stride=2, activation="HS"),
-            *[InvertedResidual(plan) for plan in plans],
-            conv_bn_act(plans[-1].out_channels, LAST_CONV_CHANNELS, 1, activation="HS"))
+        self.features = mobilenet_v3_large_features(dilated, "features")
         self.num_classes = num_classes
         if num_classes is not None:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
