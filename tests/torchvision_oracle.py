@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 EXPECTED = Path(__file__).resolve().parent / "data" / "torchvision_backbones.npz"
+EXPECTED_SEGMENTATION = Path(__file__).resolve().parent / "data" / "torchvision_segmentation.npz"
 NUM_CLASSES = 10
 
 
@@ -47,6 +48,30 @@ CASES = (Case("resnet18", "resnet18", (), outputs=True),
          Case("mobilenet_v3_large", "mobilenet_v3_large", (("dropout", 0.0),), outputs=True, input_shape=(2, 3, 97, 75)),
          Case("mobilenet_v3_large_dilated", "mobilenet_v3_large", (("dilated", True), ("dropout", 0.0)), outputs=True,
               input_shape=(2, 3, 65, 57)))
+
+
+@dataclass(frozen=True)
+class SegmentationCase:
+    """One of torchvision's segmentation builders (``torchvision.models.segmentation``), with stored outputs or
+    only its keys. Two classes and a small odd input keep the stored file small."""
+
+    name: str  # the builder, the same name in torchvision and in segparity
+    aux_loss: bool
+    outputs: bool = False
+    input_shape: tuple = (2, 3, 19, 17)
+    num_classes: int = 2
+
+    def arguments(self) -> dict:
+        out = {"weights": None, "weights_backbone": None, "num_classes": self.num_classes}
+        return out if self.name.startswith("lraspp") else {**out, "aux_loss": self.aux_loss}
+
+
+SEGMENTATION_CASES = (SegmentationCase("fcn_resnet50", True, outputs=True),
+                      SegmentationCase("fcn_resnet101", False),
+                      SegmentationCase("deeplabv3_resnet50", True, outputs=True),
+                      SegmentationCase("deeplabv3_resnet101", True),
+                      SegmentationCase("deeplabv3_mobilenet_v3_large", True, outputs=True),
+                      SegmentationCase("lraspp_mobilenet_v3_large", False, outputs=True))
 
 
 def import_torchvision():
@@ -115,11 +140,43 @@ def torchvision_results(torchvision) -> dict[str, np.ndarray]:
     return out
 
 
+def torchvision_segmentation_results(torchvision) -> dict[str, np.ndarray]:
+    """The same for the segmentation builders: keys and shapes; eval and train outputs (``out``, ``aux``) and
+    BatchNorm statistic sums for the cases with outputs."""
+    import torch
+
+    out = {}
+    for case in SEGMENTATION_CASES:
+        model = getattr(torchvision.models.segmentation, case.name)(**case.arguments())
+        state = model.state_dict()
+        out[f"{case.name}/keys"] = np.array(list(state))
+        out[f"{case.name}/shapes"] = np.array([",".join(map(str, t.shape)) for t in state.values()])
+        if not case.outputs:
+            continue
+        weights = seeded_state({k: tuple(t.shape) for k, t in state.items()})
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        x = torch.from_numpy(np.random.default_rng(1).standard_normal(case.input_shape).astype(np.float32))
+        with torch.no_grad():
+            for mode in ("eval", "train"):
+                model.train(mode == "train")
+                for module in model.modules():  # dropout off in train mode too: its random mask cannot be compared
+                    if isinstance(module, torch.nn.Dropout):
+                        module.eval()
+                result = model(x)
+                for key, value in result.items():
+                    out[f"{case.name}/{mode}/{key}"] = value.numpy()
+        stats = model.state_dict()
+        out[f"{case.name}/bn_sums"] = np.array([float(stats[k].double().sum()) for k in stats
+                                                if k.endswith(("running_mean", "running_var"))])
+    return out
+
+
 if __name__ == "__main__":
     tv = import_torchvision()
     if tv is None:
         raise SystemExit("torchvision is not installed: python -m pip install torchvision==0.28.0 --no-deps")
-    results = torchvision_results(tv)
     EXPECTED.parent.mkdir(exist_ok=True)
-    np.savez_compressed(EXPECTED, torchvision_version=np.array(tv.__version__), **results)
-    print(f"{EXPECTED}: {EXPECTED.stat().st_size:,} bytes from torchvision {tv.__version__}")
+    for path, results in ((EXPECTED, torchvision_results(tv)),
+                          (EXPECTED_SEGMENTATION, torchvision_segmentation_results(tv))):
+        np.savez_compressed(path, torchvision_version=np.array(tv.__version__), **results)
+        print(f"{path}: {path.stat().st_size:,} bytes from torchvision {tv.__version__}")

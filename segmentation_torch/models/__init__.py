@@ -1,0 +1,1 @@
+"""Models under torchvision's names and definitions (PyTorch side); twins in ``segmentation_tf.models``."""

@@ -1,0 +1,179 @@
+"""torchvision's segmentation models, PyTorch side: ``fcn_resnet50/101``, ``deeplabv3_resnet50/101``,
+``deeplabv3_mobilenet_v3_large`` and ``lraspp_mobilenet_v3_large``, with torchvision's arguments
+(``num_classes``, ``aux_loss``) and module paths, so a ``state_dict`` of torchvision's own builder loads with
+``strict=True``. The Keras twin is ``segmentation_tf/models/torchvision_segmentation.py``.
+
+Input ``(N, 3, H, W)``, any size; output an ``OrderedDict``: ``"out"`` ``(N, num_classes, H, W)`` and, with
+``aux_loss``, ``"aux"`` (the same size), both resized bilinearly with ``align_corners=False`` as torchvision.
+Dropout is left out (random masks cannot be compared; it has no weights, so the paths are torchvision's).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from segmentation_torch.backbones.mobilenetv3 import mobilenet_v3_large_features
+from segmentation_torch.backbones.resnet import ResNet
+from segparity.networks.mobilenetv3 import mobilenet_v3_large_plan, stage_ends
+
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # the heads' nn.BatchNorm2d defaults (MobileNetV3's own BN differs)
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(in_channels, out_channels, kernel_size, padding=(kernel_size // 2) * dilation, dilation=dilation,
+                      bias=False), nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM), nn.ReLU()]
+
+
+class FCNHead(nn.Sequential):
+    """torchvision's ``FCNHead``: 3x3 conv-BN-ReLU to in/4 channels, (dropout), 1x1 conv to the classes."""
+
+    def __init__(self, in_channels: int, channels: int):
+        inter = in_channels // 4
+        super().__init__(*_conv_bn_relu(in_channels, inter, 3), nn.Identity(), nn.Conv2d(inter, channels, 1))
+
+
+class ASPPPooling(nn.Sequential):
+    """Image pooling: global mean, 1x1 conv-BN-ReLU, resized back (bilinear from 1x1: a broadcast)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(nn.AdaptiveAvgPool2d(1), *_conv_bn_relu(in_channels, out_channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        for module in self:
+            x = module(x)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class ASPP(nn.Module):
+    """torchvision's ``ASPP``: a 1x1 branch, three 3x3 atrous branches, image pooling, concatenated and projected."""
+
+    def __init__(self, in_channels: int, atrous_rates: tuple, out_channels: int = 256):
+        super().__init__()
+        branches = [nn.Sequential(*_conv_bn_relu(in_channels, out_channels, 1))]
+        branches += [nn.Sequential(*_conv_bn_relu(in_channels, out_channels, 3, rate)) for rate in atrous_rates]
+        branches.append(ASPPPooling(in_channels, out_channels))
+        self.convs = nn.ModuleList(branches)
+        self.project = nn.Sequential(*_conv_bn_relu(len(branches) * out_channels, out_channels, 1), nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(torch.cat([conv(x) for conv in self.convs], dim=1))
+
+
+class DeepLabHead(nn.Sequential):
+    """torchvision's ``DeepLabHead``: ASPP (rates 12, 24, 36), 3x3 conv-BN-ReLU, 1x1 conv to the classes."""
+
+    def __init__(self, in_channels: int, num_classes: int, atrous_rates: tuple = (12, 24, 36)):
+        super().__init__(ASPP(in_channels, atrous_rates), *_conv_bn_relu(256, 256, 3), nn.Conv2d(256, num_classes, 1))
+
+
+class LRASPPHead(nn.Module):
+    """torchvision's ``LRASPPHead``: ``cbr`` (1x1 conv-BN-ReLU) of the high features times ``scale`` (global mean,
+    1x1 conv, sigmoid), resized to the low features, classified and added to the low features' classification."""
+
+    def __init__(self, low_channels: int, high_channels: int, num_classes: int, inter_channels: int = 128):
+        super().__init__()
+        self.cbr = nn.Sequential(*_conv_bn_relu(high_channels, inter_channels, 1))
+        self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(high_channels, inter_channels, 1, bias=False),
+                                   nn.Sigmoid())
+        self.low_classifier = nn.Conv2d(low_channels, num_classes, 1)
+        self.high_classifier = nn.Conv2d(inter_channels, num_classes, 1)
+
+    def forward(self, features: dict) -> torch.Tensor:
+        low, high = features["low"], features["high"]
+        x = self.cbr(high) * self.scale(high)
+        x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
+        return self.low_classifier(low) + self.high_classifier(x)
+
+
+class TorchvisionSegmentation(nn.Module):
+    """``backbone`` (torchvision's paths), ``classifier`` and optional ``aux_classifier``; the backbone's
+    features at ``out_layer`` (and ``aux_layer``) go to them, both results resized to the input."""
+
+    def __init__(self, backbone: nn.Module, classifier: nn.Module, aux_classifier: nn.Module | None, *,
+                 out_layer: str, aux_layer: str | None = None, low_layer: str | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.classifier = classifier
+        self.aux_classifier = aux_classifier
+        self.out_layer, self.aux_layer, self.low_layer = out_layer, aux_layer, low_layer
+
+    def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if isinstance(self.backbone, ResNet):
+            return self.backbone.features(x)
+        out = {}
+        for index, module in enumerate(self.backbone):
+            x = out[str(index)] = module(x)
+        return out
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        size = x.shape[-2:]
+        features = self._features(x)
+        result = OrderedDict()
+        if self.low_layer is not None:  # LR-ASPP: the head takes the low and the high features
+            out = self.classifier({"low": features[self.low_layer], "high": features[self.out_layer]})
+        else:
+            out = self.classifier(features[self.out_layer])
+        result["out"] = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+        if self.aux_classifier is not None:
+            aux = self.aux_classifier(features[self.aux_layer])
+            result["aux"] = F.interpolate(aux, size=size, mode="bilinear", align_corners=False)
+        return result
+
+
+def _resnet_model(depth: int, head: str, num_classes: int, aux_loss: bool) -> TorchvisionSegmentation:
+    backbone = ResNet(depth, (False, True, True), num_classes=None)
+    classifier = FCNHead(2048, num_classes) if head == "fcn" else DeepLabHead(2048, num_classes)
+    return TorchvisionSegmentation(backbone, classifier, FCNHead(1024, num_classes) if aux_loss else None,
+                                   out_layer="layer4", aux_layer="layer3")
+
+
+def _mobilenet_layers() -> tuple[str, str, int, int]:
+    """(out index, aux/low index, their channels), as torchvision's builders pick them (``stage_ends``)."""
+    plans = mobilenet_v3_large_plan(dilated=True)
+    ends = stage_ends(plans)
+    aux = ends[-4]
+    return str(ends[-1]), str(aux), 960, plans[aux - 1].out_channels
+
+
+def fcn_resnet50(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
+    """torchvision's ``fcn_resnet50``: ResNet-50 at output stride 8, ``FCNHead``."""
+    return _resnet_model(50, "fcn", num_classes, aux_loss)
+
+
+def fcn_resnet101(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
+    """torchvision's ``fcn_resnet101``: ResNet-101 at output stride 8, ``FCNHead``."""
+    return _resnet_model(101, "fcn", num_classes, aux_loss)
+
+
+def deeplabv3_resnet50(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
+    """torchvision's ``deeplabv3_resnet50``: ResNet-50 at output stride 8, ``DeepLabHead``."""
+    return _resnet_model(50, "deeplabv3", num_classes, aux_loss)
+
+
+def deeplabv3_resnet101(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
+    """torchvision's ``deeplabv3_resnet101``: ResNet-101 at output stride 8, ``DeepLabHead``."""
+    return _resnet_model(101, "deeplabv3", num_classes, aux_loss)
+
+
+def deeplabv3_mobilenet_v3_large(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
+    """torchvision's ``deeplabv3_mobilenet_v3_large``: the dilated MobileNetV3-Large features, ``DeepLabHead``
+    on ``backbone.16`` (960 channels), the auxiliary ``FCNHead`` on ``backbone.4`` (40 channels)."""
+    out, aux, out_channels, aux_channels = _mobilenet_layers()
+    return TorchvisionSegmentation(mobilenet_v3_large_features(True, "backbone"), DeepLabHead(out_channels, num_classes),
+                                   FCNHead(aux_channels, num_classes) if aux_loss else None, out_layer=out, aux_layer=aux)
+
+
+def lraspp_mobilenet_v3_large(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
+    """torchvision's ``lraspp_mobilenet_v3_large``: the dilated MobileNetV3-Large features, ``LRASPPHead`` on
+    ``backbone.4`` (low, 40 channels) and ``backbone.16`` (high, 960). No auxiliary head, as torchvision."""
+    if aux_loss:
+        raise ValueError("lraspp_mobilenet_v3_large has no auxiliary head (torchvision raises the same): aux_loss=False")
+    high, low, high_channels, low_channels = _mobilenet_layers()
+    return TorchvisionSegmentation(mobilenet_v3_large_features(True, "backbone"),
+                                   LRASPPHead(low_channels, high_channels, num_classes), None, out_layer=high,
+                                   low_layer=low)
