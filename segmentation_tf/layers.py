@@ -99,7 +99,26 @@ class _DilatedConv2D(keras.layers.Conv2D):
                             dilations=list(self.dilation_rate))
 
 
-class _SymmetricPadConv2D(_DilatedConv2D):
+class _SymmetricPadding:
+    """Mixin for a Keras conv layer: ``symmetric_padding`` zeros on every side of H and W before the layer's
+    own ``"valid"`` conv, i.e. torch's ``padding=p``."""
+
+    symmetric_padding = 0
+
+    def call(self, inputs):
+        p = self.symmetric_padding
+        return super().call(ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]]) if p else inputs)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        p = 2 * self.symmetric_padding
+        return super().compute_output_shape((n, None if h is None else h + p, None if w is None else w + p, c))
+
+    def get_config(self):
+        return {**super().get_config(), "symmetric_padding": self.symmetric_padding}
+
+
+class _SymmetricPadConv2D(_SymmetricPadding, _DilatedConv2D):
     """``keras.layers.Conv2D`` after ``padding`` zeros on every side, i.e. ``torch.nn.Conv2d(padding=p)``.
 
     Keras's own ``padding="same"`` pads ``max(k - s, 0)`` in total and puts the odd pixel at the
@@ -111,18 +130,6 @@ class _SymmetricPadConv2D(_DilatedConv2D):
         kwargs.pop("padding", None)  # from_config passes the inner "valid" back
         super().__init__(filters, kernel_size, padding="valid", **kwargs)
         self.symmetric_padding = symmetric_padding
-
-    def call(self, inputs):
-        p = self.symmetric_padding
-        return super().call(ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]]))
-
-    def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        p = 2 * self.symmetric_padding
-        return super().compute_output_shape((n, None if h is None else h + p, None if w is None else w + p, c))
-
-    def get_config(self):
-        return {**super().get_config(), "symmetric_padding": self.symmetric_padding}
 
 
 class _SubsampledPointwiseConv2D(keras.layers.Conv2D):
@@ -166,7 +173,7 @@ def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int
     return layer
 
 
-class _SymmetricPadDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+class _SymmetricPadDepthwiseConv2D(_SymmetricPadding, keras.layers.DepthwiseConv2D):
     """``keras.layers.DepthwiseConv2D`` after ``padding`` zeros on every side, as torch pads a grouped conv
     (Keras ``"same"`` at stride 2 pads only the bottom/right: pitfall ``tf_same_padding_stride2``)."""
 
@@ -174,18 +181,6 @@ class _SymmetricPadDepthwiseConv2D(keras.layers.DepthwiseConv2D):
         kwargs.pop("padding", None)
         super().__init__(kernel_size, padding="valid", **kwargs)
         self.symmetric_padding = symmetric_padding
-
-    def call(self, inputs):
-        p = self.symmetric_padding
-        return super().call(ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]]) if p else inputs)
-
-    def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        p = 2 * self.symmetric_padding
-        return super().compute_output_shape((n, None if h is None else h + p, None if w is None else w + p, c))
-
-    def get_config(self):
-        return {**super().get_config(), "symmetric_padding": self.symmetric_padding}
 
 
 def depthwise_conv2d(channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0, dilation: int = 1,

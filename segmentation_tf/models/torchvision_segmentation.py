@@ -18,7 +18,7 @@ from keras import ops
 from segmentation_tf.backbones.mobilenetv3 import mobilenet_v3_large_features
 from segmentation_tf.backbones.resnet import ResNet
 from segmentation_tf.layers import BatchNorm, conv2d, resize_bilinear
-from segparity.networks.mobilenetv3 import mobilenet_v3_large_plan, stage_ends
+from segparity.networks.mobilenetv3 import segmentation_layers
 
 BN_EPS, BN_MOMENTUM = 1e-5, 0.9  # the heads' torch defaults (eps 1e-5, torch momentum 0.1), Keras convention
 
@@ -180,14 +180,6 @@ def _resnet_model(depth: int, head: str, num_classes: int, aux_loss: bool) -> To
     return TorchvisionSegmentation(backbone, classifier, aux, out_layer="layer4", aux_layer="layer3")
 
 
-def _mobilenet_layers() -> tuple[str, str, int, int]:
-    """(out index, aux/low index, their channels), as torchvision's builders pick them (``stage_ends``)."""
-    plans = mobilenet_v3_large_plan(dilated=True)
-    ends = stage_ends(plans)
-    aux = ends[-4]
-    return str(ends[-1]), str(aux), 960, plans[aux - 1].out_channels
-
-
 def fcn_resnet50(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``fcn_resnet50``: ResNet-50 at output stride 8, ``FCNHead``."""
     return _resnet_model(50, "fcn", num_classes, aux_loss)
@@ -211,7 +203,7 @@ def deeplabv3_resnet101(num_classes: int = 21, aux_loss: bool = False) -> Torchv
 def deeplabv3_mobilenet_v3_large(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``deeplabv3_mobilenet_v3_large``: the dilated MobileNetV3-Large features, ``DeepLabHead``
     on ``backbone.16`` (960 channels), the auxiliary ``FCNHead`` on ``backbone.4`` (40 channels)."""
-    out, aux, out_channels, aux_channels = _mobilenet_layers()
+    out, aux, out_channels, aux_channels = segmentation_layers()
     return TorchvisionSegmentation(mobilenet_v3_large_features(True, "backbone"),
                                    DeepLabHead(out_channels, num_classes, name="classifier"),
                                    FCNHead(aux_channels, num_classes, name="aux_classifier") if aux_loss else None,
@@ -223,7 +215,7 @@ def lraspp_mobilenet_v3_large(num_classes: int = 21, aux_loss: bool = False) -> 
     ``backbone.4`` (low, 40 channels) and ``backbone.16`` (high, 960). No auxiliary head, as torchvision."""
     if aux_loss:
         raise ValueError("lraspp_mobilenet_v3_large has no auxiliary head (torchvision raises the same): aux_loss=False")
-    high, low, high_channels, low_channels = _mobilenet_layers()
+    high, low, high_channels, low_channels = segmentation_layers()
     return TorchvisionSegmentation(mobilenet_v3_large_features(True, "backbone"),
                                    LRASPPHead(low_channels, high_channels, num_classes, name="classifier"), None,
                                    out_layer=high, low_layer=low)

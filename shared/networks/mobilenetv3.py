@@ -87,3 +87,12 @@ def stage_ends(plans: list[InvertedResidualPlan]) -> list[int]:
     reduces resolution in the undilated network (its ``_is_cn``), and the last (16)."""
     reducing = [p.index for p in plans if p.stride > 1]
     return [0] + reducing + [len(plans) + 1]
+
+
+def segmentation_layers() -> tuple[str, str, int, int]:
+    """Where torchvision's segmentation builders read the dilated ``features``: ``(out index, aux/low index, out
+    channels, aux/low channels)`` = ``("16", "4", 960, 40)``: the last stage end and the fourth from last."""
+    plans = mobilenet_v3_large_plan(dilated=True)
+    ends = stage_ends(plans)
+    aux = ends[-4]
+    return str(ends[-1]), str(aux), LAST_CONV_CHANNELS, plans[aux - 1].out_channels

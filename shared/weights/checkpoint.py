@@ -119,16 +119,21 @@ def write_checkpoint(path: str | os.PathLike, tensors: dict[str, np.ndarray], sp
     return atomic_write(path, lambda tmp: save_file(ordered, tmp, metadata=metadata))
 
 
-def read_checkpoint_spec(path: str | os.PathLike):
-    """The spec a canonical checkpoint records, from its header alone (no tensor is read)."""
-    path = Path(path)
+def _metadata(path: Path) -> dict:
+    """The safetensors metadata of ``path``, after checking the file is there and readable."""
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     try:
         with safe_open(str(path), framework="numpy") as handle:
-            metadata = handle.metadata() or {}
+            return handle.metadata() or {}
     except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ValueError, TypeError... (tests/test_fuzz_readers.py)
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
+
+
+def read_checkpoint_spec(path: str | os.PathLike):
+    """The spec a canonical checkpoint records, from its header alone (no tensor is read)."""
+    path = Path(path)
+    metadata = _metadata(path)
     if METADATA_KEY not in metadata:
         raise CheckpointError(f"{path} is not a segparity canonical checkpoint (no {METADATA_KEY!r} metadata "
                               f"with format {FORMAT!r}); convert other weight files with the framework packages")
@@ -142,18 +147,12 @@ def read_checkpoint(path: str | os.PathLike, expected_spec=None):
     table; errors name the file, the option or key, and the expected and found values.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    spec = read_checkpoint_spec(path)
     try:
         with safe_open(str(path), framework="numpy") as handle:
-            metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ValueError, TypeError... (tests/test_fuzz_readers.py)
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
-    if METADATA_KEY not in metadata:
-        raise CheckpointError(f"{path} is not a segparity canonical checkpoint (no {METADATA_KEY!r} metadata "
-                              f"with format {FORMAT!r}); convert other weight files with the framework packages")
-    spec = spec_from_header(metadata[METADATA_KEY], source=str(path))
     if expected_spec is not None:
         diffs = spec_differences(expected_spec, spec)
         if diffs:
