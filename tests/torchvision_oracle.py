@@ -45,9 +45,12 @@ CASES = (Case("resnet18", "resnet18", (), outputs=True),
          Case("resnet50_os8", "resnet50", (("replace_stride_with_dilation", [False, True, True]),), outputs=True),
          # dropout 0: its random mask cannot be compared (segparity's twins leave it out)
          # 97 x 75: the last stage keeps 4 x 3 positions, so train-mode BatchNorm there is not ill-conditioned
-         Case("mobilenet_v3_large", "mobilenet_v3_large", (("dropout", 0.0),), outputs=True, input_shape=(2, 3, 97, 75)),
+         Case("mobilenet_v3_large", "mobilenet_v3_large", (("dropout", 0.0),), outputs=True, input_shape=(4, 3, 97, 75)),
          Case("mobilenet_v3_large_dilated", "mobilenet_v3_large", (("dilated", True), ("dropout", 0.0)), outputs=True,
-              input_shape=(2, 3, 65, 57)))
+              input_shape=(2, 3, 65, 57)),
+         # 97 x 75: 3 x 2 after the five pools, so the adaptive 7 x 7 average pool's bins overlap (torch's rule)
+         Case("vgg16", "vgg16", (("dropout", 0.0),), outputs=True, input_shape=(4, 3, 97, 75)),
+         Case("vgg16_bn", "vgg16_bn", (("dropout", 0.0),), outputs=True, input_shape=(4, 3, 97, 75)))
 
 
 @dataclass(frozen=True)
