@@ -22,7 +22,7 @@ from segmentation_torch.backbones.resnet import ResNet as TorchResNet
 from segmentation_torch.backbones.vgg import VGG16 as TorchVGG16
 from segparity.comparison.tolerance import ATOL, RTOL
 from segparity.parity.layerdiff import default_name_map, diff_models, transfer_weights
-from tests.torchvision_oracle import CASES, EXPECTED, NUM_CLASSES, import_torchvision, model_input, seeded_state, \
+from tests.torchvision_oracle import CASES, EXPECTED, NUM_CLASSES, import_torchvision, model_input, seed_model, \
     torchvision_results
 
 STORED = dict(np.load(EXPECTED))
@@ -51,10 +51,7 @@ def _build(case, framework: str):
 
 
 def _seeded_torch(case):
-    model = _build(case, "torch")
-    weights = seeded_state({k: tuple(t.shape) for k, t in model.state_dict().items()})
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
-    return model
+    return seed_model(_build(case, "torch"))
 
 
 def _keras_from(torch_model, case):

@@ -16,7 +16,7 @@ from segmentation_tf.models import torchvision_segmentation as keras_models
 from segmentation_torch.models import torchvision_segmentation as torch_models
 from segparity.comparison.tolerance import ATOL, RTOL
 from segparity.parity.layerdiff import default_name_map, transfer_weights
-from tests.torchvision_oracle import (EXPECTED_SEGMENTATION, SEGMENTATION_CASES, import_torchvision, seeded_state,
+from tests.torchvision_oracle import (EXPECTED_SEGMENTATION, SEGMENTATION_CASES, import_torchvision, seed_model,
                                       torchvision_segmentation_results)
 
 STORED = dict(np.load(EXPECTED_SEGMENTATION))
@@ -30,10 +30,7 @@ def _build(case, module):
 
 
 def _seeded_torch(case):
-    model = _build(case, torch_models)
-    weights = seeded_state({k: tuple(t.shape) for k, t in model.state_dict().items()})
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
-    return model
+    return seed_model(_build(case, torch_models))
 
 
 def _input(case) -> np.ndarray:

@@ -114,6 +114,26 @@ def seeded_state(shapes: dict[str, tuple], seed: int = 0) -> dict[str, np.ndarra
     return state
 
 
+def _keys_and_shapes(name: str, state) -> dict[str, np.ndarray]:
+    return {f"{name}/keys": np.array(list(state)),
+            f"{name}/shapes": np.array([",".join(map(str, t.shape)) for t in state.values()])}
+
+
+def seed_model(model):
+    """Load ``seeded_state`` weights into a torch model (strictly); returns the model."""
+    import torch
+
+    weights = seeded_state({k: tuple(t.shape) for k, t in model.state_dict().items()})
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
+    return model
+
+
+def _bn_sums(model) -> np.ndarray:
+    """Each BatchNorm's running mean and variance, summed (float64), in state_dict order."""
+    stats = model.state_dict()
+    return np.array([float(stats[k].double().sum()) for k in stats if k.endswith(("running_mean", "running_var"))])
+
+
 def model_input(case: Case) -> np.ndarray:
     return np.random.default_rng(1).standard_normal(case.input_shape).astype(np.float32)
 
@@ -126,20 +146,15 @@ def torchvision_results(torchvision) -> dict[str, np.ndarray]:
     out = {}
     for case in CASES:
         model = getattr(torchvision.models, case.builder)(**case.arguments())
-        state = model.state_dict()
-        out[f"{case.name}/keys"] = np.array(list(state))
-        out[f"{case.name}/shapes"] = np.array([",".join(map(str, t.shape)) for t in state.values()])
+        out.update(_keys_and_shapes(case.name, model.state_dict()))
         if not case.outputs:
             continue
-        weights = seeded_state({k: tuple(t.shape) for k, t in state.items()})
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        seed_model(model)
         x = torch.from_numpy(model_input(case))
         with torch.no_grad():
             out[f"{case.name}/eval"] = model.eval()(x).numpy()
             out[f"{case.name}/train"] = model.train()(x).numpy()
-        stats = model.state_dict()
-        out[f"{case.name}/bn_sums"] = np.array([float(stats[k].double().sum()) for k in stats
-                                                if k.endswith(("running_mean", "running_var"))])
+        out[f"{case.name}/bn_sums"] = _bn_sums(model)
     return out
 
 
@@ -151,13 +166,10 @@ def torchvision_segmentation_results(torchvision) -> dict[str, np.ndarray]:
     out = {}
     for case in SEGMENTATION_CASES:
         model = getattr(torchvision.models.segmentation, case.name)(**case.arguments())
-        state = model.state_dict()
-        out[f"{case.name}/keys"] = np.array(list(state))
-        out[f"{case.name}/shapes"] = np.array([",".join(map(str, t.shape)) for t in state.values()])
+        out.update(_keys_and_shapes(case.name, model.state_dict()))
         if not case.outputs:
             continue
-        weights = seeded_state({k: tuple(t.shape) for k, t in state.items()})
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        seed_model(model)
         x = torch.from_numpy(np.random.default_rng(1).standard_normal(case.input_shape).astype(np.float32))
         with torch.no_grad():
             for mode in ("eval", "train"):
@@ -168,9 +180,7 @@ def torchvision_segmentation_results(torchvision) -> dict[str, np.ndarray]:
                 result = model(x)
                 for key, value in result.items():
                     out[f"{case.name}/{mode}/{key}"] = value.numpy()
-        stats = model.state_dict()
-        out[f"{case.name}/bn_sums"] = np.array([float(stats[k].double().sum()) for k in stats
-                                                if k.endswith(("running_mean", "running_var"))])
+        out[f"{case.name}/bn_sums"] = _bn_sums(model)
     return out
 
 
