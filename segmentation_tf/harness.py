@@ -22,6 +22,7 @@ from segmentation_tf.weights import from_canonical, tensor_refs, to_canonical
 from segparity.comparison import kinks
 from segparity.reference import losses as loss_reference
 from segparity.weights.layout import permute_axes, randomize_for_parity
+from segparity.networks.torchvision_segmentation import AUX_LOSS_WEIGHT
 from segparity.comparison.trace import TraceSettings, instance_targets, network_losses, optimizer_steps, running_statistics
 
 FRAMEWORK = "tf"
@@ -49,8 +50,19 @@ def _nchw(t) -> np.ndarray:
 
 
 def _logits(outputs):
-    """The logits of a model's output: the output itself, or the first of ``(logits, embedding)``."""
+    """The logits of a model's output: the output itself, the first of ``(logits, embedding)``, or ``"out"`` of
+    torchvision's dict."""
+    if isinstance(outputs, dict):
+        return outputs["out"]
     return outputs[0] if isinstance(outputs, tuple) else outputs
+
+
+def _network_loss(loss_fn, outputs, target):
+    """``loss_fn`` of the logits, plus ``AUX_LOSS_WEIGHT`` times that of torchvision's ``"aux"`` output if any."""
+    loss = loss_fn(target, _logits(outputs))
+    if isinstance(outputs, dict) and "aux" in outputs:
+        loss = loss + AUX_LOSS_WEIGHT * loss_fn(target, outputs["aux"])
+    return loss
 
 
 def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
@@ -70,6 +82,8 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
         from_canonical(model, weights)
         outputs = model(x, training=False)
         trace["logits_eval"] = _nchw(_logits(outputs))
+        if isinstance(outputs, dict) and "aux" in outputs:
+            trace["aux_eval"] = _nchw(outputs["aux"])
         if spec.embedding_dim:
             trace["embedding_eval"] = _nchw(outputs[1])
 
@@ -78,8 +92,9 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
             refs = {k: v for k, v in tensor_refs(model).items() if v[0].trainable}
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                logits = _logits(model(x, training=True))
-                loss = loss_fn(y, logits)
+                outputs = model(x, training=True)
+                logits = _logits(outputs)
+                loss = _network_loss(loss_fn, outputs, y)
             grads = tape.gradient(loss, [x] + [ref[0] for ref in refs.values()])
             trace["logits_train"] = _nchw(logits)
             trace[f"loss_{name}"] = keras.ops.convert_to_numpy(loss)
@@ -108,8 +123,8 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
             optimizer = build_optimizer(model, opt_name, **kwargs)
             variables = model.trainable_variables
             with tf.GradientTape() as tape:
-                logits = _logits(model(x, training=True))
-                loss = losses["bce"](y, logits) + losses["ce"](y, logits)
+                outputs = model(x, training=True)
+                loss = _network_loss(losses["bce"], outputs, y) + _network_loss(losses["ce"], outputs, y)
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
             trace[f"weights_after_{opt_name}"] = _canonical(model, dtype)
     return trace
@@ -139,16 +154,20 @@ def count_parameters(spec) -> int:
 
 @contextlib.contextmanager
 def _record_kink_inputs():
-    """Records the input of every ReLU and max-pool the model calls, in call order, by wrapping the
-    functions the models call (``keras.ops.relu``, ``keras.ops.max_pool``, ``tf.nn.max_pool_with_argmax``);
+    """Records the input of every ReLU (ReLU6: shifted to both kinks) and max-pool the model calls, in call order,
+    by wrapping the functions the models call (``keras.ops.relu``, ``relu6``, ``max_pool``, ``tf.nn.max_pool_with_argmax``);
     Keras has no function-level hook like torch's function modes."""
     record = {"relu": [], "pool": []}
-    wrapped = [(keras.ops, "relu", "relu"), (keras.ops, "max_pool", "pool"), (tf.nn, "max_pool_with_argmax", "pool")]
+    wrapped = [(keras.ops, "relu", "relu"), (keras.ops, "relu6", "relu6"), (keras.ops, "max_pool", "pool"),
+               (tf.nn, "max_pool_with_argmax", "pool")]
     originals = [getattr(module, attribute) for module, attribute, _ in wrapped]
 
     def recording(function, kind):
         def call(x, *args, **kwargs):
-            record[kind].append(_nchw(x))
+            if kind == "relu6":  # kinks at 0 and 6 (hardswish and hardsigmoid: x + 3 at -3 and 3)
+                record["relu"] += [_nchw(x), _nchw(x) - 6.0]
+            else:
+                record[kind].append(_nchw(x))
             return function(x, *args, **kwargs)
         return call
 

@@ -93,10 +93,34 @@ class _DilatedConv2D(keras.layers.Conv2D):
     """
 
     def convolution_op(self, inputs, kernel):
-        if self.dilation_rate == (1, 1) or not _dilated_conv_is_one_op(keras.backend.standardize_dtype(inputs.dtype)):
+        if self.dilation_rate == (1, 1):
             return super().convolution_op(inputs, kernel)
-        return tf.nn.conv2d(inputs, kernel, strides=list(self.strides), padding=self.padding.upper(),
-                            dilations=list(self.dilation_rate))
+        if _dilated_conv_is_one_op(keras.backend.standardize_dtype(inputs.dtype)):
+            return tf.nn.conv2d(inputs, kernel, strides=list(self.strides), padding=self.padding.upper(),
+                                dilations=list(self.dilation_rate))
+        if self.strides == (1, 1):
+            return _dilated_conv_by_taps(inputs, kernel, self.dilation_rate, self.padding)
+        return super().convolution_op(inputs, kernel)
+
+
+def _dilated_conv_by_taps(x, kernel, dilation: tuple, padding: str):
+    """A stride-1 dilated convolution as the sum of one 1x1 convolution (a matmul) per kernel tap, each on the
+    window of ``x`` that tap sees: the fallback where TensorFlow has no one-op dilated gradient (float64 on a CPU).
+    As many multiply-adds as the conv itself; Keras's SpaceToBatchND path instead convolves ``rate**2`` padded
+    grids (DeepLabV3's rate 36 on a 3x3 map: 1296 grids, minutes per float64 step)."""
+    kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
+    dh, dw = dilation
+    if padding == "same":  # stride 1, odd kernel: dilation * (k - 1) / 2 on every side, as torch pads
+        ph, pw = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+        x = ops.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+    height, width = ops.shape(x)[1] - dh * (kh - 1), ops.shape(x)[2] - dw * (kw - 1)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            window = x[:, i * dh:i * dh + height, j * dw:j * dw + width, :]
+            tap = ops.tensordot(window, kernel[i, j], axes=1)
+            out = tap if out is None else out + tap
+    return out
 
 
 class _SymmetricPadding:

@@ -115,9 +115,11 @@ def to_framework(array: np.ndarray) -> tf.Tensor:
 
 
 def from_framework(value):
-    """A tensor (or a tuple/list of them) as numpy (same axes); anything else unchanged."""
+    """A tensor (or a tuple/list/dict of them) as numpy (same axes); anything else unchanged."""
     if isinstance(value, (tf.Tensor, tf.Variable)) or keras.ops.is_tensor(value):
         return keras.ops.convert_to_numpy(value)
+    if isinstance(value, dict):
+        return {key: from_framework(v) for key, v in value.items()}
     if isinstance(value, (tuple, list)):
         return [from_framework(v) for v in value]
     return value
@@ -126,6 +128,8 @@ def from_framework(value):
 def _to_framework_args(value):
     if isinstance(value, np.ndarray):
         return to_framework(value)
+    if isinstance(value, dict):
+        return {key: _to_framework_args(v) for key, v in value.items()}
     if isinstance(value, list):
         return [_to_framework_args(v) for v in value]
     return value

@@ -20,6 +20,7 @@ from segmentation_torch.weights import from_canonical, tensor_refs, to_canonical
 from segparity.comparison import kinks
 from segparity.reference import losses as loss_reference
 from segparity.weights.layout import permute_axes, randomize_for_parity
+from segparity.networks.torchvision_segmentation import AUX_LOSS_WEIGHT
 from segparity.comparison.trace import TraceSettings, instance_targets, network_losses, optimizer_steps, running_statistics
 
 FRAMEWORK = "torch"
@@ -51,8 +52,19 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def _logits(outputs) -> torch.Tensor:
-    """The logits of a model's output: the output itself, or the first of ``(logits, embedding)``."""
+    """The logits of a model's output: the output itself, the first of ``(logits, embedding)``, or ``"out"`` of
+    torchvision's dict."""
+    if isinstance(outputs, dict):
+        return outputs["out"]
     return outputs[0] if isinstance(outputs, tuple) else outputs
+
+
+def _network_loss(loss_fn, outputs, target: torch.Tensor) -> torch.Tensor:
+    """``loss_fn`` of the logits, plus ``AUX_LOSS_WEIGHT`` times that of torchvision's ``"aux"`` output if any."""
+    loss = loss_fn(_logits(outputs), target)
+    if isinstance(outputs, dict) and "aux" in outputs:
+        loss = loss + AUX_LOSS_WEIGHT * loss_fn(outputs["aux"], target)
+    return loss
 
 
 def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
@@ -74,6 +86,8 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
     with torch.no_grad():
         outputs = model(x)
     trace["logits_eval"] = _numpy(_logits(outputs))
+    if isinstance(outputs, dict) and "aux" in outputs:
+        trace["aux_eval"] = _numpy(outputs["aux"])
     if spec.embedding_dim:
         trace["embedding_eval"] = _numpy(outputs[1])
 
@@ -82,8 +96,9 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
         _load(model, weights, dt)  # each training forward moves the BN running statistics
         refs = {k: v for k, v in tensor_refs(model).items() if v[0].requires_grad}
         x_in = x.clone().requires_grad_(True)
-        logits = _logits(model(x_in))
-        loss = loss_fn(logits, y)
+        outputs = model(x_in)
+        logits = _logits(outputs)
+        loss = _network_loss(loss_fn, outputs, y)
         grads = torch.autograd.grad(loss, [x_in] + [ref[0] for ref in refs.values()])
         trace["logits_train"] = _numpy(logits)
         trace[f"loss_{name}"] = _numpy(loss)
@@ -108,8 +123,8 @@ def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labe
         _load(model, weights, dt)
         optimizer = build_optimizer(model, opt_name, **kwargs)
         optimizer.zero_grad()
-        logits = _logits(model(x))
-        loss = losses["bce"](logits, y) + losses["ce"](logits, y)
+        outputs = model(x)
+        loss = _network_loss(losses["bce"], outputs, y) + _network_loss(losses["ce"], outputs, y)
         loss.backward()
         optimizer.step()
         trace[f"weights_after_{opt_name}"] = _canonical(model)
@@ -136,10 +151,12 @@ def count_parameters(spec) -> int:
 
 
 class _RecordKinkInputs(TorchFunctionMode):
-    """Records the input of every ReLU and max-pool the model calls, in call order (the model's code
+    """Records the input of every ReLU (hardswish, hardsigmoid: shifted to their kinks) and max-pool the model
+    calls, in call order (the model's code
     is untouched: a torch function mode sees each ``torch.nn.functional`` call)."""
 
     RELU = (F.relu, torch.relu)
+    HARD = (F.hardswish, F.hardsigmoid)  # kinks at -3 and 3, recorded as the ReLU inputs x + 3 and x - 3
     POOL = (F.max_pool2d, F.max_pool2d_with_indices, torch.max_pool2d)
 
     def __init__(self):
@@ -148,10 +165,12 @@ class _RecordKinkInputs(TorchFunctionMode):
         self.pool_inputs: list[np.ndarray] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in self.RELU:
-            self.relu_inputs.append(_numpy(args[0]))
+        if func in self.RELU:  # copies: an in-place ReLU (torchvision's) overwrites its input
+            self.relu_inputs.append(_numpy(args[0]).copy())
+        elif func in self.HARD:
+            self.relu_inputs += [_numpy(args[0]) + 3.0, _numpy(args[0]) - 3.0]
         elif func in self.POOL:
-            self.pool_inputs.append(_numpy(args[0]))
+            self.pool_inputs.append(_numpy(args[0]).copy())
         return func(*args, **(kwargs or {}))
 
 

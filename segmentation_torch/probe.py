@@ -78,12 +78,14 @@ def to_framework(array: np.ndarray) -> torch.Tensor:
 
 
 def from_framework(value):
-    """A torch tensor (or a tuple/list of them) as a numpy copy (same axes); anything else unchanged.
+    """A torch tensor (or a tuple/list/dict of them) as a numpy copy (same axes); anything else unchanged.
 
     A copy, not a view: a layer's recorded output must not change when a later in-place op (torchvision's
     ``ReLU(inplace=True)`` after a BatchNorm) writes into the same memory."""
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy().copy()
+    if isinstance(value, dict):
+        return {key: from_framework(v) for key, v in value.items()}
     if isinstance(value, (tuple, list)):
         return [from_framework(v) for v in value]
     return value
@@ -92,6 +94,8 @@ def from_framework(value):
 def _to_framework_args(value):
     if isinstance(value, np.ndarray):
         return to_framework(value)
+    if isinstance(value, dict):
+        return {key: _to_framework_args(v) for key, v in value.items()}
     if isinstance(value, list):
         return [_to_framework_args(v) for v in value]
     return value

@@ -7,10 +7,13 @@ from torch import nn
 from segmentation_torch.deeplab import DeepLabV3Plus
 from segmentation_torch.fcn import FCN
 from segmentation_torch.segnet import SegNet
+from segmentation_torch.models import torchvision_segmentation
 from segmentation_torch.unet import UNet
 from segparity.networks import specs
 
-BUILDERS = {"deeplabv3plus": DeepLabV3Plus, "fcn": FCN, "segnet": SegNet, "unet": UNet}
+# segparity's own networks, then torchvision's segmentation models (torchvision's builder names and arguments)
+BUILDERS = {"deeplabv3plus": DeepLabV3Plus, "fcn": FCN, "segnet": SegNet, "unet": UNet,
+            **{name: getattr(torchvision_segmentation, name) for name in specs.TORCHVISION_SPECS}}
 
 
 def list_models() -> list[str]:
@@ -23,11 +26,13 @@ def build_model(name: str, *, in_channels: int | None = None, num_classes: int |
     """Build a network by name; options are those of its spec in ``segparity.networks`` (checked first).
 
     ``preset`` names a set of options in ``segparity.networks.specs.PRESETS`` (``"paper"``, ``"lesson"``); explicit
-    arguments override it. ``in_channels`` and ``num_classes`` are required unless the preset sets them.
+    arguments override it. ``in_channels`` and ``num_classes`` are required unless the preset sets them;
+    torchvision's models (``deeplabv3_resnet50``, ...) take torchvision's ``num_classes`` (default 21) and ``aux_loss``
+    and return a dict, ``"out"`` (and ``"aux"``) at the input size.
 
     Returns an ``nn.Module`` mapping ``(N, in_channels, H, W)`` to ``(N, num_classes, H', W')`` logits.
     With ``embedding_dim=K > 0`` (instance segmentation) it returns ``(logits, embedding)``, the embedding
     ``(N, embedding_dim, H', W')``: the head's last K channels (``split_outputs`` in ``layers``).
     """
     spec = specs.make_spec(name, in_channels=in_channels, num_classes=num_classes, preset=preset, **options)
-    return BUILDERS[name](**spec.options())
+    return BUILDERS[name](**specs.builder_arguments(spec))

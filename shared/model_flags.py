@@ -8,7 +8,7 @@ Every flag defaults to "not given" (``None``), and a command resolves the networ
    ``.weights.h5`` that segparity wrote; ``segparity.parity.convert.recorded_spec``) gives it, and every flag given
    as well must agree with it, else a ``CheckpointError`` names the option, the file's value and the flag's;
 2. otherwise ``--arch`` is required, and the options are the flags given, then the preset's, then the
-   network's defaults, with ``in_channels`` 3 and ``num_classes`` 2 unless given (``train`` takes the
+   network's defaults (torchvision's models: 3 and 21), with ``in_channels`` 3 and ``num_classes`` 2 unless given (``train`` takes the
    number of classes from its data instead; ``segparity.training.config``).
 """
 
@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from segparity.weights.checkpoint import CheckpointError
-from segparity.networks.specs import PRESETS, list_models, make_spec
+from segparity.networks.specs import PRESETS, list_models, make_spec, required_options
 
 FALLBACK = {"in_channels": 3, "num_classes": 2}  # when neither a file, the flags nor a preset give them
 
@@ -90,7 +90,7 @@ def resolve_spec(args: argparse.Namespace, recorded=None, *, source: str = "", f
     """The spec the model flags describe; ``recorded``: the spec a weight file ``source`` records (or None).
 
     ``fallback``: ``in_channels`` / ``num_classes`` when neither the flags nor the preset give them
-    (default ``FALLBACK``).
+    (default: ``FALLBACK`` for a network that has no default of its own).
     """
     if recorded is not None:
         check_against_recorded(recorded, args, source)
@@ -100,7 +100,8 @@ def resolve_spec(args: argparse.Namespace, recorded=None, *, source: str = "", f
         where = f"{source} does not record the architecture" if source else "no weight file gives the architecture"
         raise CheckpointError(f"{where}: give --arch NAME (and --preset / --model-option as it was built)")
     preset = PRESETS.get(arch, {}).get(args.preset, {}) if args.preset else {}
-    fallback = FALLBACK if fallback is None else fallback
+    if fallback is None:  # the network's own defaults first (torchvision's models: 3 and 21), then FALLBACK
+        fallback = {key: value for key, value in FALLBACK.items() if key in required_options(arch)}
     sizes = {key: getattr(args, key) if getattr(args, key) is not None else (None if key in preset else fallback.get(key))
              for key in ("in_channels", "num_classes")}
     return make_spec(arch, preset=args.preset, **sizes, **dict(args.model_option or []))

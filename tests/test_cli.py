@@ -18,19 +18,25 @@ from segparity.comparison.trace import FLOOR_LIMIT
 KEYS = ["arch", "config", "quantity", "max_abs", "max_rel", "rtol", "atol", "passed"]
 
 
-# configurations per architecture in ``segparity.parity.suite``
+# configurations per architecture in ``segparity.parity.suite``: segparity's own networks (the default suite runs
+# these), then torchvision's six, one case each (slow: ``test_report_checks_torchvisions_models``)
 CONFIGS = {"deeplabv3plus": 2, "fcn": 5, "segnet": 3, "unet": 10}
+TORCHVISION = ("deeplabv3_mobilenet_v3_large", "deeplabv3_resnet101", "deeplabv3_resnet50", "fcn_resnet101",
+               "fcn_resnet50", "lraspp_mobilenet_v3_large")
+
+
+def _run_report(path, arches) -> tuple:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = cli.main(["report", "--arch", *arches, "--json", str(path)])
+    document = json.loads(path.read_text())
+    assert list(document) == ["environment", "rows"]
+    return status, document["rows"], out.getvalue(), document["environment"]
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    path = tmp_path_factory.mktemp("report") / "report.json"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = cli.main(["report", "--json", str(path)])
-    document = json.loads(path.read_text())
-    assert list(document) == ["environment", "rows"]
-    return status, document["rows"], out.getvalue(), document["environment"]
+    return _run_report(tmp_path_factory.mktemp("report") / "report.json", list(CONFIGS))
 
 
 def test_report_passes_and_writes_documented_json(report):
@@ -50,18 +56,45 @@ def test_report_passes_and_writes_documented_json(report):
     assert all(row["rtol"] == 1e-4 and 1e-5 <= row["atol"] <= 1e-5 + 2 * FLOOR_LIMIT for row in rows)
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+OWN_FIGURES = (r"(\d+) configurations of segparity's own networks \((\d+) U-Net, (\d+) SegNet, (\d+) FCN, "
+               r"(\d+) DeepLabV3\+\), (\d+) rows")
+TORCHVISION_FIGURES = r"one of each of torchvision's (\d+) segmentation models, (\d+) rows"
+
+
 def test_readme_figures_of_the_report_are_the_reports(report):
-    """The README quotes how many configurations and rows ``segparity report`` has; they must be this run's."""
+    """The README quotes how many configurations and rows ``segparity report`` has for segparity's own networks;
+    they must be this run's (torchvision's: ``test_report_checks_torchvisions_models``)."""
     _, rows, out, _ = report
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    quoted = re.search(r"(\d+) configurations \((\d+) U-Net, (\d+) SegNet, (\d+) FCN, (\d+) DeepLabV3\+\), (\d+) rows", readme)
+    quoted = re.search(OWN_FIGURES, README.read_text())
     assert quoted, "README: the report's figures sentence is gone"
     configs = {arch: len({row["config"] for row in rows if row["arch"] == arch}) for arch in CONFIGS}
     assert [int(g) for g in quoted.groups()] == [sum(configs.values()), configs["unet"], configs["segnet"],
                                                  configs["fcn"], configs["deeplabv3plus"], len(rows)]
+
+
+@pytest.mark.slow
+def test_report_checks_torchvisions_models(report, tmp_path):
+    """``segparity report`` on torchvision's six models (about 3 minutes): every row passes, the auxiliary output is
+    a row where the model has one, ResNet's cases run in float64; the README's figures and transcript are these."""
+    status, rows, out, _ = _run_report(tmp_path / "torchvision.json", TORCHVISION)
+    assert status == 0 and rows and all(row["passed"] for row in rows)
+    configs = {row["config"] for row in rows}
+    assert {row["arch"] for row in rows} == set(TORCHVISION) and len(configs) == len(TORCHVISION)
+    for arch in TORCHVISION:
+        (config,) = {row["config"] for row in rows if row["arch"] == arch}
+        quantities = {row["quantity"] for row in rows if row["arch"] == arch}
+        assert {"grad_input_ce", "grad_weights_ce", "weights_after_sgd", "weights_after_adam"} <= quantities
+        assert ("aux_eval" in quantities) == ("+aux" in config), config
+        assert ("resnet" in arch) == config.endswith("float64"), config
+    readme = README.read_text()
+    quoted = re.search(TORCHVISION_FIGURES, readme)
+    assert quoted and [int(g) for g in quoted.groups()] == [len(TORCHVISION), len(rows)]
+    own = len(report[1])
+    total = own + len(rows), sum(CONFIGS.values()) + len(TORCHVISION)
     transcript = re.search(r"^(\d+) passed, 0 failed \((\d+) configurations, [\d.]+ s\)$", readme, flags=re.M)
-    assert transcript and [int(g) for g in transcript.groups()] == [len(rows), sum(configs.values())]
-    assert re.search(rf"^\.\.\. \({len(rows)} rows: every configuration x quantity\)$", readme, flags=re.M)
+    assert transcript and tuple(int(g) for g in transcript.groups()) == total
+    assert re.search(rf"^\.\.\. \({total[0]} rows: every configuration x quantity\)$", readme, flags=re.M)
 
 
 def test_report_prints_versions_tf32_table_and_parameter_counts(report):
@@ -125,8 +158,9 @@ def test_unknown_arch_is_a_usage_error(capsys, command):
     with pytest.raises(SystemExit) as exit_:
         cli.main([*command, "--arch", "segnet9"])
     assert exit_.value.code == 2
-    assert "argument --arch: invalid choice: 'segnet9' (choose from 'deeplabv3plus', 'fcn', 'segnet', 'unet')" in \
-        capsys.readouterr().err
+    assert ("argument --arch: invalid choice: 'segnet9' (choose from 'deeplabv3_mobilenet_v3_large', "
+            "'deeplabv3_resnet101', 'deeplabv3_resnet50', 'deeplabv3plus', 'fcn', 'fcn_resnet101', 'fcn_resnet50', "
+            "'lraspp_mobilenet_v3_large', 'segnet', 'unet')") in capsys.readouterr().err
 
 
 def test_console_script_is_installed():

@@ -48,7 +48,7 @@ def test_nearest_valid_sizes_are_valid(size, depth, padding):
 
 
 def test_unknown_model_lists_known():
-    with pytest.raises(ValueError, match=r"unknown model name 'unett'; known models: deeplabv3plus, fcn, segnet, unet"):
+    with pytest.raises(ValueError, match=r"unknown model name .unett.; known models: deeplabv3_mobilenet_v3_large, .*, segnet, unet$"):
         make_spec("unett", in_channels=3, num_classes=2)
 
 
@@ -80,7 +80,8 @@ def test_expected_tensors_follow_the_layer_table():
     assert tensors["decoder.0.up.weight"] == (8, 4, 2, 2)  # transposed conv: IOHW
     assert "decoder.0.up.bias" not in tensors  # BN follows: bias would be dead (docs/pitfalls.md)
     assert tensors["head.weight"] == (5, 4, 1, 1)
-    assert list_models() == ["deeplabv3plus", "fcn", "segnet", "unet"]
+    assert list_models() == ["deeplabv3_mobilenet_v3_large", "deeplabv3_resnet101", "deeplabv3_resnet50",
+        "deeplabv3plus", "fcn", "fcn_resnet101", "fcn_resnet50", "lraspp_mobilenet_v3_large", "segnet", "unet"]
 
 
 def test_center_crop_labels_matches_network_crop():

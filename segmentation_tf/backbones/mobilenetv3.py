@@ -32,7 +32,11 @@ def _hardsigmoid(x):
     return ops.relu6(x + 3.0) / 6.0
 
 
-ACTIVATIONS = {"RE": ops.relu, "HS": _hardswish}
+def _relu(x):
+    return ops.relu(x)  # looked up at call time, so the parity harness's kink recorder sees it
+
+
+ACTIVATIONS = {"RE": _relu, "HS": _hardswish}
 
 
 class _Sequence(keras.layers.Layer):

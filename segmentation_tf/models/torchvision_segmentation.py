@@ -19,6 +19,9 @@ from segmentation_tf.backbones.mobilenetv3 import mobilenet_v3_large_features
 from segmentation_tf.backbones.resnet import ResNet
 from segmentation_tf.layers import BatchNorm, conv2d, resize_bilinear
 from segparity.networks.mobilenetv3 import segmentation_layers
+from segparity.networks.specs import make_spec
+from segparity.networks.torchvision_segmentation import ASPP_RATES, LRASPP_CHANNELS, RESNET_DILATION
+from segparity.validation import check_image_batch
 
 BN_EPS, BN_MOMENTUM = 1e-5, 0.9  # the heads' torch defaults (eps 1e-5, torch momentum 0.1), Keras convention
 
@@ -92,7 +95,7 @@ class ASPP(keras.layers.Layer):
 class DeepLabHead(keras.layers.Layer):
     """torchvision's ``DeepLabHead``: ASPP (``.0``), 3x3 conv-BN-ReLU (``.1``, ``.2``), 1x1 conv (``.4``)."""
 
-    def __init__(self, in_channels: int, num_classes: int, atrous_rates: tuple = (12, 24, 36), **kwargs):
+    def __init__(self, in_channels: int, num_classes: int, atrous_rates: tuple = ASPP_RATES, **kwargs):
         super().__init__(**kwargs)
         self.aspp = ASPP(in_channels, atrous_rates, name=f"{self.name}.0")
         self.cbr = _ConvBNReLU(256, 256, 3, first=1, name=self.name)
@@ -123,7 +126,7 @@ class LRASPPHead(keras.layers.Layer):
     """torchvision's ``LRASPPHead``: ``cbr`` of the high features times ``scale``, resized to the low features,
     ``high_classifier``, plus ``low_classifier`` of the low features."""
 
-    def __init__(self, low_channels: int, high_channels: int, num_classes: int, inter_channels: int = 128, **kwargs):
+    def __init__(self, low_channels: int, high_channels: int, num_classes: int, inter_channels: int = LRASPP_CHANNELS, **kwargs):
         super().__init__(**kwargs)
         self.cbr = _ConvBNReLU(high_channels, inter_channels, 1, name=f"{self.name}.cbr")
         self.scale = _Scale(high_channels, inter_channels, name=f"{self.name}.scale")
@@ -138,16 +141,28 @@ class LRASPPHead(keras.layers.Layer):
 
 
 class TorchvisionSegmentation(keras.Model):
-    """``backbone`` (torchvision's paths), ``classifier`` and optional ``aux_classifier``; the backbone's
-    features at ``out_layer`` (and ``aux_layer``) go to them, both results resized to the input."""
+    """torchvision's segmentation model ``arch`` (a name of ``segparity.networks.torchvision_segmentation``):
+    ``backbone`` (torchvision's paths), ``classifier`` and, with ``aux_loss``, ``aux_classifier``; the backbone's
+    features go to them and both results are resized to the input."""
 
-    def __init__(self, backbone, classifier, aux_classifier, *, out_layer: str, aux_layer: str | None = None,
-                 low_layer: str | None = None, **kwargs):
+    def __init__(self, arch: str, num_classes: int = 21, aux_loss: bool = False, **kwargs):
+        kwargs.setdefault("name", arch)
         super().__init__(**kwargs)
-        self.backbone = backbone
-        self.classifier = classifier
-        self.aux_classifier = aux_classifier
-        self.out_layer, self.aux_layer, self.low_layer = out_layer, aux_layer, low_layer
+        self.spec = spec = make_spec(arch, num_classes=num_classes, aux_loss=aux_loss)
+        if spec.backbone.startswith("resnet"):
+            self.backbone = ResNet(int(spec.backbone[len("resnet"):]), RESNET_DILATION, num_classes=None,
+                                   name="backbone")
+            self.out_layer, self.aux_layer, high, low = "layer4", "layer3", 2048, 1024
+        else:
+            self.backbone = mobilenet_v3_large_features(True, "backbone")
+            self.out_layer, self.aux_layer, high, low = segmentation_layers()
+        if spec.head == "fcn":
+            self.classifier = FCNHead(high, num_classes, name="classifier")
+        elif spec.head == "deeplabv3":
+            self.classifier = DeepLabHead(high, num_classes, ASPP_RATES, name="classifier")
+        else:
+            self.classifier = LRASPPHead(low, high, num_classes, LRASPP_CHANNELS, name="classifier")
+        self.aux_classifier = FCNHead(low, num_classes, name="aux_classifier") if aux_loss else None
         self.built = True  # every layer with weights was built by its constructor (conv2d, BatchNorm, Dense)
 
     def _features(self, x, training):
@@ -159,10 +174,11 @@ class TorchvisionSegmentation(keras.Model):
         return out
 
     def call(self, x, training=False):
+        check_image_batch(tuple(x.shape), keras.backend.standardize_dtype(x.dtype), spec=self.spec, layout="NHWC")
         height, width = ops.shape(x)[1], ops.shape(x)[2]
         features = self._features(x, training)
-        if self.low_layer is not None:  # LR-ASPP: the head takes the low and the high features
-            out = self.classifier({"low": features[self.low_layer], "high": features[self.out_layer]}, training=training)
+        if self.spec.head == "lraspp":  # the head takes the low (aux_layer) and the high features
+            out = self.classifier({"low": features[self.aux_layer], "high": features[self.out_layer]}, training=training)
         else:
             out = self.classifier(features[self.out_layer], training=training)
         result = {"out": resize_bilinear(out, height, width)}
@@ -171,51 +187,38 @@ class TorchvisionSegmentation(keras.Model):
             result["aux"] = resize_bilinear(aux, height, width)
         return result
 
-
-def _resnet_model(depth: int, head: str, num_classes: int, aux_loss: bool) -> TorchvisionSegmentation:
-    backbone = ResNet(depth, (False, True, True), num_classes=None, name="backbone")
-    classifier = (FCNHead(2048, num_classes, name="classifier") if head == "fcn"
-                  else DeepLabHead(2048, num_classes, name="classifier"))
-    aux = FCNHead(1024, num_classes, name="aux_classifier") if aux_loss else None
-    return TorchvisionSegmentation(backbone, classifier, aux, out_layer="layer4", aux_layer="layer3")
+    def get_config(self):
+        return {"name": self.name, "arch": self.spec.name, "num_classes": self.spec.num_classes,
+                "aux_loss": self.spec.aux_loss}
 
 
 def fcn_resnet50(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``fcn_resnet50``: ResNet-50 at output stride 8, ``FCNHead``."""
-    return _resnet_model(50, "fcn", num_classes, aux_loss)
+    return TorchvisionSegmentation("fcn_resnet50", num_classes, aux_loss)
 
 
 def fcn_resnet101(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``fcn_resnet101``: ResNet-101 at output stride 8, ``FCNHead``."""
-    return _resnet_model(101, "fcn", num_classes, aux_loss)
+    return TorchvisionSegmentation("fcn_resnet101", num_classes, aux_loss)
 
 
 def deeplabv3_resnet50(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``deeplabv3_resnet50``: ResNet-50 at output stride 8, ``DeepLabHead``."""
-    return _resnet_model(50, "deeplabv3", num_classes, aux_loss)
+    return TorchvisionSegmentation("deeplabv3_resnet50", num_classes, aux_loss)
 
 
 def deeplabv3_resnet101(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``deeplabv3_resnet101``: ResNet-101 at output stride 8, ``DeepLabHead``."""
-    return _resnet_model(101, "deeplabv3", num_classes, aux_loss)
+    return TorchvisionSegmentation("deeplabv3_resnet101", num_classes, aux_loss)
 
 
 def deeplabv3_mobilenet_v3_large(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``deeplabv3_mobilenet_v3_large``: the dilated MobileNetV3-Large features, ``DeepLabHead``
     on ``backbone.16`` (960 channels), the auxiliary ``FCNHead`` on ``backbone.4`` (40 channels)."""
-    out, aux, out_channels, aux_channels = segmentation_layers()
-    return TorchvisionSegmentation(mobilenet_v3_large_features(True, "backbone"),
-                                   DeepLabHead(out_channels, num_classes, name="classifier"),
-                                   FCNHead(aux_channels, num_classes, name="aux_classifier") if aux_loss else None,
-                                   out_layer=out, aux_layer=aux)
+    return TorchvisionSegmentation("deeplabv3_mobilenet_v3_large", num_classes, aux_loss)
 
 
 def lraspp_mobilenet_v3_large(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``lraspp_mobilenet_v3_large``: the dilated MobileNetV3-Large features, ``LRASPPHead`` on
     ``backbone.4`` (low, 40 channels) and ``backbone.16`` (high, 960). No auxiliary head, as torchvision."""
-    if aux_loss:
-        raise ValueError("lraspp_mobilenet_v3_large has no auxiliary head (torchvision raises the same): aux_loss=False")
-    high, low, high_channels, low_channels = segmentation_layers()
-    return TorchvisionSegmentation(mobilenet_v3_large_features(True, "backbone"),
-                                   LRASPPHead(low_channels, high_channels, num_classes, name="classifier"), None,
-                                   out_layer=high, low_layer=low)
+    return TorchvisionSegmentation("lraspp_mobilenet_v3_large", num_classes, aux_loss)

@@ -19,6 +19,9 @@ from torch.nn import functional as F
 from segmentation_torch.backbones.mobilenetv3 import mobilenet_v3_large_features
 from segmentation_torch.backbones.resnet import ResNet
 from segparity.networks.mobilenetv3 import segmentation_layers
+from segparity.networks.specs import make_spec
+from segparity.networks.torchvision_segmentation import ASPP_RATES, LRASPP_CHANNELS, RESNET_DILATION
+from segparity.validation import check_image_batch
 
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # the heads' nn.BatchNorm2d defaults (MobileNetV3's own BN differs)
 
@@ -67,7 +70,7 @@ class ASPP(nn.Module):
 class DeepLabHead(nn.Sequential):
     """torchvision's ``DeepLabHead``: ASPP (rates 12, 24, 36), 3x3 conv-BN-ReLU, 1x1 conv to the classes."""
 
-    def __init__(self, in_channels: int, num_classes: int, atrous_rates: tuple = (12, 24, 36)):
+    def __init__(self, in_channels: int, num_classes: int, atrous_rates: tuple = ASPP_RATES):
         super().__init__(ASPP(in_channels, atrous_rates), *_conv_bn_relu(256, 256, 3), nn.Conv2d(256, num_classes, 1))
 
 
@@ -75,7 +78,7 @@ class LRASPPHead(nn.Module):
     """torchvision's ``LRASPPHead``: ``cbr`` (1x1 conv-BN-ReLU) of the high features times ``scale`` (global mean,
     1x1 conv, sigmoid), resized to the low features, classified and added to the low features' classification."""
 
-    def __init__(self, low_channels: int, high_channels: int, num_classes: int, inter_channels: int = 128):
+    def __init__(self, low_channels: int, high_channels: int, num_classes: int, inter_channels: int = LRASPP_CHANNELS):
         super().__init__()
         self.cbr = nn.Sequential(*_conv_bn_relu(high_channels, inter_channels, 1))
         self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(high_channels, inter_channels, 1, bias=False),
@@ -91,16 +94,26 @@ class LRASPPHead(nn.Module):
 
 
 class TorchvisionSegmentation(nn.Module):
-    """``backbone`` (torchvision's paths), ``classifier`` and optional ``aux_classifier``; the backbone's
-    features at ``out_layer`` (and ``aux_layer``) go to them, both results resized to the input."""
+    """torchvision's segmentation model ``arch`` (a name of ``segparity.networks.torchvision_segmentation``):
+    ``backbone`` (torchvision's paths), ``classifier`` and, with ``aux_loss``, ``aux_classifier``; the backbone's
+    features go to them and both results are resized to the input."""
 
-    def __init__(self, backbone: nn.Module, classifier: nn.Module, aux_classifier: nn.Module | None, *,
-                 out_layer: str, aux_layer: str | None = None, low_layer: str | None = None):
+    def __init__(self, arch: str, num_classes: int = 21, aux_loss: bool = False):
         super().__init__()
-        self.backbone = backbone
-        self.classifier = classifier
-        self.aux_classifier = aux_classifier
-        self.out_layer, self.aux_layer, self.low_layer = out_layer, aux_layer, low_layer
+        self.spec = spec = make_spec(arch, num_classes=num_classes, aux_loss=aux_loss)
+        if spec.backbone.startswith("resnet"):
+            self.backbone = ResNet(int(spec.backbone[len("resnet"):]), RESNET_DILATION, num_classes=None)
+            self.out_layer, self.aux_layer, high, low = "layer4", "layer3", 2048, 1024
+        else:
+            self.backbone = mobilenet_v3_large_features(True, "backbone")
+            self.out_layer, self.aux_layer, high, low = segmentation_layers()
+        if spec.head == "fcn":
+            self.classifier = FCNHead(high, num_classes)
+        elif spec.head == "deeplabv3":
+            self.classifier = DeepLabHead(high, num_classes, ASPP_RATES)
+        else:
+            self.classifier = LRASPPHead(low, high, num_classes, LRASPP_CHANNELS)
+        self.aux_classifier = FCNHead(low, num_classes) if aux_loss else None
 
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if isinstance(self.backbone, ResNet):
@@ -111,11 +124,13 @@ class TorchvisionSegmentation(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        check_image_batch(tuple(x.shape), str(x.dtype).removeprefix("torch."), spec=self.spec, layout="NCHW",
+                          model_dtype=str(next(self.parameters()).dtype).removeprefix("torch."))
         size = x.shape[-2:]
         features = self._features(x)
         result = OrderedDict()
-        if self.low_layer is not None:  # LR-ASPP: the head takes the low and the high features
-            out = self.classifier({"low": features[self.low_layer], "high": features[self.out_layer]})
+        if self.spec.head == "lraspp":  # the head takes the low (aux_layer) and the high features
+            out = self.classifier({"low": features[self.aux_layer], "high": features[self.out_layer]})
         else:
             out = self.classifier(features[self.out_layer])
         result["out"] = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
@@ -125,47 +140,34 @@ class TorchvisionSegmentation(nn.Module):
         return result
 
 
-def _resnet_model(depth: int, head: str, num_classes: int, aux_loss: bool) -> TorchvisionSegmentation:
-    backbone = ResNet(depth, (False, True, True), num_classes=None)
-    classifier = FCNHead(2048, num_classes) if head == "fcn" else DeepLabHead(2048, num_classes)
-    return TorchvisionSegmentation(backbone, classifier, FCNHead(1024, num_classes) if aux_loss else None,
-                                   out_layer="layer4", aux_layer="layer3")
-
 
 def fcn_resnet50(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``fcn_resnet50``: ResNet-50 at output stride 8, ``FCNHead``."""
-    return _resnet_model(50, "fcn", num_classes, aux_loss)
+    return TorchvisionSegmentation("fcn_resnet50", num_classes, aux_loss)
 
 
 def fcn_resnet101(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``fcn_resnet101``: ResNet-101 at output stride 8, ``FCNHead``."""
-    return _resnet_model(101, "fcn", num_classes, aux_loss)
+    return TorchvisionSegmentation("fcn_resnet101", num_classes, aux_loss)
 
 
 def deeplabv3_resnet50(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``deeplabv3_resnet50``: ResNet-50 at output stride 8, ``DeepLabHead``."""
-    return _resnet_model(50, "deeplabv3", num_classes, aux_loss)
+    return TorchvisionSegmentation("deeplabv3_resnet50", num_classes, aux_loss)
 
 
 def deeplabv3_resnet101(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``deeplabv3_resnet101``: ResNet-101 at output stride 8, ``DeepLabHead``."""
-    return _resnet_model(101, "deeplabv3", num_classes, aux_loss)
+    return TorchvisionSegmentation("deeplabv3_resnet101", num_classes, aux_loss)
 
 
 def deeplabv3_mobilenet_v3_large(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``deeplabv3_mobilenet_v3_large``: the dilated MobileNetV3-Large features, ``DeepLabHead``
     on ``backbone.16`` (960 channels), the auxiliary ``FCNHead`` on ``backbone.4`` (40 channels)."""
-    out, aux, out_channels, aux_channels = segmentation_layers()
-    return TorchvisionSegmentation(mobilenet_v3_large_features(True, "backbone"), DeepLabHead(out_channels, num_classes),
-                                   FCNHead(aux_channels, num_classes) if aux_loss else None, out_layer=out, aux_layer=aux)
+    return TorchvisionSegmentation("deeplabv3_mobilenet_v3_large", num_classes, aux_loss)
 
 
 def lraspp_mobilenet_v3_large(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
     """torchvision's ``lraspp_mobilenet_v3_large``: the dilated MobileNetV3-Large features, ``LRASPPHead`` on
     ``backbone.4`` (low, 40 channels) and ``backbone.16`` (high, 960). No auxiliary head, as torchvision."""
-    if aux_loss:
-        raise ValueError("lraspp_mobilenet_v3_large has no auxiliary head (torchvision raises the same): aux_loss=False")
-    high, low, high_channels, low_channels = segmentation_layers()
-    return TorchvisionSegmentation(mobilenet_v3_large_features(True, "backbone"),
-                                   LRASPPHead(low_channels, high_channels, num_classes), None, out_layer=high,
-                                   low_layer=low)
+    return TorchvisionSegmentation("lraspp_mobilenet_v3_large", num_classes, aux_loss)

@@ -18,6 +18,9 @@ key                         value
                             ``logits_train`` (the same input for both frameworks: the rows check the
                             loss ports; the network's are checked by the rows above)
 ``grad_logits_<name>``      d(loss_<name>)/d(its input), ``(N, C, H, W)``
+``aux_eval``                torchvision's models built with ``aux_loss=True``: the ``"aux"`` output, inference
+                            mode (their training losses add 0.5 times the loss of ``"aux"``, as torchvision's
+                            reference training script; ``logits_*`` are their ``"out"``)
 ``embedding_eval``          networks built with ``embedding_dim > 0``: the embedding output, inference mode
 ``loss_discriminative``     ``DiscriminativeLoss()`` of the training-mode embedding against ``instance_targets``
 ``grad_weights_discriminative``  dict: canonical key -> d(loss_discriminative)/d(weight)
@@ -37,7 +40,7 @@ from segparity.comparison.tolerance import ATOL, RTOL, Comparison, compare, merg
 LOSS_ROWS = tuple(f"loss_{name}" for name in REPORT_LOSSES)
 LOSS_GRADIENTS = tuple(f"grad_logits_{name}" for name in REPORT_LOSSES)
 INSTANCE_QUANTITIES = ("embedding_eval", "loss_discriminative", "grad_weights_discriminative")
-QUANTITIES = ("logits_eval", "logits_train", "loss_bce", "loss_ce", "grad_input_bce", "grad_input_ce",
+QUANTITIES = ("logits_eval", "aux_eval", "logits_train", "loss_bce", "loss_ce", "grad_input_bce", "grad_input_ce",
               "grad_weights_bce", "grad_weights_ce", "bn_running", "weights_after_sgd", "weights_after_adam",
               *LOSS_ROWS, *LOSS_GRADIENTS, *INSTANCE_QUANTITIES)
 GRADIENTS = ("grad_input_bce", "grad_input_ce", "grad_weights_bce", "grad_weights_ce", *LOSS_GRADIENTS,

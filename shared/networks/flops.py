@@ -6,7 +6,7 @@ FLOPs, and BatchNorm, ReLU, pooling, resizing, additions and the loss are left o
 they are a few percent of the work and are memory-bound, not arithmetic-bound).
 
 - A conv with ``C_in -> C_out``, kernel ``k`` and output ``H' x W'`` does ``N H' W' C_out C_in k^2``
-  multiply-adds; a transposed conv the same over its *input* ``H x W`` (every input pixel meets the
+  multiply-adds (a depthwise conv ``N H' W' C_out k^2``: one input channel per filter); a transposed conv the same over its *input* ``H x W`` (every input pixel meets the
   whole kernel).
 - A training step is the forward, then for every conv layer the gradient of its weight (as many
   multiply-adds as its forward) and the gradient of its input (as many again), except the first
@@ -26,8 +26,9 @@ def layer_macs(spec, height: int, width: int) -> dict[str, int]:
     rows, cols = spec.layer_sizes(height), spec.layer_sizes(width)
     macs = {}
     for entry in spec.layer_table():
-        if entry.kind in ("conv2d", "conv_transpose2d"):
-            per_pixel = entry.in_channels * entry.out_channels * entry.kernel_size ** 2
+        if entry.kind in ("conv2d", "conv_transpose2d", "depthwise_conv2d"):
+            fan_in = 1 if entry.kind == "depthwise_conv2d" else entry.in_channels  # one input channel per filter
+            per_pixel = fan_in * entry.out_channels * entry.kernel_size ** 2
             macs[entry.path] = rows[entry.path] * cols[entry.path] * per_pixel
     return macs
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from segparity.weights.layout import LayerEntry
+
 BN_EPS, BN_MOMENTUM = 0.001, 0.01  # torchvision's MobileNetV3 BatchNorm (torch momentum convention)
 
 
@@ -96,3 +98,50 @@ def segmentation_layers() -> tuple[str, str, int, int]:
     ends = stage_ends(plans)
     aux = ends[-4]
     return str(ends[-1]), str(aux), LAST_CONV_CHANNELS, plans[aux - 1].out_channels
+
+
+
+def _half(size: int) -> int:
+    return (size - 1) // 2 + 1
+
+
+def _layers_and_sides(dilated: bool, size: int, prefix: str) -> list[tuple[LayerEntry, int]]:
+    """Every layer with weights of the features, in ``state_dict`` order, with its output side for a ``size``-wide
+    input (the stem and each stride-2 depthwise conv halve it, rounding up; squeeze-excite works on 1x1)."""
+    first = LARGE_SETTING[0][0]
+    side = _half(size)
+    layers = [(LayerEntry(f"{prefix}0.0", "conv2d", 3, first, 3, bias=False), side),
+              (LayerEntry(f"{prefix}0.1", "batch_norm", first, first), side)]
+    plans = mobilenet_v3_large_plan(dilated)
+    for plan in plans:
+        path, i, e = f"{prefix}{plan.index}.block", 0, plan.expanded_channels
+        if plan.expands:
+            layers += [(LayerEntry(f"{path}.0.0", "conv2d", plan.in_channels, e, 1, bias=False), side),
+                       (LayerEntry(f"{path}.0.1", "batch_norm", e, e), side)]
+            i += 1
+        if plan.depthwise_stride == 2:
+            side = _half(side)
+        layers += [(LayerEntry(f"{path}.{i}.0", "depthwise_conv2d", e, e, plan.kernel_size, bias=False), side),
+                   (LayerEntry(f"{path}.{i}.1", "batch_norm", e, e), side)]
+        i += 1
+        if plan.use_se:
+            layers += [(LayerEntry(f"{path}.{i}.fc1", "conv2d", e, plan.squeeze_channels, 1), 1),
+                       (LayerEntry(f"{path}.{i}.fc2", "conv2d", plan.squeeze_channels, e, 1), 1)]
+            i += 1
+        layers += [(LayerEntry(f"{path}.{i}.0", "conv2d", e, plan.out_channels, 1, bias=False), side),
+                   (LayerEntry(f"{path}.{i}.1", "batch_norm", plan.out_channels, plan.out_channels), side)]
+    last, cin = len(plans) + 1, plans[-1].out_channels
+    layers += [(LayerEntry(f"{prefix}{last}.0", "conv2d", cin, LAST_CONV_CHANNELS, 1, bias=False), side),
+               (LayerEntry(f"{prefix}{last}.1", "batch_norm", LAST_CONV_CHANNELS, LAST_CONV_CHANNELS), side)]
+    return layers
+
+
+def mobilenet_v3_large_layer_table(dilated: bool, prefix: str = "features.") -> list[LayerEntry]:
+    """Every layer with weights of torchvision's ``mobilenet_v3_large`` features (no classifier), in ``state_dict``
+    order, each path after ``prefix`` (``"backbone."`` in the segmentation models)."""
+    return [entry for entry, _ in _layers_and_sides(dilated, 1, prefix)]
+
+
+def mobilenet_v3_large_layer_sizes(dilated: bool, size: int, prefix: str = "features.") -> dict[str, int]:
+    """Layer path -> output side for a ``size``-wide input; ``<prefix><index>.`` paths give each features index."""
+    return {entry.path: side for entry, side in _layers_and_sides(dilated, size, prefix)}

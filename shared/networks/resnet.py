@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from segparity.weights.layout import LayerEntry
+
 # depth -> (block, blocks per stage), as torchvision's resnet18 ... resnet101
 RESNET_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
                  101: ("bottleneck", (3, 4, 23, 3))}
@@ -71,3 +73,46 @@ def resnet_plan(depth: int, replace_stride_with_dilation: tuple = (False, False,
 def resnet_block_type(depth: int) -> str:
     """"basic" or "bottleneck"."""
     return RESNET_DEPTHS[depth][0]
+
+
+def half(size: int) -> int:
+    """Output size of a stride-2 conv or pool padded as torchvision pads (``(k - 1) // 2 * dilation``)."""
+    return (size - 1) // 2 + 1
+
+
+def resnet_layer_table(depth: int, replace_stride_with_dilation: tuple, prefix: str = "") -> list[LayerEntry]:
+    """Every layer with weights of torchvision's ``resnet<depth>`` without ``fc``, in ``state_dict`` order, each
+    path after ``prefix`` (``"backbone."`` in the segmentation models)."""
+    layers = [LayerEntry(f"{prefix}conv1", "conv2d", 3, 64, 7, bias=False), LayerEntry(f"{prefix}bn1", "batch_norm", 64, 64)]
+    block = resnet_block_type(depth)
+    for plan in resnet_plan(depth, replace_stride_with_dilation):
+        path = f"{prefix}{plan.path}"
+        if block == "bottleneck":
+            convs = [(plan.in_channels, plan.width, 1), (plan.width, plan.width, 3), (plan.width, plan.out_channels, 1)]
+        else:
+            convs = [(plan.in_channels, plan.out_channels, 3), (plan.out_channels, plan.out_channels, 3)]
+        for i, (cin, cout, k) in enumerate(convs, start=1):
+            layers += [LayerEntry(f"{path}.conv{i}", "conv2d", cin, cout, k, bias=False),
+                       LayerEntry(f"{path}.bn{i}", "batch_norm", cout, cout)]
+        if plan.downsample:
+            layers += [LayerEntry(f"{path}.downsample.0", "conv2d", plan.in_channels, plan.out_channels, 1, bias=False),
+                       LayerEntry(f"{path}.downsample.1", "batch_norm", plan.out_channels, plan.out_channels)]
+    return layers
+
+
+def resnet_layer_sizes(depth: int, replace_stride_with_dilation: tuple, size: int,
+                       prefix: str = "") -> tuple[dict[str, int], dict[str, int]]:
+    """``(layer path -> output side, stage -> output side)`` for a ``size``-wide input: ``conv1`` and the max-pool
+    halve it (rounding up), a stride-2 block halves it again; stages are ``"layer1"`` ... ``"layer4"``."""
+    sizes = {f"{prefix}conv1": half(size), f"{prefix}bn1": half(size)}
+    side = half(half(size))
+    stages = {}
+    block = resnet_block_type(depth)
+    for plan in resnet_plan(depth, replace_stride_with_dilation):
+        path, out = f"{prefix}{plan.path}", (half(side) if plan.stride == 2 else side)
+        strided = 2 if block == "bottleneck" else 1  # the conv that carries the stride (v1.5: the 3x3)
+        for i in range(1, 4 if block == "bottleneck" else 3):
+            sizes[f"{path}.conv{i}"] = sizes[f"{path}.bn{i}"] = side if i < strided else out
+        sizes[f"{path}.downsample.0"] = sizes[f"{path}.downsample.1"] = out
+        side = stages[f"layer{plan.stage}"] = out
+    return sizes, stages

@@ -14,10 +14,12 @@ from typing import Any
 from segparity.networks.deeplab import DeepLabV3PlusSpec
 from segparity.networks.fcn import FCNSpec
 from segparity.networks.segnet import SegNetSpec
+from segparity.networks.torchvision_segmentation import TORCHVISION_SPECS, TorchvisionSegmentationSpec
 from segparity.networks.unet import UNetSpec
 
+# segparity's own networks, then torchvision's segmentation models under torchvision's builder names
 MODEL_SPECS: dict[str, type] = {"deeplabv3plus": DeepLabV3PlusSpec, "fcn": FCNSpec, "segnet": SegNetSpec,
-                                "unet": UNetSpec}
+                                "unet": UNetSpec, **TORCHVISION_SPECS}
 
 # Named option sets, as torchvision's weights enums and keras-hub's presets name configurations.
 # Explicit keyword arguments to build_model override a preset's values.
@@ -45,6 +47,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "paper": dict(in_channels=3, num_classes=21, variant="8s", padding="paper", batch_norm=False),
     },
     "deeplabv3plus": {},
+    **{name: {} for name in TORCHVISION_SPECS},
 }
 
 
@@ -63,12 +66,25 @@ def option_names(name: str) -> list[str]:
     return [f.name for f in dataclasses.fields(MODEL_SPECS[name])][2:]
 
 
+def required_options(name: str) -> list[str]:
+    """Options of model ``name`` without a default (``in_channels`` and ``num_classes`` of segparity's own networks)."""
+    return [f.name for f in dataclasses.fields(MODEL_SPECS[name]) if f.default is dataclasses.MISSING]
+
+
+def builder_arguments(spec) -> dict[str, Any]:
+    """The keyword arguments of the framework builder of ``spec``'s network (``build_model``'s last step): every
+    option, or for torchvision's models torchvision's own arguments (``num_classes``, ``aux_loss``)."""
+    if isinstance(spec, TorchvisionSegmentationSpec):
+        return spec.builder_arguments()
+    return spec.options()
+
+
 def make_spec(name: str, *, in_channels: int | None = None, num_classes: int | None = None,
               preset: str | None = None, **options: Any):
     """Validate ``name``, ``preset`` and ``options`` and return the spec; errors list what is known.
 
-    ``in_channels`` and ``num_classes`` are required unless the preset gives them; any explicit
-    argument overrides the preset's value.
+    ``in_channels`` and ``num_classes`` are required unless the preset or the network gives them (torchvision's
+    models default to 3 and 21, as torchvision); any explicit argument overrides the preset's value.
     """
     if name not in MODEL_SPECS:
         raise ValueError(f"unknown model name {name!r}; known models: {', '.join(list_models())}")
@@ -87,7 +103,7 @@ def make_spec(name: str, *, in_channels: int | None = None, num_classes: int | N
         values.update(PRESETS[name][preset])
     explicit = dict(options, in_channels=in_channels, num_classes=num_classes)
     values.update({k: v for k, v in explicit.items() if v is not None})
-    for required in ("in_channels", "num_classes"):
+    for required in required_options(name):
         if required not in values:
             raise TypeError(f"build_model({name!r}) needs {required}= (or a preset that sets it)")
     return MODEL_SPECS[name](**values)

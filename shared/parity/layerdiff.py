@@ -197,6 +197,8 @@ def _row_verdict(row: LayerRow) -> str:
 
 
 def _arrays(value) -> list[np.ndarray]:
+    if isinstance(value, dict):  # by key, so both frameworks' dicts line up whatever their order
+        return [a for key in sorted(value) for a in _arrays(value[key])]
     if isinstance(value, (list, tuple)):
         return [a for v in value for a in _arrays(v)]
     return [np.asarray(value)]
@@ -336,6 +338,8 @@ def _named(layers: list[tuple[str, str]]) -> tuple[str, ...]:
 
 
 def _move(value, source: int, target: int):
+    if isinstance(value, dict):  # torchvision's outputs ("out", "aux"), LR-ASPP's head input ("low", "high")
+        return {key: _move(v, source, target) for key, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_move(v, source, target) for v in value]
     if isinstance(value, np.ndarray) and value.ndim >= 3:
@@ -454,8 +458,8 @@ def diff_architecture(spec, *, weights: dict | None = None, tf_weights: dict | N
         raise ValueError(f"--size {size}: {spec.describe()} does not take it ({spec.size_rule()})")
     if batch < 1:
         raise ValueError(f"--batch must be >= 1, got {batch}")
-    if training and batch < 2 and spec.name == "deeplabv3plus":
-        raise ValueError("--train with --batch 1: DeepLabV3+'s image-pooling BatchNorm would see one value per "
+    if training and batch < 2 and spec.name.startswith("deeplabv3"):  # DeepLabV3+ and torchvision's DeepLabV3
+        raise ValueError(f"--train with --batch 1: {spec.name}'s image-pooling BatchNorm would see one value per "
                          "channel, which training mode cannot normalise; use --batch 2 or more")
     torch_registry = importlib.import_module("segmentation_torch.registry")
     tf_registry = importlib.import_module("segmentation_tf.registry")

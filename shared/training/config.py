@@ -23,6 +23,7 @@ from segparity.data.samples import DatasetError, Skipped
 from segparity.data.splits import load_split, save_split, split_keys
 from segparity.networks.geometry import nearest_sizes
 from segparity.networks.specs import make_spec
+from segparity.networks.torchvision_segmentation import TORCHVISION_SPECS
 from segparity.data.synthetic import TASKS, synthetic_class_names, task_classes
 
 FRAMEWORKS = ("torch", "tf")
@@ -96,6 +97,10 @@ class TrainConfig:
                 raise ValueError(f"embedding_dim must be a positive integer, got {self.embedding_dim!r}")
             task_classes(self.task, self.synthetic_classes)
         loss_description(self)
+        if self.arch in TORCHVISION_SPECS:
+            raise ValueError(f"arch {self.arch!r}: segparity train does not train torchvision's models yet (a dict "
+                             "output and an auxiliary loss); their training parity is `segparity report --arch "
+                             f"{self.arch}` (loss, gradients, one SGD and one Adam step)")
         spec = make_spec(self.arch, in_channels=3, num_classes=self.outputs(), preset=self.preset, **self.build_options())
         out = spec.output_size(self.image_size)
         if out is None:

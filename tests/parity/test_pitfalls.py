@@ -12,7 +12,7 @@ from segmentation_tf.layers import upsample_bilinear_2x as keras_upsample
 from segmentation_torch.layers import BatchNorm as TorchBatchNorm
 from segmentation_torch.layers import upsample_bilinear_2x as torch_upsample
 from segparity.parity import suite
-from segparity.comparison.tolerance import assert_close, compare
+from segparity.comparison.tolerance import ATOL, assert_close, compare
 from segparity.comparison.trace import TraceSettings, compare_traces, summarise
 
 
@@ -215,3 +215,31 @@ def test_kink_redraw_cannot_hide_a_port_error(monkeypatch):
     result = suite.run_case(suite.unet_cases(seed=0)[0])
     assert not {row.quantity: row for row in result.rows}["grad_input_ce"].passed
     assert len(result.redrawn) <= suite.MAX_KINK_REDRAWS
+
+
+@pytest.mark.slow  # ResNet-50 passes in float32 and float64 on four batches (about 3 s; the suite's time budget)
+def test_pitfall_deep_relu_kink_flips():
+    """Why torchvision's ResNet models prove training parity in float64 (``segparity.parity.suite.TORCHVISION_CASES``):
+    in ``deeplabv3_resnet50``'s training-mode pass, float32 rounding grows through 50 BatchNorm layers until ReLU
+    inputs sit within one float32 error of zero on every batch, so torch's own float32 input gradient misses its
+    float64 one by more than 100 x atol, and no redraw (``relu_kink_flip``) finds a batch clear of kinks. Torch
+    alone shows it (no Keras involved); the report's float64 case of the same model agrees to ~1e-7."""
+    from segmentation_torch.harness import kink_margin
+    from segmentation_torch.registry import build_model
+    from segmentation_torch.weights import from_canonical
+
+    case = suite.Case("deeplabv3_resnet50", {}, batch=2, size=17, seed=0, weights_from="torch", num_classes=3)
+    spec, settings = case.spec(), suite.default_settings(case)
+    weights = suite.harness("torch").random_weights(spec, case.seed)
+    for attempt in range(suite.MAX_KINK_REDRAWS + 1):
+        images = suite.case_inputs(case, settings, data_seed=attempt).images
+        assert kink_margin(spec, weights, images) < 1.0  # a ReLU input closer to 0 than one float32 error
+    gradients = {}
+    for dtype in (torch.float64, torch.float32):
+        model = from_canonical(build_model(spec.name, **spec.options()), weights).to(dtype).train()
+        x = torch.from_numpy(images).to(dtype).requires_grad_(True)
+        model(x)["out"].square().mean().backward()
+        gradients[dtype] = x.grad.double().numpy()
+    exact = gradients[torch.float64]
+    floor = np.abs(gradients[torch.float32] - exact).max() / np.abs(exact).max()
+    assert floor > 100 * ATOL, floor

@@ -116,3 +116,36 @@ def test_pitfall_tf_dilated_conv_space_to_batch():
     assert {"Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"} <= fixed_ops
     assert_close(_nchw(fixed(_nhwc(x))), expected, quantity="dilated conv")
     assert_close(_nchw(naive(_nhwc(x))), expected, quantity="dilated conv (Keras's path)")
+
+
+@pytest.mark.parametrize("padding", [6, 0])
+def test_float64_dilated_conv_is_a_sum_of_taps_without_space_to_batch(padding):
+    """Where TensorFlow's CPU kernels have no dilated gradient (float64), segparity's dilated conv is one 1x1 conv
+    per kernel tap on the window the tap sees: torch's float64 numbers, value and gradients, and no
+    SpaceToBatchND (which made one float64 training step of torchvision's DeepLabV3 take minutes)."""
+    import tensorflow as tf
+
+    from segmentation_tf.device import precision
+
+    x = RNG.normal(size=(2, 4, 9, 7))
+    w = RNG.normal(size=(5, 4, 3, 3))
+    xt, wt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(w).requires_grad_(True)
+    expected = F.conv2d(xt, wt, padding=padding, dilation=3)
+    expected.square().sum().backward()
+    with precision("float64"):
+        layer = keras_layers.conv2d(4, 5, 3, padding=padding, dilation=3, bias=False, name="taps")
+        layer.kernel.assign(permute_axes(w, "OIHW", "HWIO"))
+
+        def loss_and_gradients(inputs):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                out = layer(inputs)
+                loss = tf.reduce_sum(out ** 2)
+            return [out, *tape.gradient(loss, [inputs, layer.kernel])]
+
+        assert not _op_types(loss_and_gradients, tf.constant(_nhwc(x))) & {"SpaceToBatchND", "BatchToSpaceND"}
+        out, grad_x, grad_w = loss_and_gradients(tf.constant(_nhwc(x)))
+    grad_w = permute_axes(keras.ops.convert_to_numpy(grad_w), "HWIO", "OIHW")
+    for actual, reference in ((_nchw(out), expected), (_nchw(grad_x), xt.grad), (grad_w, wt.grad)):
+        assert actual.dtype == np.float64
+        np.testing.assert_allclose(actual, reference.detach().numpy(), rtol=1e-12, atol=1e-12)
