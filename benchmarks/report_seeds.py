@@ -1,8 +1,8 @@
 """Does ``segparity report --seed S`` pass for every seed in a range? ``python -m benchmarks.report_seeds
-[--first 0] [--last 20] [--markdown PATH]``.
+[--first 0] [--last 20] [--arch NAME ...] [--markdown PATH]``.
 
-Runs the whole report (every architecture, every configuration) once per seed in this process, as the
-command line does, and tabulates per seed: rows passed and failed, configurations that needed a batch set
+Runs the report (by default segparity's own four networks, every configuration; ``--arch`` adds torchvision's
+models, about 4 minutes more a seed) once per seed in this process, as the command line does, and tabulates per seed: rows passed and failed, configurations that needed a batch set
 aside at a ReLU/max-pool kink (``segparity.parity.suite``'s redraw rule, pitfall ``relu_kink_flip``) and how many.
 Too long for the test suite (about half a minute a seed on 2 cores): run it by hand after a change to the
 networks, the trace or the tolerances. Exit status 1 if any seed fails.
@@ -28,14 +28,17 @@ from segparity.parity.machine import environment
 SET_ASIDE = re.compile(r"^(\S+) \[(.+?)\]: .*; data seed (\d+)((?:; batch \d+ set aside: .*)*)$")
 
 
-def run_seed(seed: int) -> dict:
-    """One full report at ``seed``: status, row counts and the configurations with batches set aside."""
+ARCHES = ("deeplabv3plus", "fcn", "segnet", "unet")  # segparity's own networks
+
+
+def run_seed(seed: int, arches: tuple = ARCHES) -> dict:
+    """One report of ``arches`` at ``seed``: status, row counts and the configurations with batches set aside."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "report.json"
         out = io.StringIO()
         start = time.perf_counter()
         with contextlib.redirect_stdout(out):
-            status = cli.main(["report", "--seed", str(seed), "--json", str(path)])
+            status = cli.main(["report", "--arch", *arches, "--seed", str(seed), "--json", str(path)])
         seconds = time.perf_counter() - start
         rows = json.loads(path.read_text())["rows"]
     aside = []
@@ -52,18 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.report_seeds", description=__doc__.splitlines()[0])
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--last", type=int, default=20)
+    parser.add_argument("--arch", nargs="+", default=list(ARCHES), metavar="NAME",
+                        help="architectures (default: segparity's own four)")
     parser.add_argument("--markdown", metavar="PATH")
     args = parser.parse_args(argv)
     results = []
     for seed in range(args.first, args.last + 1):
-        result = run_seed(seed)
+        result = run_seed(seed, tuple(args.arch))
         results.append(result)
         print(f"seed {seed}: {'pass' if result['status'] == 0 else 'FAIL'}, {result['rows'] - len(result['failed'])}/"
               f"{result['rows']} rows, {len(result['set_aside'])} configuration(s) with a batch set aside, "
               f"{result['seconds']:.0f} s", file=sys.stderr, flush=True)
     configurations = sum(r["configurations"] for r in results)
     aside = [(r["seed"], name, n) for r in results for name, n in r["set_aside"]]
-    lines = [f"# `segparity report --seed S`, S = {args.first}..{args.last}", "",
+    lines = [f"# `segparity report --arch {' '.join(args.arch)} --seed S`, S = {args.first}..{args.last}", "",
              f"Python {platform.python_version()}, {environment()['machine']['cpu']}; "
              + ", ".join(f"{k} {v}" for k, v in cli_versions().items()) + ".", "",
              f"{sum(r['status'] == 0 for r in results)} of {len(results)} seeds pass; {configurations} configurations, "

@@ -79,8 +79,8 @@ def test_report_checks_torchvisions_models(report, tmp_path):
     a row where the model has one, ResNet's cases run in float64; the README's figures and transcript are these."""
     status, rows, out, _ = _run_report(tmp_path / "torchvision.json", TORCHVISION)
     assert status == 0 and rows and all(row["passed"] for row in rows)
-    configs = {row["config"] for row in rows}
-    assert {row["arch"] for row in rows} == set(TORCHVISION) and len(configs) == len(TORCHVISION)
+    configs = {(row["arch"], row["config"]) for row in rows}
+    assert {arch for arch, _ in configs} == set(TORCHVISION) and len(configs) == len(TORCHVISION)
     for arch in TORCHVISION:
         (config,) = {row["config"] for row in rows if row["arch"] == arch}
         quantities = {row["quantity"] for row in rows if row["arch"] == arch}

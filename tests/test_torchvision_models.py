@@ -130,9 +130,14 @@ def test_build_model_takes_torchvisions_names_arguments_and_defaults():
         sum(int(np.prod(v.shape)) for v in keras_model.trainable_variables)
     clone = type(keras_model).from_config(keras_model.get_config())
     assert clone.spec == keras_model.spec
-    with torch.no_grad():
-        assert list(torch_model.eval()(torch.zeros(1, 3, 33, 17))) == ["out"]
-    assert keras_model(np.zeros((1, 33, 17, 3), np.float32))["out"].shape == (1, 33, 17, 21)
+    keras_weights.from_canonical(keras_model, torch_weights.to_canonical(torch_model))
+    for height, width in ((64, 33), (97, 75)):  # odd sizes: stride-2 padding and the final resize
+        x = np.random.default_rng(height).standard_normal((1, 3, height, width)).astype(np.float32)
+        with torch.no_grad():
+            result = torch_model.eval()(torch.from_numpy(x))
+        assert list(result) == ["out"] and result["out"].shape == (1, 21, height, width)
+        keras_out = np.moveaxis(np.asarray(keras_model(np.moveaxis(x, 1, -1))["out"]), -1, 1)
+        np.testing.assert_allclose(keras_out, result["out"].numpy(), rtol=RTOL, atol=ATOL)
     for build in (torch_registry.build_model, keras_registry.build_model):
         with pytest.raises(ValueError, match="deeplabv3_resnet50 takes RGB images as torchvision builds it: "
                                              "in_channels must be 3, got 1"):
