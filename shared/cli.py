@@ -258,6 +258,10 @@ def _diff(args: argparse.Namespace) -> int:
         text = json.dumps(report.to_json(), indent=1) + "\n"
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
         print(f"report written to {args.json}")
+    if args.png:
+        report.plot(args.png, title=f"segparity diff {spec.describe()}, {'training' if args.train else 'eval'} mode, "
+                    f"seed {args.seed}: {'pass' if report.passed else 'FAIL'}")
+        print(f"picture written to {args.png}")
     return 0 if report.passed else 1
 
 
@@ -339,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--no-floor", action="store_true",
                       help="skip torch's float64 run; judge end-to-end rows at the bare atol")
     diff.add_argument("--json", metavar="PATH", help="also write the whole report as JSON")
+    diff.add_argument("--png", metavar="PATH", help="also draw it: max relative error per layer, isolated and end to "
+                      "end, log scale, rtol as a line, the first layer over tolerance marked")
     diff.set_defaults(run=_diff)
     return parser
 

@@ -111,9 +111,11 @@ def test_cli_prints_table_environment_and_json(tmp_path, capsys):
     assert document["environment"]["torch"]["version"].startswith("2.") and document["layers"][0]["isolated"]
 
     assert cli.main(["diff", *options, "--tf-weights", str(tmp_path / "wrong.safetensors"), "--train",
-                     "--json", str(tmp_path / "bad.json")]) == 1
+                     "--json", str(tmp_path / "bad.json"), "--png", str(tmp_path / "bad.png")]) == 1
     out = capsys.readouterr().out
     assert "training mode" in out and "isolated: decoder.0.conv1 (max_abs" in out
+    assert f"picture written to {tmp_path / 'bad.png'}" in out
+    assert (tmp_path / "bad.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "bad.json").read_text())["first_failure"]["isolated"] == "decoder.0.conv1"
 
 

@@ -187,3 +187,21 @@ def test_library_warnings_inside_segparity_calls_are_dropped_and_the_users_are_k
         assert_parity(model.eval(), users_keras_function, IMAGES)
     assert [(w.category, str(w.message), Path(w.filename).name) for w in caught] == [
         (UserWarning, "from the user's function", "test_parity_harness.py")]
+
+
+def test_a_report_draws_where_two_models_part(tmp_path):
+    """``LayerReport.plot`` (and ``segparity diff --png``) draw the per-layer errors; a planted divergence, Keras's
+    default BatchNorm epsilon, is the layer marked, and a faithful pair marks none."""
+    from segparity.parity.layerplot import layer_report_figure
+
+    model, naive = _pair(epsilon=1e-3)
+    report = diff_models(model.eval(), naive, IMAGES, name_map=NAMES)
+    path = report.plot(tmp_path / "diff.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figure = layer_report_figure(report)
+    axes = figure.axes[0]
+    assert [text.get_text() for text in axes.texts] == ["first over tolerance (isolated): #2 bn"]
+    assert axes.get_yscale() == "log" and any(line.get_ydata()[0] == report.rtol for line in axes.lines)
+    faithful = diff_models(*(m.eval() if isinstance(m, nn.Module) else m for m in _pair(epsilon=1e-5)), IMAGES,
+                           name_map=NAMES)
+    assert list(layer_report_figure(faithful).axes[0].texts) == []

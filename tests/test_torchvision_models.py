@@ -63,7 +63,8 @@ def test_the_stored_expectations_are_torchvisions():
             np.testing.assert_allclose(value, STORED[key], rtol=RTOL, atol=ATOL, err_msg=key)
 
 
-@pytest.mark.parametrize("case", OUTPUT_CASES, ids=lambda case: case.name)
+@pytest.mark.parametrize("case", [case if "mobilenet" in case.name else pytest.param(case, marks=pytest.mark.slow)
+                                  for case in OUTPUT_CASES], ids=lambda case: case.name)  # ResNet's: the time budget
 def test_torch_outputs_and_statistics_equal_torchvisions(case):
     model = _seeded_torch(case)
     x = torch.from_numpy(_input(case))
@@ -156,7 +157,8 @@ def test_lraspp_has_no_auxiliary_head_in_either_framework():
 
 def test_convert_moves_a_torchvision_state_dict_to_keras_and_back(tmp_path, capsys):
     """``segparity convert`` on a plain ``torch.save(state_dict)`` of torchvision's model (the ``.pth`` people have):
-    to a Keras ``.weights.h5`` and back to ``.pt``, every tensor bit-identical (``num_batches_tracked`` aside)."""
+    to a Keras ``.weights.h5``, a ``.keras`` archive and back to ``.pt``, every tensor bit-identical
+    (``num_batches_tracked`` aside)."""
     from segparity import cli
 
     case = next(case for case in SEGMENTATION_CASES if case.name == "lraspp_mobilenet_v3_large")
@@ -164,7 +166,8 @@ def test_convert_moves_a_torchvision_state_dict_to_keras_and_back(tmp_path, caps
     torch.save(state, tmp_path / "lraspp.pth")
     flags = ["--arch", case.name, "--num-classes", str(case.num_classes)]
     assert cli.main(["convert", str(tmp_path / "lraspp.pth"), str(tmp_path / "lraspp.weights.h5"), *flags]) == 0
-    assert cli.main(["convert", str(tmp_path / "lraspp.weights.h5"), str(tmp_path / "back.pt")]) == 0
+    assert cli.main(["convert", str(tmp_path / "lraspp.weights.h5"), str(tmp_path / "lraspp.keras")]) == 0
+    assert cli.main(["convert", str(tmp_path / "lraspp.keras"), str(tmp_path / "back.pt")]) == 0  # spec from the archive
     assert "lraspp_mobilenet_v3_large(num_classes=2, aux_loss=False), 113 layers" in capsys.readouterr().out
     back = torch.load(tmp_path / "back.pt", weights_only=True)
     assert list(back) == list(state)  # torchvision's keys in its order, num_batches_tracked (written as 0) included

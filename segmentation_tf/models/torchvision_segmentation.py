@@ -140,6 +140,7 @@ class LRASPPHead(keras.layers.Layer):
         return self.low_classifier(low) + self.high_classifier(x)
 
 
+@keras.saving.register_keras_serializable(package="segparity")  # a .keras file names it "segparity>TorchvisionSegmentation"
 class TorchvisionSegmentation(keras.Model):
     """torchvision's segmentation model ``arch`` (a name of ``segparity.networks.torchvision_segmentation``):
     ``backbone`` (torchvision's paths), ``classifier`` and, with ``aux_loss``, ``aux_classifier``; the backbone's

@@ -37,8 +37,10 @@ from segparity.networks.specs import make_spec, spec_differences
 
 FILE_KINDS = {"canonical": "checkpoint", "torch": "torch weight", "tf": "Keras weight"}  # for messages
 FORMATS = {"canonical": (".safetensors",), "torch": (".pt", ".pth"), "tf": (".weights.h5", ".keras")}
-# Keras model class (as registered: "segparity>UNet") -> registered architecture name
-KERAS_CLASSES = {"UNet": "unet", "SegNet": "segnet", "FCN": "fcn", "DeepLabV3Plus": "deeplabv3plus"}
+# Keras model class (as registered: "segparity>UNet") -> registered architecture name; torchvision's six models share
+# one class, whose "arch" argument names the architecture
+KERAS_CLASSES = {"UNet": "unet", "SegNet": "segnet", "FCN": "fcn", "DeepLabV3Plus": "deeplabv3plus",
+                 "TorchvisionSegmentation": None}
 
 
 def weight_format(path: str | os.PathLike) -> str:
@@ -74,8 +76,9 @@ def keras_archive_spec(path: str | os.PathLike):
     if not isinstance(arguments, dict):
         raise CheckpointError(f"{path}: config.json has no constructor arguments (\"config\") for {class_name}")
     options = {k: v for k, v in arguments.items() if k not in ("name", "trainable", "dtype")}
+    arch = KERAS_CLASSES[class_name] or options.pop("arch", None)
     try:
-        return make_spec(KERAS_CLASSES[class_name], **options)
+        return make_spec(str(arch), **options)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: config.json does not describe a valid {class_name}: {exc}") from None
 

@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from segparity.comparison.records import LayerCall
+from segparity.parity.layerplot import plot_layer_report
 from segparity.parity.machine import environment
 from segparity.comparison.tolerance import ATOL, RTOL
 
@@ -158,6 +159,11 @@ class LayerReport:
         lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
         notes = [f"#{i}: {row.note}" for i, row in enumerate(self.rows, 1) if row.note]
         return "\n".join(lines + notes + [self.verdict(), self.diagnosis()])
+
+    def plot(self, path, title: str = ""):
+        """Draw the report as a PNG at ``path`` (``segparity.parity.layerplot``): max relative error per layer in
+        forward order, isolated and end to end, log scale, ``rtol`` as a line, the first layer over tolerance marked."""
+        return plot_layer_report(self, path, title)
 
     def to_json(self) -> dict:
         """Everything in the report as plain JSON types."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from segparity.atomic import atomic_write
+from segparity.plotting import pyplot, save_png
 from segparity.training.config import METRICS
 
 
@@ -17,35 +17,19 @@ CLASS_COLOURS = np.array([[0, 0, 0], [1, 0.1, 0.1], [0.1, 0.9, 0.1], [0.2, 0.4, 
                           [0, 1, 1]], dtype=np.float32)
 
 
-def _save(figure, path: str | Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    try:
-        return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
-    finally:
-        plt.close(figure)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_learning_curves(rows: list[dict[str, Any]], path: str | Path, title: str) -> Path:
     """Loss (left) and the ``METRICS`` (right) per epoch: train solid, validation dashed, a marker at every
     epoch (so one epoch draws a point), whole-number epoch ticks, each legend outside its data."""
-    return _save(learning_curves_figure(rows, title), path)
+    return save_png(learning_curves_figure(rows, title), path)
 
 
 def learning_curves_figure(rows: list[dict[str, Any]], title: str):
     """The figure ``plot_learning_curves`` saves (returned open, for tests to inspect)."""
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
     epochs = [row["epoch"] for row in rows]
     left.plot(epochs, [row["loss"] for row in rows], "o-", color="C0", label="train")
@@ -76,7 +60,7 @@ def plot_predictions(images: np.ndarray, masks: np.ndarray, predictions: np.ndar
     """A grid, one row per image: input, ground truth overlay, prediction overlay, with a legend of the
     class colours below. ``images (N, H, W, 3)`` in [0, 1], ``masks`` and ``predictions (N, H, W)`` integer
     labels; ``class_names[k]`` names label ``k`` (default "class k")."""
-    return _save(predictions_figure(images, masks, predictions, title, class_names), path)
+    return save_png(predictions_figure(images, masks, predictions, title, class_names), path)
 
 
 def predictions_figure(images: np.ndarray, masks: np.ndarray, predictions: np.ndarray, title: str,
@@ -84,7 +68,7 @@ def predictions_figure(images: np.ndarray, masks: np.ndarray, predictions: np.nd
     """The figure ``plot_predictions`` saves (returned open, for tests to inspect)."""
     from matplotlib.patches import Patch
 
-    plt = _pyplot()
+    plt = pyplot()
     n = len(images)
     figure, axes = plt.subplots(n, 3, figsize=(7.5, 2.4 * n + 0.8), squeeze=False, layout="constrained")
     for i in range(n):
@@ -108,7 +92,7 @@ def predictions_figure(images: np.ndarray, masks: np.ndarray, predictions: np.nd
 def plot_loss_comparison(result, path: str | Path, title: str) -> Path:
     """Both frameworks' per-step training loss (top); their relative difference, torch's own float32
     drift and the allowed bound, log scale (bottom). ``result`` is a ``segparity.parity.compare_train.Comparison``."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     top.plot(result.steps, result.torch_loss, "-", label="torch")
     top.plot(result.steps, result.tf_loss, "--", label="tf (Keras)")
@@ -121,7 +105,7 @@ def plot_loss_comparison(result, path: str | Path, title: str) -> Path:
         bottom.semilogy(result.steps, result.allowed(), ":", color="k", label="allowed (SGD)")
     bottom.set(xlabel="step", ylabel="relative difference")
     bottom.legend(fontsize=8)
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def plot_run(out: str | Path, rows: list[dict[str, Any]], val, predict, title: str, preview: int = 6,
@@ -149,7 +133,7 @@ def plot_panoptic(images: np.ndarray, maps: dict[str, np.ndarray], path: str | P
     from skimage.color import label2rgb
     from skimage.segmentation import mark_boundaries
 
-    plt = _pyplot()
+    plt = pyplot()
     n, names = len(images), list(maps)
     figure, axes = plt.subplots(n, 1 + len(names), figsize=(2.5 * (1 + len(names)), 2.5 * n), squeeze=False)
     for i in range(n):
@@ -167,4 +151,4 @@ def plot_panoptic(images: np.ndarray, maps: dict[str, np.ndarray], path: str | P
             if i == 0:
                 ax.set_title(name.replace("_", " "), fontsize=9)
     figure.suptitle(title)
-    return _save(figure, path)
+    return save_png(figure, path)
