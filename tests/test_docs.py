@@ -11,7 +11,8 @@ source (several such lines may stack):
   after it appended, so minutes of training take seconds; the flags must also be written in the page's
   text, where a reader sees them;
 - ``<!-- docs-test: data: ph2 DIR -->`` / ``data: mads DIR``: a small dataset in the real layout is made at
-  ``DIR`` first (``tests/test_data_files.py``), for blocks that read one.
+  ``DIR`` first (``tests/test_data_files.py``), for blocks that read one; ``data: torchvision NAME.pth``: a seeded
+  ``state_dict`` of torchvision's model ``NAME`` (its keys and shapes, 21 classes), never a download.
 
 ``python`` blocks of one page share a namespace (a later block may use an earlier block's names).
 ``bash`` blocks may hold ``segparity`` commands only; each runs in this process (``segparity.cli.main``) and
@@ -88,8 +89,15 @@ def _make_data(spec: str, folder: Path) -> None:
         make_ph2(folder / target, ids=tuple(f"IMD{i:03d}" for i in range(2, 12)))
     elif kind == "mads":
         make_mads(folder / target, names=tuple(f"p_{i:03d}" for i in range(10)))
+    elif kind == "torchvision":  # NAME.pth: a seeded state_dict in torchvision's keys, of NAME's 21-class model
+        import torch
+
+        from segmentation_torch import build_model
+        from tests.torchvision_oracle import seed_model
+
+        torch.save(seed_model(build_model(Path(target).stem)).state_dict(), folder / target)
     else:
-        raise AssertionError(f"data: unknown dataset {kind!r} (ph2 or mads)")
+        raise AssertionError(f"data: unknown dataset {kind!r} (ph2, mads or torchvision)")
 
 
 @pytest.mark.parametrize("page", RUNNABLE, ids=[str(p.relative_to(ROOT)) for p in RUNNABLE])
