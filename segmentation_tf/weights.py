@@ -6,16 +6,12 @@ For each canonical tensor: the Keras variable that holds it and Keras's axis ord
 from __future__ import annotations
 
 import os
-import tempfile
-import zipfile
-from pathlib import Path
 
 import keras
 import numpy as np
 
-from segparity.atomic import atomic_write
-from segparity.weights.checkpoint import (H5_ATTRIBUTE, CheckpointError, check_native_keys, check_tensors, header_json,
-                               read_checkpoint, write_checkpoint)
+from segparity.weights.checkpoint import check_tensors, read_checkpoint, write_checkpoint
+from segparity.weights.encoders import encoder_tensors
 from segparity.weights.layout import layer_table, permute_axes, CANONICAL_AXES
 
 # layer kind -> canonical tensor -> (Keras variable attribute, Keras axes)
@@ -62,6 +58,16 @@ def from_canonical(model: keras.Model, tensors: dict[str, np.ndarray]) -> keras.
     return model
 
 
+def load_encoder_weights(model: keras.Model, path: str | os.PathLike) -> keras.Model:
+    """Copy a torchvision classification checkpoint (``resnet50-*.pth``, ...) into ``model``'s encoder in place
+    (``segparity.weights.encoders``: checked first, read without torch); every other weight is left as it is."""
+    refs = tensor_refs(model)
+    for key, value in encoder_tensors(model.spec, path).items():
+        v, axes, canon = refs[key]
+        v.assign(permute_axes(value, canon, axes))
+    return model
+
+
 def save_weights(model: keras.Model, path: str | os.PathLike) -> None:
     """Write ``model``'s weights as a canonical safetensors checkpoint (atomically)."""
     write_checkpoint(path, to_canonical(model), model.spec)
@@ -71,81 +77,3 @@ def load_weights(model: keras.Model, path: str | os.PathLike) -> keras.Model:
     """Load a canonical checkpoint into ``model``; the stored spec and every key/shape are checked first."""
     tensors, _ = read_checkpoint(path, expected_spec=model.spec)
     return from_canonical(model, tensors)
-
-
-def read_native(path: str | os.PathLike, spec) -> dict[str, np.ndarray]:
-    """Canonical tensors from a Keras ``.weights.h5`` file, or the ``model.weights.h5`` inside a
-    ``.keras`` archive, of the network ``spec`` describes.
-
-    Every dataset of the file (its HDF5 path, shape and dtype) is checked against the file a model
-    built from ``spec`` writes, before Keras loads it. A ``.keras`` archive's weights are taken out of
-    the zip as data; the archive's config is never deserialised here (``segparity.parity.convert`` reads it as JSON).
-    """
-    from segmentation_tf.registry import build_model
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Keras weight file not found: {path}")
-    if not path.name.endswith((".weights.h5", ".keras")):
-        raise CheckpointError(f"{path}: Keras weight files end with .weights.h5 or .keras")
-    model = build_model(spec.name, **spec.options())
-    with tempfile.TemporaryDirectory() as folder:
-        reference = Path(folder) / "reference.weights.h5"
-        model.save_weights(reference)
-        expected = _h5_datasets(reference, "reference")
-        weights = path if path.name.endswith(".weights.h5") else _archive_weights(path, Path(folder))
-        check_native_keys(expected, _h5_datasets(weights, str(path)), [], source=str(path), describe=spec.describe())
-        try:
-            model.load_weights(weights)
-        except Exception as exc:  # noqa: BLE001 - names and shapes were right, the data is damaged
-            raise CheckpointError(f"{path}: the weights cannot be read: {exc}") from None
-    return to_canonical(model)
-
-
-def _archive_weights(path: Path, folder: Path) -> Path:
-    """Copy ``model.weights.h5`` out of the ``.keras`` zip at ``path`` into ``folder``."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = archive.read("model.weights.h5")
-    except Exception as exc:  # noqa: BLE001 - a damaged zip raises many types (tests/test_fuzz_readers.py)
-        raise CheckpointError(f"{path} is not a .keras archive holding model.weights.h5: {exc}") from None
-    target = folder / "archive.weights.h5"
-    target.write_bytes(data)
-    return target
-
-
-def write_native(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec) -> Path:
-    """Write canonical ``tensors`` as a Keras ``.weights.h5`` file (``model.save_weights``, ``spec`` recorded
-    in the root attribute ``segparity``, which ``load_weights`` ignores) or a ``.keras`` model archive
-    (``model.save``: config and weights), atomically."""
-    from segmentation_tf.registry import build_model
-
-    name = str(path)
-    if not name.endswith((".weights.h5", ".keras")):
-        raise CheckpointError(f"{path}: Keras weight files must end with .weights.h5 or .keras")
-    model = from_canonical(build_model(spec.name, **spec.options()), tensors)
-    if name.endswith(".keras"):
-        return atomic_write(path, model.save, suffix=".keras")
-
-    def save(tmp: str) -> None:
-        import h5py
-
-        model.save_weights(tmp)
-        with h5py.File(tmp, "a") as handle:  # the spec, where load_weights does not look (segparity.parity.convert)
-            handle.attrs[H5_ATTRIBUTE] = header_json(spec)
-
-    return atomic_write(path, save, suffix=".weights.h5")
-
-
-def _h5_datasets(path: Path, source: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    """HDF5 dataset path -> (shape, dtype) of every array in a ``.weights.h5`` file."""
-    import h5py
-
-    found: dict[str, tuple[tuple[int, ...], str]] = {}
-    try:
-        with h5py.File(path, "r") as handle:
-            handle.visititems(lambda name, item: found.__setitem__(name, (tuple(item.shape), str(item.dtype)))
-                              if isinstance(item, h5py.Dataset) else None)
-    except Exception as exc:  # noqa: BLE001 - h5py raises many types on a damaged file (tests/test_fuzz_readers.py)
-        raise CheckpointError(f"{source} is not a readable HDF5 (.weights.h5) file: {exc}") from None
-    return found

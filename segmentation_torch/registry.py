@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from torch import nn
 
 from segmentation_torch.deeplab import DeepLabV3Plus
@@ -9,6 +11,7 @@ from segmentation_torch.fcn import FCN
 from segmentation_torch.segnet import SegNet
 from segmentation_torch.models import torchvision_segmentation
 from segmentation_torch.unet import UNet
+from segmentation_torch.weights import load_encoder_weights
 from segparity.networks import specs
 
 # segparity's own networks, then torchvision's segmentation models (torchvision's builder names and arguments)
@@ -22,17 +25,22 @@ def list_models() -> list[str]:
 
 
 def build_model(name: str, *, in_channels: int | None = None, num_classes: int | None = None,
-                preset: str | None = None, **options) -> nn.Module:
+                preset: str | None = None, encoder_weights: str | os.PathLike | None = None, **options) -> nn.Module:
     """Build a network by name; options are those of its spec in ``segparity.networks`` (checked first).
 
     ``preset`` names a set of options in ``segparity.networks.specs.PRESETS`` (``"paper"``, ``"lesson"``); explicit
     arguments override it. ``in_channels`` and ``num_classes`` are required unless the preset sets them;
     torchvision's models (``deeplabv3_resnet50``, ...) take torchvision's ``num_classes`` (default 21) and ``aux_loss``
-    and return a dict, ``"out"`` (and ``"aux"``) at the input size.
+    and return a dict, ``"out"`` (and ``"aux"``) at the input size. ``encoder_weights``: a torchvision classification
+    checkpoint (``resnet50-*.pth``, ``mobilenet_v3_large-*.pth``) for their backbone, the classifier head left out
+    (``segparity.weights.encoders``; nothing is downloaded).
 
     Returns an ``nn.Module`` mapping ``(N, in_channels, H, W)`` to ``(N, num_classes, H', W')`` logits.
     With ``embedding_dim=K > 0`` (instance segmentation) it returns ``(logits, embedding)``, the embedding
     ``(N, embedding_dim, H', W')``: the head's last K channels (``split_outputs`` in ``layers``).
     """
     spec = specs.make_spec(name, in_channels=in_channels, num_classes=num_classes, preset=preset, **options)
-    return BUILDERS[name](**specs.builder_arguments(spec))
+    model = BUILDERS[name](**specs.builder_arguments(spec))
+    if encoder_weights is not None:
+        load_encoder_weights(model, encoder_weights)
+    return model

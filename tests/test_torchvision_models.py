@@ -27,8 +27,8 @@ from tests.torchvision_oracle import (EXPECTED_SEGMENTATION, SEGMENTATION_CASES,
 STORED = dict(np.load(EXPECTED_SEGMENTATION))
 TORCHVISION = import_torchvision()
 OUTPUT_CASES = [case for case in SEGMENTATION_CASES if case.outputs]
-# the suite's time budget: the rest are slow (the auxiliary head is in the default suite with MobileNetV3's DeepLabV3)
-DEFAULT_KERAS = ("deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large")
+# the suite's time budget: the rest, the auxiliary heads among them, run in .ci/run's slow step
+DEFAULT_KERAS = ("lraspp_mobilenet_v3_large",)
 
 
 def _build(case, module):
@@ -43,7 +43,8 @@ def _input(case) -> np.ndarray:
     return np.random.default_rng(1).standard_normal(case.input_shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("case", SEGMENTATION_CASES, ids=lambda case: case.name)
+@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.slow) if "101" in case.name else case
+                                  for case in SEGMENTATION_CASES], ids=lambda case: case.name)  # ResNet-101: slow
 def test_state_dict_keys_and_shapes_are_torchvisions(case):
     state = _build(case, torch_models).state_dict()
     assert list(state) == list(STORED[f"{case.name}/keys"])
@@ -155,6 +156,7 @@ def test_lraspp_has_no_auxiliary_head_in_either_framework():
             module.lraspp_mobilenet_v3_large(num_classes=2, aux_loss=True)
 
 
+@pytest.mark.slow  # three conversions of a 3 M-parameter model: the suite's time budget
 def test_convert_moves_a_torchvision_state_dict_to_keras_and_back(tmp_path, capsys):
     """``segparity convert`` on a plain ``torch.save(state_dict)`` of torchvision's model (the ``.pth`` people have):
     to a Keras ``.weights.h5``, a ``.keras`` archive and back to ``.pt``, every tensor bit-identical

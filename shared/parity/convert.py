@@ -3,8 +3,8 @@
 Formats, told by the file name:
 
 - ``.safetensors``: the canonical checkpoint (``shared/weights/checkpoint.py``); it records the architecture spec.
-- ``.pt`` / ``.pth``: a torch ``state_dict`` (``segmentation_torch.weights``; read with ``weights_only=True``).
-- ``.weights.h5``: Keras ``model.save_weights`` (``segmentation_tf.weights``).
+- ``.pt`` / ``.pth``: a torch ``state_dict`` (``segmentation_torch.native``; read with ``weights_only=True``).
+- ``.weights.h5``: Keras ``model.save_weights`` (``segmentation_tf.native``).
 - ``.keras``: a Keras model archive (``model.save``): a zip of ``config.json`` (the model's class and
   constructor arguments, i.e. the spec) and ``model.weights.h5``. segparity reads ``config.json`` as
   JSON and the weights as HDF5 data; it never calls ``keras.saving.load_model`` on a file it is handed,
@@ -54,7 +54,8 @@ def weight_format(path: str | os.PathLike) -> str:
 
 
 def _weights_module(fmt: str):
-    return importlib.import_module(f"segmentation_{fmt}.weights")
+    """The framework's own-file reader and writer (``segmentation_torch/native.py``, ``segmentation_tf/native.py``)."""
+    return importlib.import_module(f"segmentation_{fmt}.native")
 
 
 def keras_archive_spec(path: str | os.PathLike):

@@ -142,8 +142,9 @@ def deeplab_cases(seed: int = 0) -> list[Case]:
 
 def spec_case(spec, seed: int = 0, weights_from: str = "torch") -> Case:
     """One case of any network (``segparity report`` with model flags or ``--weights``): a batch of 2 at the
-    smallest square size >= 32 the network takes (torchvision's models: their ``TORCHVISION_CASES`` entry). ``weights_from``: "torch" or "tf" (random weights from that
-    framework's initialisers) or the name of the weight file ``run_case`` is given."""
+    smallest square size >= 32 the network takes (torchvision's models: their ``TORCHVISION_CASES`` entry).
+    ``weights_from``: "torch" or "tf" (random weights from that framework's initialisers) or the name of the
+    weight file ``run_case`` is given."""
     options = {k: v for k, v in spec.options().items() if k not in ("in_channels", "num_classes")}
     if spec.name in TORCHVISION_CASES:  # its report case's batch, size and precision (float64 for ResNet)
         _, batch, size, dtype = TORCHVISION_CASES[spec.name]

@@ -4,6 +4,7 @@ behaviour of both frameworks, the fix and a source for each."""
 
 import keras
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -81,6 +82,7 @@ def _keras_applications_name(path: str) -> str:
     return f"{prefix}_{layer[-1]}_{'conv' if layer.startswith('conv') else 'bn'}"
 
 
+@pytest.mark.slow  # two ResNet-50s: the suite's time budget (in .ci/run's slow step)
 def test_pitfall_keras_applications_resnet50_is_v1():
     """torchvision's ResNet-50 is "v1.5": a bottleneck that halves the resolution does it in its 3x3 conv.
     ``keras.applications.ResNet50`` is the original v1: the stride sits in the first 1x1 conv, which then skips
