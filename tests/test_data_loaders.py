@@ -106,6 +106,7 @@ print(json.dumps({"before": before, "ours": ours, "from_generator": faults()}))
 """
 
 
+@pytest.mark.slow  # times both loaders: the suite's time budget (in .ci/run's slow step)
 def test_pitfall_tf_from_generator_mallopt():
     """``tf.data.Dataset.from_generator`` fixes glibc's mmap threshold at 128 KiB for the whole process
     (TensorFlow's ``ApplyPython311MemoryPatch``): every torch tensor of 128 KiB or more is then a fresh

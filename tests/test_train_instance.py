@@ -30,7 +30,8 @@ def _train(args):
     return status, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.parametrize("framework, task", [("torch", "instance"), ("tf", "panoptic")])
+# the Keras run is slow (the suite's time budget; in .ci/run's slow step)
+@pytest.mark.parametrize("framework, task", [("torch", "instance"), pytest.param("tf", "panoptic", marks=pytest.mark.slow)])
 def test_train_task_writes_scores_and_pictures(tmp_path, framework, task):
     classes = "3" if task == "instance" else "4"
     status, out, err = _train(["--framework", framework, "--task", task, "--synthetic-classes", classes,
