@@ -3,7 +3,9 @@
 Layers and options: ``segparity.networks.deeplab``. Layer names (``encoder.2.0.conv1.conv``,
 ``aspp.branches.1``) equal the torch attribute paths in ``segmentation_torch/deeplab.py``. Every
 resize is bilinear with half-pixel centres (torch's ``align_corners=False``); stride-2 convs pad one
-pixel on every side as torch does, not Keras ``"same"`` (``segmentation_tf.layers.conv2d``).
+pixel on every side as torch does, not Keras ``"same"`` (``segmentation_tf.layers.conv2d``). With
+``backbone="resnet34"`` (or 18, 50, 101) the encoder is torchvision's ResNet (``segmentation_tf/backbones/resnet.py``)
+with layers named ``encoder.conv1``, ``encoder.layer1.0.conv1``...
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from segmentation_tf.backbones.resnet import ResNet
 from segmentation_tf.layers import ConvBNReLU, conv2d, resize_bilinear, split_outputs
 from segparity.networks.deeplab import DeepLabV3PlusSpec
 from segparity.validation import check_image_batch
@@ -89,32 +92,46 @@ class DeepLabV3Plus(keras.Model):
                  stage_channels: tuple = (64, 128, 256, 512), blocks_per_stage: tuple = (2, 2, 2, 2),
                  aspp_channels: int = 256, aspp_rates: tuple | None = None, low_level_channels: int = 48,
                  decoder_channels: int = 256, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
-                 embedding_dim: int = 0, **kwargs):
+                 embedding_dim: int = 0, backbone: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.spec = DeepLabV3PlusSpec(in_channels, num_classes, output_stride, stem_channels, stage_channels,
                                       blocks_per_stage, aspp_channels, aspp_rates, low_level_channels,
-                                      decoder_channels, bn_eps, bn_momentum, embedding_dim)
+                                      decoder_channels, bn_eps, bn_momentum, embedding_dim, backbone)
         spec = self.spec
-        self.stem = ConvBNReLU(in_channels, stem_channels, 3, stride=2, batch_norm=True, bn_eps=bn_eps,
-                               bn_momentum=bn_momentum, name="stem")
-        self.encoder = []
-        cin = stem_channels
-        for i, ((stride, dilation), cout, blocks) in enumerate(zip(spec.stage_strides(), spec.stage_channels,
-                                                                   spec.blocks_per_stage)):
-            stage = []
-            for b in range(blocks):
-                stage.append(BasicBlock(cin, cout, stride=stride if b == 0 else 1, dilation=dilation, spec=spec,
-                                        name=f"encoder.{i}.{b}"))
-                cin = cout
-            self.encoder.append(stage)
+        low_level, cin = spec.encoder_channels()
+        if backbone is not None:
+            self.encoder = ResNet(spec.depth(), spec.replace_stride_with_dilation(), num_classes=None,
+                                  dilate_basic_blocks=True, in_channels=in_channels, name="encoder")
+        else:
+            self.stem = ConvBNReLU(in_channels, stem_channels, 3, stride=2, batch_norm=True, bn_eps=bn_eps,
+                                   bn_momentum=bn_momentum, name="stem")
+            self.encoder = []
+            channels = stem_channels
+            for i, ((stride, dilation), cout, blocks) in enumerate(zip(spec.stage_strides(), stage_channels,
+                                                                       blocks_per_stage)):
+                stage = []
+                for b in range(blocks):
+                    stage.append(BasicBlock(channels, cout, stride=stride if b == 0 else 1, dilation=dilation,
+                                            spec=spec, name=f"encoder.{i}.{b}"))
+                    channels = cout
+                self.encoder.append(stage)
         self.aspp = ASPP(cin, spec=spec, name="aspp")
-        self.decoder = Decoder(spec.stage_channels[0], spec=spec, name="decoder")
+        self.decoder = Decoder(low_level, spec=spec, name="decoder")
         self.head = conv2d(decoder_channels, self.spec.out_channels(), 1, name="head")
         self.built = True
 
     def call(self, x, training=False):
         check_image_batch(tuple(x.shape), keras.backend.standardize_dtype(x.dtype), spec=self.spec, layout="NHWC")
         height, width = ops.shape(x)[1], ops.shape(x)[2]
+        x, low_level = self.encode(x, training=training)
+        x = self.decoder(self.aspp(x, training=training), low_level, training=training)
+        return split_outputs(resize_bilinear(self.head(x), height, width), self.spec)
+
+    def encode(self, x, training=False):
+        """(the ASPP's input, the output-stride-4 features the decoder reduces)."""
+        if self.spec.backbone is not None:
+            features = self.encoder.features(x, training=training)
+            return features["layer4"], features["layer1"]
         x = self.stem(x, training=training)
         low_level = None
         for i, stage in enumerate(self.encoder):
@@ -122,8 +139,7 @@ class DeepLabV3Plus(keras.Model):
                 x = block(x, training=training)
             if i == 0:
                 low_level = x  # output stride 4
-        x = self.decoder(self.aspp(x, training=training), low_level, training=training)
-        return split_outputs(resize_bilinear(self.head(x), height, width), self.spec)
+        return x, low_level
 
     def get_config(self):
         return {"name": self.name, **self.spec.options()}

@@ -2,7 +2,8 @@
 
 Layers and options: ``segparity.networks.deeplab``. Attribute paths (``encoder.2.0.conv1.conv``,
 ``aspp.branches.1``) equal the Keras layer names in ``segmentation_tf/deeplab.py``. Every resize is
-bilinear with half-pixel centres (``align_corners=False``).
+bilinear with half-pixel centres (``align_corners=False``). With ``backbone="resnet34"`` (or 18, 50, 101) the
+encoder is torchvision's ResNet (``segmentation_torch/backbones/resnet.py``) at ``encoder.conv1``, ``encoder.layer1``...
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segmentation_torch.backbones.resnet import ResNet
 from segmentation_torch.layers import ConvBNReLU, conv2d, resize_bilinear, split_outputs
 from segparity.networks.deeplab import DeepLabV3PlusSpec
 from segparity.validation import check_image_batch
@@ -80,30 +82,45 @@ class DeepLabV3Plus(nn.Module):
                  stage_channels: tuple = (64, 128, 256, 512), blocks_per_stage: tuple = (2, 2, 2, 2),
                  aspp_channels: int = 256, aspp_rates: tuple | None = None, low_level_channels: int = 48,
                  decoder_channels: int = 256, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
-                 embedding_dim: int = 0):
+                 embedding_dim: int = 0, backbone: str | None = None):
         super().__init__()
         self.spec = DeepLabV3PlusSpec(in_channels, num_classes, output_stride, stem_channels, stage_channels,
                                       blocks_per_stage, aspp_channels, aspp_rates, low_level_channels,
-                                      decoder_channels, bn_eps, bn_momentum, embedding_dim)
+                                      decoder_channels, bn_eps, bn_momentum, embedding_dim, backbone)
         spec = self.spec
-        self.stem = ConvBNReLU(in_channels, stem_channels, 3, stride=2, batch_norm=True, bn_eps=bn_eps,
-                               bn_momentum=bn_momentum)
-        self.encoder = nn.ModuleList()
-        cin = stem_channels
-        for (stride, dilation), cout, blocks in zip(spec.stage_strides(), spec.stage_channels, spec.blocks_per_stage):
-            stage = nn.ModuleList()
-            for b in range(blocks):
-                stage.append(BasicBlock(cin, cout, stride=stride if b == 0 else 1, dilation=dilation, spec=spec))
-                cin = cout
-            self.encoder.append(stage)
+        low_level, cin = spec.encoder_channels()
+        if backbone is not None:
+            self.encoder = ResNet(spec.depth(), spec.replace_stride_with_dilation(), num_classes=None,
+                                  dilate_basic_blocks=True, in_channels=in_channels)
+        else:
+            self.stem = ConvBNReLU(in_channels, stem_channels, 3, stride=2, batch_norm=True, bn_eps=bn_eps,
+                                   bn_momentum=bn_momentum)
+            self.encoder = nn.ModuleList()
+            channels = stem_channels
+            for (stride, dilation), cout, blocks in zip(spec.stage_strides(), stage_channels, blocks_per_stage):
+                stage = nn.ModuleList()
+                for b in range(blocks):
+                    stage.append(BasicBlock(channels, cout, stride=stride if b == 0 else 1, dilation=dilation,
+                                            spec=spec))
+                    channels = cout
+                self.encoder.append(stage)
         self.aspp = ASPP(cin, spec=spec)
-        self.decoder = Decoder(spec.stage_channels[0], spec=spec)
+        self.decoder = Decoder(low_level, spec=spec)
         self.head = conv2d(decoder_channels, self.spec.out_channels(), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(tuple(x.shape), str(x.dtype).removeprefix("torch."), spec=self.spec, layout="NCHW",
                           model_dtype=str(self.head.weight.dtype).removeprefix("torch."))
         height, width = x.shape[2], x.shape[3]
+        x, low_level = self.encode(x)
+        x = self.decoder(self.aspp(x), low_level)
+        return split_outputs(resize_bilinear(self.head(x), height, width), self.spec)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the ASPP's input, the output-stride-4 features the decoder reduces)."""
+        if self.spec.backbone is not None:
+            features = self.encoder.features(x)
+            return features["layer4"], features["layer1"]
         x = self.stem(x)
         low_level = None
         for i, stage in enumerate(self.encoder):
@@ -111,5 +128,4 @@ class DeepLabV3Plus(nn.Module):
                 x = block(x)
             if i == 0:
                 low_level = x  # output stride 4
-        x = self.decoder(self.aspp(x), low_level)
-        return split_outputs(resize_bilinear(self.head(x), height, width), self.spec)
+        return x, low_level

@@ -56,9 +56,9 @@ class BasicBlock(keras.layers.Layer):
         kwargs.setdefault("name", plan.path)  # the block's torch path, after the model's prefix
         super().__init__(**kwargs)
         path = self.name
-        self.conv1 = _conv(plan.in_channels, plan.width, 3, f"{path}.conv1", plan.stride)
+        self.conv1 = _conv(plan.in_channels, plan.width, 3, f"{path}.conv1", plan.stride, plan.dilation)
         self.bn1 = _bn(plan.width, f"{path}.bn1")
-        self.conv2 = _conv(plan.width, plan.width, 3, f"{path}.conv2")
+        self.conv2 = _conv(plan.width, plan.width, 3, f"{path}.conv2", dilation=plan.dilation)
         self.bn2 = _bn(plan.width, f"{path}.bn2")
         self.downsample = _downsample(plan, path)
 
@@ -97,15 +97,17 @@ def _max_pool_3x3_stride2(x):
 
 
 class ResNet(keras.Model):
-    """torchvision's ``resnet<depth>(num_classes=..., replace_stride_with_dilation=...)``, channels-last."""
+    """torchvision's ``resnet<depth>(num_classes=..., replace_stride_with_dilation=...)``, channels-last. Not
+    torchvision's arguments: ``dilate_basic_blocks`` (``segparity.networks.resnet.resnet_plan``) and ``in_channels``
+    (``conv1``'s input)."""
 
     def __init__(self, depth: int = 50, replace_stride_with_dilation: tuple = (False, False, False),
-                 num_classes: int | None = 1000, **kwargs):
+                 num_classes: int | None = 1000, dilate_basic_blocks: bool = False, in_channels: int = 3, **kwargs):
         prefix = f"{kwargs['name']}." if kwargs.get("name") else ""  # inside a model: its torch path, e.g. "backbone"
         super().__init__(**kwargs)
-        plans = resnet_plan(depth, replace_stride_with_dilation)
+        plans = resnet_plan(depth, replace_stride_with_dilation, dilate_basic_blocks)
         block = BasicBlock if resnet_block_type(depth) == "basic" else Bottleneck
-        self.conv1 = conv2d(3, 64, 7, stride=2, padding=3, bias=False, name=f"{prefix}conv1")
+        self.conv1 = conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False, name=f"{prefix}conv1")
         self.bn1 = _bn(64, f"{prefix}bn1")
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             [block(p, name=prefix + p.path) for p in plans if p.stage == stage] for stage in range(1, 5))

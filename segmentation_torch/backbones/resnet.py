@@ -34,10 +34,10 @@ class BasicBlock(nn.Module):
 
     def __init__(self, plan: BlockPlan):
         super().__init__()
-        self.conv1 = _conv(plan.in_channels, plan.width, 3, plan.stride)
+        self.conv1 = _conv(plan.in_channels, plan.width, 3, plan.stride, plan.dilation)
         self.bn1 = _bn(plan.width)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _conv(plan.width, plan.width, 3)
+        self.conv2 = _conv(plan.width, plan.width, 3, dilation=plan.dilation)
         self.bn2 = _bn(plan.width)
         self.downsample = (nn.Sequential(_conv(plan.in_channels, plan.out_channels, 1, plan.stride),
                                          _bn(plan.out_channels)) if plan.downsample else None)
@@ -71,14 +71,15 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """torchvision's ``resnet<depth>(num_classes=..., replace_stride_with_dilation=...)``."""
+    """torchvision's ``resnet<depth>(num_classes=..., replace_stride_with_dilation=...)``. Not torchvision's arguments:
+    ``dilate_basic_blocks`` (``segparity.networks.resnet.resnet_plan``) and ``in_channels`` (``conv1``'s input)."""
 
     def __init__(self, depth: int = 50, replace_stride_with_dilation: tuple = (False, False, False),
-                 num_classes: int | None = 1000):
+                 num_classes: int | None = 1000, dilate_basic_blocks: bool = False, in_channels: int = 3):
         super().__init__()
-        plans = resnet_plan(depth, replace_stride_with_dilation)
+        plans = resnet_plan(depth, replace_stride_with_dilation, dilate_basic_blocks)
         block = BasicBlock if resnet_block_type(depth) == "basic" else Bottleneck
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = _bn(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)

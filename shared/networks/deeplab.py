@@ -15,6 +15,14 @@ stage 0's output, output stride 4), ASPP output resized to that size, ``[aspp, r
 concatenated, ``fuse.0`` and ``fuse.1`` (3x3 conv-BN-ReLU), ``head`` (1x1 conv with bias), then a
 bilinear resize to the input size.
 
+``backbone="resnet18"`` (``"resnet34"``, ``"resnet50"``, ``"resnet101"``) replaces the encoder above by
+torchvision's ResNet at the paths ``encoder.conv1``, ``encoder.layer1.0.conv1``, ... (segmentation_models_pytorch's
+names), so a torchvision classification checkpoint fills it (``build_model(..., encoder_weights=PATH)``).
+``layer1`` (output stride 4) feeds the decoder, ``layer4`` the ASPP; the output stride comes from
+torchvision's ``replace_stride_with_dilation`` (``(False, False, True)`` for 16, ``(False, True, True)`` for 8),
+including in basic blocks (``segparity.networks.resnet``). The encoder's BatchNorm is torchvision's (eps 1e-5,
+momentum 0.1); ``stem_channels``, ``stage_channels`` and ``blocks_per_stage`` stay at their defaults.
+
 Resizing: bilinear with half-pixel centres (torch ``align_corners=False``, Keras/TF
 ``resize(..., "bilinear")``, as torchvision's DeepLab), not the original TF DeepLab's
 ``align_corners=True``; pitfall ``align_corners`` shows the two differ. Dropout in ASPP and decoder
@@ -31,8 +39,11 @@ from typing import Any
 
 from segparity.weights.layout import LayerEntry, conv_bn_entries
 from segparity.networks.checks import check_batch_norm, check_choice, check_int, freeze, int_tuple
+from segparity.networks.resnet import resnet_layer_sizes, resnet_layer_table
 
 OUTPUT_STRIDES = (8, 16)
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+SMALL_ENCODER = {"stem_channels": 64, "stage_channels": (64, 128, 256, 512), "blocks_per_stage": (2, 2, 2, 2)}
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class DeepLabV3PlusSpec:
     bn_eps: float = 1e-5  # BatchNorm epsilon, the same number in both frameworks
     bn_momentum: float = 0.1  # torch convention; Keras momentum = 1 - bn_momentum
     embedding_dim: int = 0  # >0: a second output, the instance embedding; the head has num_classes + embedding_dim channels
+    backbone: str | None = None  # None: the small encoder above; "resnet18" ... "resnet101": torchvision's ResNet
 
     name = "deeplabv3plus"
 
@@ -74,6 +86,27 @@ class DeepLabV3PlusSpec:
         check_int("decoder_channels", self.decoder_channels, 1)
         check_batch_norm(self.bn_eps, self.bn_momentum)
         check_int("embedding_dim", self.embedding_dim, 0)
+        if self.backbone is not None:
+            check_choice("backbone", self.backbone, BACKBONES)
+            changed = [option for option, value in SMALL_ENCODER.items() if getattr(self, option) != value]
+            if changed:
+                raise ValueError(f"backbone={self.backbone!r} is torchvision's ResNet; {', '.join(changed)} describe "
+                                 "the small encoder (backbone=None) and must keep their defaults")
+
+    def depth(self) -> int:
+        """The ResNet depth of ``backbone`` (18, 34, 50, 101)."""
+        return int(self.backbone[len("resnet"):])
+
+    def replace_stride_with_dilation(self) -> tuple[bool, bool, bool]:
+        """torchvision's argument giving ``output_stride`` to a ResNet backbone."""
+        return (False, False, True) if self.output_stride == 16 else (False, True, True)
+
+    def encoder_channels(self) -> tuple[int, int]:
+        """(channels of the output-stride-4 features the decoder reduces, channels the ASPP takes)."""
+        if self.backbone is None:
+            return self.stage_channels[0], self.stage_channels[-1]
+        expansion = 4 if self.depth() >= 50 else 1
+        return 64 * expansion, 512 * expansion
 
     def options(self) -> dict[str, Any]:
         """Every constructor argument, in declaration order."""
@@ -102,7 +135,8 @@ class DeepLabV3PlusSpec:
         return f"height and width divisible by output_stride = {self.output_stride}"
 
     def describe(self) -> str:
-        return f"deeplabv3plus(output_stride={self.output_stride})"
+        backbone = "" if self.backbone is None else f", backbone={self.backbone!r}"
+        return f"deeplabv3plus(output_stride={self.output_stride}{backbone})"
 
     def layer_table(self) -> list[LayerEntry]:
         return deeplab_layer_table(self)
@@ -113,6 +147,28 @@ class DeepLabV3PlusSpec:
 
 def deeplab_layer_table(spec: DeepLabV3PlusSpec) -> list[LayerEntry]:
     """Every DeepLabV3+ layer with weights, in execution order."""
+    if spec.backbone is not None:
+        layers = resnet_layer_table(spec.depth(), spec.replace_stride_with_dilation(), "encoder.", spec.in_channels,
+                                    dilate_basic_blocks=True)
+    else:
+        layers = small_encoder_layer_table(spec)
+    low_level, cin = spec.encoder_channels()
+    a = spec.aspp_channels
+    layers += conv_bn_entries("aspp.branches.0", cin, a, 1, batch_norm=True)
+    for r in range(1, 4):
+        layers += conv_bn_entries(f"aspp.branches.{r}", cin, a, 3, batch_norm=True)
+    layers += conv_bn_entries("aspp.pool", cin, a, 1, batch_norm=True)
+    layers += conv_bn_entries("aspp.project", 5 * a, a, 1, batch_norm=True)
+    layers += conv_bn_entries("decoder.reduce", low_level, spec.low_level_channels, 1, batch_norm=True)
+    d = spec.decoder_channels
+    layers += conv_bn_entries("decoder.fuse.0", a + spec.low_level_channels, d, 3, batch_norm=True)
+    layers += conv_bn_entries("decoder.fuse.1", d, d, 3, batch_norm=True)
+    layers.append(LayerEntry("head", "conv2d", d, spec.out_channels(), 1))
+    return layers
+
+
+def small_encoder_layer_table(spec: DeepLabV3PlusSpec) -> list[LayerEntry]:
+    """The layers with weights of the small encoder (``backbone=None``): ``stem``, then ``encoder.<stage>.<block>``."""
     layers = conv_bn_entries("stem", spec.in_channels, spec.stem_channels, 3, batch_norm=True)
     cin = spec.stem_channels
     for i, (cout, blocks) in enumerate(zip(spec.stage_channels, spec.blocks_per_stage)):
@@ -124,23 +180,17 @@ def deeplab_layer_table(spec: DeepLabV3PlusSpec) -> list[LayerEntry]:
             if b == 0 and (stride != 1 or cin != cout):
                 layers += conv_bn_entries(f"{prefix}.shortcut", cin, cout, 1, batch_norm=True)
             cin = cout
-    a = spec.aspp_channels
-    layers += conv_bn_entries("aspp.branches.0", cin, a, 1, batch_norm=True)
-    for r in range(1, 4):
-        layers += conv_bn_entries(f"aspp.branches.{r}", cin, a, 3, batch_norm=True)
-    layers += conv_bn_entries("aspp.pool", cin, a, 1, batch_norm=True)
-    layers += conv_bn_entries("aspp.project", 5 * a, a, 1, batch_norm=True)
-    layers += conv_bn_entries("decoder.reduce", spec.stage_channels[0], spec.low_level_channels, 1, batch_norm=True)
-    d = spec.decoder_channels
-    layers += conv_bn_entries("decoder.fuse.0", a + spec.low_level_channels, d, 3, batch_norm=True)
-    layers += conv_bn_entries("decoder.fuse.1", d, d, 3, batch_norm=True)
-    layers.append(LayerEntry("head", "conv2d", d, spec.out_channels(), 1))
     return layers
 
 
 def deeplab_layer_sizes(spec: DeepLabV3PlusSpec, size: int) -> dict[str, int]:
     """Per conv layer of ``deeplab_layer_table``, its output side for an input side ``size`` (a
     padded stride-s conv gives ``ceil(side / s)``; the image-pooling conv runs on 1x1)."""
+    if spec.backbone is not None:
+        sizes, stages = resnet_layer_sizes(spec.depth(), spec.replace_stride_with_dilation(), size, "encoder.",
+                                           dilate_basic_blocks=True)
+        side, low_level = stages["layer4"], stages["layer1"]
+        return {**sizes, **_head_sizes(side, low_level)}
     side = -(-size // 2)
     sizes = {"stem.conv": side}
     low_level = side
@@ -155,7 +205,12 @@ def deeplab_layer_sizes(spec: DeepLabV3PlusSpec, size: int) -> dict[str, int]:
             sizes[f"encoder.{i}.{b}.conv2.conv"] = side
         if i == 0:
             low_level = side
-    sizes.update({f"aspp.branches.{r}.conv": side for r in range(4)})
+    return {**sizes, **_head_sizes(side, low_level)}
+
+
+def _head_sizes(side: int, low_level: int) -> dict[str, int]:
+    """Output sides of the ASPP (on the encoder's ``side``) and of the decoder (at the ``low_level`` side)."""
+    sizes = {f"aspp.branches.{r}.conv": side for r in range(4)}
     sizes.update({"aspp.pool.conv": 1, "aspp.project.conv": side, "decoder.reduce.conv": low_level,
                   "decoder.fuse.0.conv": low_level, "decoder.fuse.1.conv": low_level, "head": low_level})
     return sizes

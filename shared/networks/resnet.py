@@ -6,7 +6,9 @@ Module paths are torchvision's: ``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1
 ``replace_stride_with_dilation`` (three booleans, for ``layer2..4``) is torchvision's argument: a stage whose
 entry is true keeps stride 1 and multiplies the dilation by the stride it drops; its first block still uses
 the dilation before that change (torchvision's ``previous_dilation``). The segmentation builders use
-``(False, True, True)`` (output stride 8).
+``(False, True, True)`` (output stride 8). torchvision refuses dilation in basic blocks (ResNet-18/34);
+``dilate_basic_blocks=True`` allows it (segparity's DeepLabV3+ on a ResNet-18/34 encoder, as
+segmentation_models_pytorch does): both 3x3 convs of such a block use the block's dilation.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class BlockPlan:
         return f"layer{self.stage}.{self.index}"
 
 
-def resnet_plan(depth: int, replace_stride_with_dilation: tuple = (False, False, False)) -> list[BlockPlan]:
+def resnet_plan(depth: int, replace_stride_with_dilation: tuple = (False, False, False),
+                dilate_basic_blocks: bool = False) -> list[BlockPlan]:
     """Every block of torchvision's ``resnet<depth>``, in order, following its ``_make_layer``."""
     if depth not in RESNET_DEPTHS:
         raise ValueError(f"depth must be one of {', '.join(map(str, RESNET_DEPTHS))}, got {depth!r}")
@@ -49,9 +52,9 @@ def resnet_plan(depth: int, replace_stride_with_dilation: tuple = (False, False,
     if len(replace) != 3:
         raise ValueError(f"replace_stride_with_dilation must have 3 entries (layer2, layer3, layer4), got {replace!r}")
     block, counts = RESNET_DEPTHS[depth]
-    if block == "basic" and any(replace):
+    if block == "basic" and any(replace) and not dilate_basic_blocks:
         raise ValueError(f"resnet{depth} has basic blocks, which torchvision builds without dilation: "
-                         "replace_stride_with_dilation needs resnet50 or resnet101")
+                         "replace_stride_with_dilation needs resnet50 or resnet101 (or dilate_basic_blocks=True)")
     expansion = EXPANSION[block]
     plans, in_channels, dilation = [], 64, 1
     for stage, (width, count) in enumerate(zip(STAGE_WIDTHS, counts), start=1):
@@ -80,12 +83,14 @@ def half(size: int) -> int:
     return (size - 1) // 2 + 1
 
 
-def resnet_layer_table(depth: int, replace_stride_with_dilation: tuple, prefix: str = "") -> list[LayerEntry]:
+def resnet_layer_table(depth: int, replace_stride_with_dilation: tuple, prefix: str = "", in_channels: int = 3,
+                       dilate_basic_blocks: bool = False) -> list[LayerEntry]:
     """Every layer with weights of torchvision's ``resnet<depth>`` without ``fc``, in ``state_dict`` order, each
-    path after ``prefix`` (``"backbone."`` in the segmentation models)."""
-    layers = [LayerEntry(f"{prefix}conv1", "conv2d", 3, 64, 7, bias=False), LayerEntry(f"{prefix}bn1", "batch_norm", 64, 64)]
+    path after ``prefix`` (``"backbone."`` in the segmentation models); ``conv1`` takes ``in_channels``."""
+    layers = [LayerEntry(f"{prefix}conv1", "conv2d", in_channels, 64, 7, bias=False),
+              LayerEntry(f"{prefix}bn1", "batch_norm", 64, 64)]
     block = resnet_block_type(depth)
-    for plan in resnet_plan(depth, replace_stride_with_dilation):
+    for plan in resnet_plan(depth, replace_stride_with_dilation, dilate_basic_blocks):
         path = f"{prefix}{plan.path}"
         if block == "bottleneck":
             convs = [(plan.in_channels, plan.width, 1), (plan.width, plan.width, 3), (plan.width, plan.out_channels, 1)]
@@ -100,15 +105,15 @@ def resnet_layer_table(depth: int, replace_stride_with_dilation: tuple, prefix: 
     return layers
 
 
-def resnet_layer_sizes(depth: int, replace_stride_with_dilation: tuple, size: int,
-                       prefix: str = "") -> tuple[dict[str, int], dict[str, int]]:
+def resnet_layer_sizes(depth: int, replace_stride_with_dilation: tuple, size: int, prefix: str = "",
+                       dilate_basic_blocks: bool = False) -> tuple[dict[str, int], dict[str, int]]:
     """``(layer path -> output side, stage -> output side)`` for a ``size``-wide input: ``conv1`` and the max-pool
     halve it (rounding up), a stride-2 block halves it again; stages are ``"layer1"`` ... ``"layer4"``."""
     sizes = {f"{prefix}conv1": half(size), f"{prefix}bn1": half(size)}
     side = half(half(size))
     stages = {}
     block = resnet_block_type(depth)
-    for plan in resnet_plan(depth, replace_stride_with_dilation):
+    for plan in resnet_plan(depth, replace_stride_with_dilation, dilate_basic_blocks):
         path, out = f"{prefix}{plan.path}", (half(side) if plan.stride == 2 else side)
         strided = 2 if block == "bottleneck" else 1  # the conv that carries the stride (v1.5: the 3x3)
         for i in range(1, 4 if block == "bottleneck" else 3):
