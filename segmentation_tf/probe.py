@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from segmentation_tf.layers import BatchNorm
 from segmentation_tf.weights import KERAS_TENSORS
-from segparity.weights.layout import CANONICAL_AXES, permute_axes
+from segparity.weights.layout import CANONICAL_AXES, permute_axes, reconcile_bias
 from segparity.comparison.records import LayerCall
 
 FRAMEWORK = "tf"
@@ -224,15 +224,20 @@ def get_layer_weights(model: keras.Model, path: str) -> tuple[str | None, dict[s
 
 def set_layer_weights(model: keras.Model, path: str, kind: str, tensors: dict[str, np.ndarray]) -> None:
     """Copy canonical ``tensors`` of a ``kind`` layer into the layer at ``path``; every name and shape
-    is checked first, and a mismatch names the layer and the tensor."""
+    is checked first, and a mismatch names the layer and the tensor. A missing bias is a zero bias
+    (``segparity.weights.layout.reconcile_bias``)."""
     layer = find_layer(model, path)
     own_kind, names = _kind(layer, path)
     if own_kind != kind:
         raise ValueError(f"layer {path!r} is a {own_kind}, the tensors are of a {kind}")
     targets = {name: getattr(layer, attribute, None) for name, (attribute, _) in names.items()}
     targets = {name: target for name, target in targets.items() if target is not None}
-    if set(targets) != set(tensors):
+    tensors, zero_bias = reconcile_bias(path, kind, set(targets), tensors)
+    if set(targets) - ({"bias"} if zero_bias else set()) != set(tensors):
         raise ValueError(f"layer {path!r}: expected tensors {sorted(targets)}, got {sorted(tensors)}")
+    if zero_bias:
+        bias = targets.pop("bias")
+        bias.assign(np.zeros(tuple(bias.shape), np.float32))
     for name, target in targets.items():
         value = permute_axes(np.asarray(tensors[name], dtype=np.float32), CANONICAL_AXES[kind][name], names[name][1])
         if tuple(value.shape) != tuple(target.shape):

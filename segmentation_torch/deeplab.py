@@ -91,7 +91,7 @@ class DeepLabV3Plus(nn.Module):
         low_level, cin = spec.encoder_channels()
         if backbone is not None:
             self.encoder = ResNet(spec.depth(), spec.replace_stride_with_dilation(), num_classes=None,
-                                  dilate_basic_blocks=True, in_channels=in_channels)
+                                  dilation_rule="smp", in_channels=in_channels)
         else:
             self.stem = ConvBNReLU(in_channels, stem_channels, 3, stride=2, batch_norm=True, bn_eps=bn_eps,
                                    bn_momentum=bn_momentum)

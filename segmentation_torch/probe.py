@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from segmentation_torch.weights import TORCH_TENSORS
-from segparity.weights.layout import CANONICAL_AXES, permute_axes
+from segparity.weights.layout import CANONICAL_AXES, permute_axes, reconcile_bias
 from segparity.comparison.records import LayerCall
 
 FRAMEWORK = "torch"
@@ -188,16 +188,20 @@ def get_layer_weights(model: nn.Module, path: str) -> tuple[str | None, dict[str
 
 def set_layer_weights(model: nn.Module, path: str, kind: str, tensors: dict[str, np.ndarray]) -> None:
     """Copy canonical ``tensors`` of a ``kind`` layer into the layer at ``path``; every name and shape
-    is checked first, and a mismatch names the layer and the tensor."""
+    is checked first, and a mismatch names the layer and the tensor. A missing bias is a zero bias
+    (``segparity.weights.layout.reconcile_bias``)."""
     layer = find_layer(model, path)
     own_kind, names = _kind(layer, path)
     if own_kind != kind:
         raise ValueError(f"layer {path!r} is a {own_kind}, the tensors are of a {kind}")
     targets = {name: getattr(layer, attribute) for name, (attribute, _) in names.items()
                if getattr(layer, attribute) is not None}
-    if set(targets) != set(tensors):
+    tensors, zero_bias = reconcile_bias(path, kind, set(targets), tensors)
+    if set(targets) - ({"bias"} if zero_bias else set()) != set(tensors):
         raise ValueError(f"layer {path!r}: expected tensors {sorted(targets)}, got {sorted(tensors)}")
     with torch.no_grad():
+        if zero_bias:
+            targets.pop("bias").zero_()
         for name, target in targets.items():
             value = permute_axes(np.asarray(tensors[name], dtype=np.float32), CANONICAL_AXES[kind][name], names[name][1])
             if tuple(value.shape) != tuple(target.shape):

@@ -12,7 +12,10 @@ source (several such lines may stack):
   text, where a reader sees them;
 - ``<!-- docs-test: data: ph2 DIR -->`` / ``data: mads DIR``: a small dataset in the real layout is made at
   ``DIR`` first (``tests/test_data_files.py``), for blocks that read one; ``data: torchvision NAME.pth``: a seeded
-  ``state_dict`` of torchvision's model ``NAME`` (its keys and shapes, 21 classes), never a download.
+  ``state_dict`` of torchvision's model ``NAME`` (its keys and shapes, 21 classes; a classifier such as
+  ``resnet50``: 1000 classes), never a download;
+- ``<!-- docs-test: slow: REASON -->`` on a page's first block: the whole page (its blocks share a namespace) runs
+  in the slow set (``.ci/run``'s slow step), not in the README's test command.
 
 ``python`` blocks of one page share a namespace (a later block may use an earlier block's names).
 ``bash`` blocks may hold ``segparity`` commands only; each runs in this process (``segparity.cli.main``) and
@@ -33,7 +36,7 @@ from tests.test_data_files import make_mads, make_ph2
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", flags=re.S | re.M)
-MARKER = re.compile(r"<!-- docs-test: (skip|quick|data): (.+?) -->\s*$")
+MARKER = re.compile(r"<!-- docs-test: (skip|quick|data|slow): (.+?) -->\s*$")
 
 
 def blocks(page: Path) -> list[dict]:
@@ -55,6 +58,7 @@ def blocks(page: Path) -> list[dict]:
 
 
 RUNNABLE = [page for page in PAGES if blocks(page)]
+SLOW = [page for page in RUNNABLE if "slow" in blocks(page)[0]["markers"]]
 
 
 def _quick_flags(text: str) -> list[tuple[list[str], list[str]]]:
@@ -93,14 +97,23 @@ def _make_data(spec: str, folder: Path) -> None:
         import torch
 
         from segmentation_torch import build_model
+        from segmentation_torch.backbones.mobilenetv3 import MobileNetV3Large
+        from segmentation_torch.backbones.resnet import ResNet
+        from segmentation_torch.backbones.vgg import VGG16
         from tests.torchvision_oracle import seed_model
 
-        torch.save(seed_model(build_model(Path(target).stem)).state_dict(), folder / target)
+        name = Path(target).stem
+        classifiers = {**{f"resnet{d}": lambda d=d: ResNet(d) for d in (18, 34, 50, 101)},
+                       "vgg16": lambda: VGG16(False), "vgg16_bn": lambda: VGG16(True),
+                       "mobilenet_v3_large": MobileNetV3Large}
+        model = classifiers[name]() if name in classifiers else build_model(name)
+        torch.save(seed_model(model).state_dict(), folder / target)
     else:
         raise AssertionError(f"data: unknown dataset {kind!r} (ph2, mads or torchvision)")
 
 
-@pytest.mark.parametrize("page", RUNNABLE, ids=[str(p.relative_to(ROOT)) for p in RUNNABLE])
+@pytest.mark.parametrize("page", [pytest.param(p, marks=[pytest.mark.slow] if p in SLOW else []) for p in RUNNABLE],
+                         ids=[str(p.relative_to(ROOT)) for p in RUNNABLE])
 def test_every_example_runs_as_written(page, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "docs_example"}
@@ -134,3 +147,5 @@ def test_every_marker_is_well_formed_and_attached_to_a_block():
         comments = re.findall(r"<!-- docs-test.*?-->", text, flags=re.S)
         attached = sum(len(b["markers"]) for b in blocks(page))
         assert len(comments) == attached, f"{page.name}: {len(comments)} docs-test comments, {attached} attached to a block"
+        assert all("slow" not in b["markers"] for b in blocks(page)[1:]), \
+            f"{page.name}: 'slow' marks a whole page, on its first block only"

@@ -54,10 +54,11 @@ def test_keras_private_layer_walk_still_finds_every_layer(arch):
 def test_every_layer_agrees_isolated_and_end_to_end(arch):
     spec = SPECS[arch]
     # deeplabv3_resnet50 in eval mode only: in training mode its image-pooling BatchNorm normalises 4 values per
-    # channel, which amplifies the pooled conv's float32 rounding; the isolated row of that container then
-    # differs by 9e-5 against the bare atol 1e-5 (isolated rows get no float32 floor yet), while end to end torch's
-    # own float32 floor there is 2e-3 and every end-to-end row passes. Its training parity is the report's
-    # float64 case (segparity.parity.suite.TORCHVISION_CASES).
+    # channel, which amplifies the pooled conv's float32 rounding. Every end-to-end row passes (torch's own float32
+    # floor there is 2e-3), but the isolated row of that container (classifier.0.convs.4: mean, conv, BN, ReLU)
+    # differs by 9.0e-5 against atol + 2 * 2.6e-5 (torch's own floor of that container alone), while its conv and
+    # BN pass isolated (2e-6, 7e-6): Keras's rounding there is about 3.5x torch's, which the 2 * floor rule does not
+    # cover. Not loosened; its training parity is the report's float64 case (suite.TORCHVISION_CASES).
     for training in (False,) if arch == "deeplabv3_resnet50" else (False, True):
         report = diff_architecture(spec, batch=4, seed=3, training=training)
         paths = [row.torch_path for row in report.rows]
@@ -69,6 +70,9 @@ def test_every_layer_agrees_isolated_and_end_to_end(arch):
         assert all(row.torch_path == row.keras_path and row.isolated is not None for row in report.rows)
         assert all(row.floor is not None and row.end_to_end.atol == pytest.approx(1e-5 + 2 * row.floor)
                    for row in report.rows)
+        floored = [row for row in report.rows if row.isolated_floor is not None]  # every row fed plain arrays
+        assert len(floored) > len(report.rows) // 2
+        assert all(row.isolated.atol == pytest.approx(1e-5 + 2 * row.isolated_floor) for row in floored)
 
 
 def test_segnet_unpooling_layers_are_compared_end_to_end():

@@ -200,8 +200,39 @@ def test_a_report_draws_where_two_models_part(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     figure = layer_report_figure(report)
     axes = figure.axes[0]
-    assert [text.get_text() for text in axes.texts] == ["first over tolerance (isolated): #2 bn"]
+    assert [text.get_text() for text in axes.texts] == ["port error starts: #2 bn"]
     assert axes.get_yscale() == "log" and any(line.get_ydata()[0] == report.rtol for line in axes.lines)
     faithful = diff_models(*(m.eval() if isinstance(m, nn.Module) else m for m in _pair(epsilon=1e-5)), IMAGES,
                            name_map=NAMES)
     assert list(layer_report_figure(faithful).axes[0].texts) == []
+
+
+def test_padding_in_a_separate_layer_is_not_named_as_the_port_error():
+    """``keras.applications`` pads in a ``ZeroPadding2D`` of its own before a valid conv: fed torch's unpadded input,
+    that conv alone gives another shape (isolated: inf), but in its model it agrees. The diagnosis starts at the
+    first layer wrong both ways (here the BatchNorm with Keras's default epsilon) and names the conv apart; so does
+    the picture; torch-side layers without a bias receive none, and a Keras conv bias is set to zero."""
+    from segparity.parity.layerplot import layer_report_figure
+
+    torch.manual_seed(0)
+    model = _Torch()
+    model.conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+    with torch.no_grad():
+        model.bn.running_var.fill_(2e-3)
+    x = inputs = keras.Input((6, 6, 2))
+    x = keras.layers.ZeroPadding2D(1, name="pad")(x)
+    x = keras.layers.Conv2D(3, 3, padding="valid", name="c")(x)  # use_bias=True: set to zero by transfer_weights
+    x = keras.layers.BatchNormalization(epsilon=1e-3, name="b")(x)
+    twin = keras.Model(inputs, keras.layers.ReLU()(x))
+    twin.get_layer("c").bias.assign(np.ones(3, np.float32))
+    assert transfer_weights(model, twin, NAMES) == ["conv", "bn"]
+    assert not keras.ops.convert_to_numpy(twin.get_layer("c").bias).any()
+    report = diff_models(model.eval(), twin, IMAGES, name_map=NAMES)
+    conv, bn = report.rows
+    assert not conv.isolated.passed and conv.end_to_end.passed and report.first_port_error() is bn
+    assert report.diagnosis().startswith("port error: bn -> b gives a different output on torch's own input")
+    assert "conv -> c gives another shape only isolated and agrees end to end" in report.diagnosis()
+    assert [t.get_text() for t in layer_report_figure(report).axes[0].texts] == ["port error starts: #2 bn"]
+    twin.get_layer("c").bias.assign(np.ones(3, np.float32))
+    with pytest.raises(ValueError, match=r"layer 'conv' has no bias, and the bias given is not zero \(max abs 1\)"):
+        transfer_weights(model, twin, NAMES, to="torch")

@@ -98,14 +98,14 @@ def _max_pool_3x3_stride2(x):
 
 class ResNet(keras.Model):
     """torchvision's ``resnet<depth>(num_classes=..., replace_stride_with_dilation=...)``, channels-last. Not
-    torchvision's arguments: ``dilate_basic_blocks`` (``segparity.networks.resnet.resnet_plan``) and ``in_channels``
+    torchvision's arguments: ``dilation_rule`` (``segparity.networks.resnet.resnet_plan``) and ``in_channels``
     (``conv1``'s input)."""
 
     def __init__(self, depth: int = 50, replace_stride_with_dilation: tuple = (False, False, False),
-                 num_classes: int | None = 1000, dilate_basic_blocks: bool = False, in_channels: int = 3, **kwargs):
+                 num_classes: int | None = 1000, dilation_rule: str = "torchvision", in_channels: int = 3, **kwargs):
         prefix = f"{kwargs['name']}." if kwargs.get("name") else ""  # inside a model: its torch path, e.g. "backbone"
         super().__init__(**kwargs)
-        plans = resnet_plan(depth, replace_stride_with_dilation, dilate_basic_blocks)
+        plans = resnet_plan(depth, replace_stride_with_dilation, dilation_rule)
         block = BasicBlock if resnet_block_type(depth) == "basic" else Bottleneck
         self.conv1 = conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False, name=f"{prefix}conv1")
         self.bn1 = _bn(64, f"{prefix}bn1")

@@ -72,12 +72,12 @@ class Bottleneck(nn.Module):
 
 class ResNet(nn.Module):
     """torchvision's ``resnet<depth>(num_classes=..., replace_stride_with_dilation=...)``. Not torchvision's arguments:
-    ``dilate_basic_blocks`` (``segparity.networks.resnet.resnet_plan``) and ``in_channels`` (``conv1``'s input)."""
+    ``dilation_rule`` (``segparity.networks.resnet.resnet_plan``) and ``in_channels`` (``conv1``'s input)."""
 
     def __init__(self, depth: int = 50, replace_stride_with_dilation: tuple = (False, False, False),
-                 num_classes: int | None = 1000, dilate_basic_blocks: bool = False, in_channels: int = 3):
+                 num_classes: int | None = 1000, dilation_rule: str = "torchvision", in_channels: int = 3):
         super().__init__()
-        plans = resnet_plan(depth, replace_stride_with_dilation, dilate_basic_blocks)
+        plans = resnet_plan(depth, replace_stride_with_dilation, dilation_rule)
         block = BasicBlock if resnet_block_type(depth) == "basic" else Bottleneck
         self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = _bn(64)

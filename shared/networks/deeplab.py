@@ -18,9 +18,11 @@ bilinear resize to the input size.
 ``backbone="resnet18"`` (``"resnet34"``, ``"resnet50"``, ``"resnet101"``) replaces the encoder above by
 torchvision's ResNet at the paths ``encoder.conv1``, ``encoder.layer1.0.conv1``, ... (segmentation_models_pytorch's
 names), so a torchvision classification checkpoint fills it (``build_model(..., encoder_weights=PATH)``).
-``layer1`` (output stride 4) feeds the decoder, ``layer4`` the ASPP; the output stride comes from
-torchvision's ``replace_stride_with_dilation`` (``(False, False, True)`` for 16, ``(False, True, True)`` for 8),
-including in basic blocks (``segparity.networks.resnet``). The encoder's BatchNorm is torchvision's (eps 1e-5,
+``layer1`` (output stride 4) feeds the decoder, ``layer4`` the ASPP; the output stride comes from dilating
+``layer4`` (16) or ``layer3`` and ``layer4`` (8) as segmentation_models_pytorch's DeepLabV3+ does: every conv of a
+dilated stage, its first block's included, uses the stage's dilation (2; or 2 and 4), basic blocks too
+(``dilation_rule="smp"`` in ``segparity.networks.resnet``; torchvision's own DeepLabV3 keeps the first block at the
+previous dilation, pitfall ``resnet_dilation_rules``). The encoder's BatchNorm is torchvision's (eps 1e-5,
 momentum 0.1); ``stem_channels``, ``stage_channels`` and ``blocks_per_stage`` stay at their defaults.
 
 Resizing: bilinear with half-pixel centres (torch ``align_corners=False``, Keras/TF
@@ -149,7 +151,7 @@ def deeplab_layer_table(spec: DeepLabV3PlusSpec) -> list[LayerEntry]:
     """Every DeepLabV3+ layer with weights, in execution order."""
     if spec.backbone is not None:
         layers = resnet_layer_table(spec.depth(), spec.replace_stride_with_dilation(), "encoder.", spec.in_channels,
-                                    dilate_basic_blocks=True)
+                                    dilation_rule="smp")
     else:
         layers = small_encoder_layer_table(spec)
     low_level, cin = spec.encoder_channels()
@@ -188,7 +190,7 @@ def deeplab_layer_sizes(spec: DeepLabV3PlusSpec, size: int) -> dict[str, int]:
     padded stride-s conv gives ``ceil(side / s)``; the image-pooling conv runs on 1x1)."""
     if spec.backbone is not None:
         sizes, stages = resnet_layer_sizes(spec.depth(), spec.replace_stride_with_dilation(), size, "encoder.",
-                                           dilate_basic_blocks=True)
+                                           dilation_rule="smp")
         side, low_level = stages["layer4"], stages["layer1"]
         return {**sizes, **_head_sizes(side, low_level)}
     side = -(-size // 2)

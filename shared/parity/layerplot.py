@@ -9,6 +9,7 @@ from pathlib import Path
 from segparity.plotting import pyplot, save_png
 
 FLOOR = 1e-12  # where an exact zero is drawn on the log scale
+CEILING = 1e3  # where an output of another shape (max error inf) is drawn, as an "x"
 
 
 def plot_layer_report(report, path: str | Path, title: str = "") -> Path:
@@ -17,8 +18,9 @@ def plot_layer_report(report, path: str | Path, title: str = "") -> Path:
 
 
 def layer_report_figure(report, title: str = ""):
-    """The figure: one point per compared layer and column, failing points red, the first layer over tolerance
-    (isolated, else end to end) named beside a red vertical line."""
+    """The figure: one point per compared layer and column, failing points red (an "x" at the top where the outputs'
+    shapes differ), and the layer to start from named beside a red vertical line: the first port error
+    (``LayerReport.first_port_error``), else the first layer over tolerance isolated, else end to end."""
     plt = pyplot()
     count = len(report.rows)
     figure, axes = plt.subplots(figsize=(min(4 + 0.08 * count, 24), 4.5), constrained_layout=True)
@@ -26,20 +28,24 @@ def layer_report_figure(report, title: str = ""):
     for column, label, marker in (("isolated", "isolated (torch's input)", "o"), ("end_to_end", "end to end", "s")):
         points = [(i, getattr(row, column)) for i, row in zip(positions, report.rows) if getattr(row, column)]
         xs = [i for i, _ in points]
-        ys = [max(agreement.max_rel, FLOOR) for _, agreement in points]
+        ys = [min(max(agreement.max_rel, FLOOR), CEILING) for _, agreement in points]
         axes.plot(xs, ys, marker=marker, markersize=3, linewidth=0.8, label=label)
-        failing = [(i, y) for (i, agreement), y in zip(points, ys) if not agreement.passed]
+        failing = [(i, y) for (i, agreement), y in zip(points, ys) if not agreement.passed and y < CEILING]
         if failing:
             axes.scatter(*zip(*failing), color="red", s=30, zorder=3,
                          label=f"over tolerance ({column.replace('_', ' ')})")
+        reshaped = [i for i, y in zip(xs, ys) if y >= CEILING]
+        if reshaped:
+            axes.scatter(reshaped, [CEILING] * len(reshaped), color="red", marker="x", s=40, zorder=3,
+                         label=f"output shape differs ({column.replace('_', ' ')})")
     axes.axhline(report.rtol, color="black", linestyle="--", linewidth=1, label=f"rtol {report.rtol:g}")
-    for column in ("isolated", "end_to_end"):
-        first = report.first_failure(column)
+    for label, first in (("port error starts", report.first_port_error()),
+                         ("first over tolerance (isolated)", report.first_failure("isolated")),
+                         ("first over tolerance (end to end)", report.first_failure("end_to_end"))):
         if first is not None:
             index = report.rows.index(first) + 1
             axes.axvline(index, color="red", linewidth=0.8)
-            axes.annotate(f"first over tolerance ({column.replace('_', ' ')}): #{index} {first.torch_path}",
-                          xy=(index, report.rtol), xytext=(4, 10 if column == "isolated" else -14),
+            axes.annotate(f"{label}: #{index} {first.torch_path}", xy=(index, report.rtol), xytext=(4, 10),
                           textcoords="offset points", color="red", fontsize=8)
             break
     axes.set_yscale("log")

@@ -83,6 +83,26 @@ def permute_axes(array: np.ndarray, source: str, target: str) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(array, [source.index(axis) for axis in target]))
 
 
+BIASED_KINDS = ("conv2d", "conv_transpose2d", "depthwise_conv2d", "linear")  # "bias" is an additive bias, not BN's
+
+
+def reconcile_bias(path: str, kind: str, wanted: set[str], tensors: dict[str, np.ndarray]) -> tuple[dict, bool]:
+    """``(tensors to copy, whether the layer's bias is to be zeroed)`` for a ``kind`` layer at ``path`` that holds the
+    tensors ``wanted``. A missing bias is a zero bias: torch's ``bias=False`` is a Keras ``use_bias=True`` layer with
+    zeros (``keras.applications`` convs have one where torchvision's have none), so copying into a layer with a bias
+    from one without sets it to zero; a zero bias given to a layer without one is dropped; a non-zero one is an error
+    naming the layer (dropping it would change what the layer computes)."""
+    tensors = dict(tensors)
+    if kind not in BIASED_KINDS:
+        return tensors, False
+    if "bias" in tensors and "bias" not in wanted:
+        bias = np.asarray(tensors.pop("bias"))
+        if np.any(bias != 0):
+            raise ValueError(f"layer {path!r} has no bias, and the bias given is not zero (max abs "
+                             f"{float(np.abs(bias).max()):.3g}): build it with a bias, or leave it out of the name map")
+    return tensors, "bias" in wanted and "bias" not in tensors
+
+
 def conv_bn_entries(path: str, cin: int, cout: int, kernel_size: int, batch_norm: bool) -> list[LayerEntry]:
     """One conv-[BN]-ReLU unit: ``path.conv`` (bias only without BN) and ``path.bn``."""
     layers = [LayerEntry(f"{path}.conv", "conv2d", cin, cout, kernel_size, bias=not batch_norm)]

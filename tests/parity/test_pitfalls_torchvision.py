@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from segmentation_tf.backbones.resnet import ResNet as KerasResNet
 from segmentation_tf.layers import BatchNorm as KerasBatchNorm
+from segmentation_tf.layers import conv2d
 from segmentation_tf.weights import get_layer
 from segmentation_torch.backbones.resnet import ResNet as TorchResNet
 from segparity.comparison.tolerance import assert_close, compare
@@ -114,3 +115,114 @@ def test_pitfall_keras_applications_resnet50_is_v1():
     assert wrong.max_abs > 0.1, wrong
     assert_close(_nchw(fixed.features(_nhwc(x), training=False)["layer4"]), expected, scale=scale,
                  quantity="layer4 (v1.5)")
+
+
+@pytest.mark.parametrize("dilation", [2, 6])
+def test_pitfall_dilated_conv_padding(dilation):
+    """torch's padding is a number written by hand and does not grow with the dilation: torchvision's ``conv3x3``
+    pads by ``dilation``, so the map keeps its size. A port that keeps the undilated ``padding=1`` (a literal
+    ``ZeroPadding2D(1)`` + valid conv, or ``nn.Conv2d(..., padding=1, dilation=d)`` on the torch side) loses
+    ``2 (d - 1)`` rows and columns; resized back to the input size, as DeepLab's decoder resizes, every pixel is
+    off. Keras's ``"same"`` at stride 1 pads ``d`` on each side and agrees; so does ``segmentation_tf.layers.conv2d``."""
+    size = 17
+    x = RNG.normal(size=(2, 4, size, size)).astype(np.float32)
+    w = (RNG.normal(size=(4, 4, 3, 3)) / 6).astype(np.float32)
+    expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=dilation, dilation=dilation).numpy()
+    kernel = permute_axes(w, "OIHW", "HWIO")
+    naive = keras.Sequential([keras.layers.ZeroPadding2D(1),
+                              keras.layers.Conv2D(4, 3, dilation_rate=dilation, padding="valid", use_bias=False)])
+    naive.build((None, size, size, 4))
+    naive.layers[-1].kernel.assign(kernel)
+    shrunk = naive(_nhwc(x))
+    assert tuple(shrunk.shape[1:3]) == (size - 2 * (dilation - 1),) * 2
+    resized = keras.ops.image.resize(shrunk, (size, size), interpolation="bilinear")
+    wrong = compare(_nchw(resized), expected)
+    assert not wrong.passed and wrong.max_abs > 0.1, wrong
+    same = keras.layers.Conv2D(4, 3, dilation_rate=dilation, padding="same", use_bias=False)
+    same.build((None, size, size, 4))
+    same.kernel.assign(kernel)
+    assert_close(_nchw(same(_nhwc(x))), expected, quantity=f"Keras 'same' at dilation {dilation}")
+    fixed = conv2d(4, 4, 3, padding=dilation, dilation=dilation, bias=False, name="fixed")
+    fixed.kernel.assign(kernel)
+    assert_close(_nchw(fixed(_nhwc(x))), expected, quantity=f"conv2d(padding={dilation}, dilation={dilation})")
+
+
+@pytest.mark.slow  # two ResNet-50s: the suite's time budget (in .ci/run's slow step)
+def test_pitfall_resnet_dilation_rules():
+    """Two ways to turn a ResNet's strides into dilations, with the same weights: torchvision's
+    ``replace_stride_with_dilation`` (its DeepLabV3 / FCN) gives a dilated stage's first block the dilation *before*
+    the change (``previous_dilation``); segmentation_models_pytorch's ``make_dilated`` (its DeepLabV3+, and most
+    Keras DeepLab ports) dilates every conv of the stage. Porting one as the other loads without complaint and
+    ``layer4`` differs; segparity builds both (``dilation_rule``) and each Keras twin agrees with its torch model."""
+    x = RNG.normal(size=(1, 3, 64, 64)).astype(np.float32)
+    replace = (False, True, True)  # output stride 8
+    torchvision_rule = seed_model(TorchResNet(50, replace, num_classes=None)).eval()
+    smp_rule = TorchResNet(50, replace, num_classes=None, dilation_rule="smp").eval()
+    smp_rule.load_state_dict(torchvision_rule.state_dict())
+    assert (torchvision_rule.layer4[0].conv2.dilation, smp_rule.layer4[0].conv2.dilation) == ((2, 2), (4, 4))
+    with torch.no_grad():
+        expected = torchvision_rule.features(torch.from_numpy(x))["layer4"].numpy()
+        other = smp_rule.features(torch.from_numpy(x))["layer4"].numpy()
+    scale = float(np.abs(expected).max())
+    wrong = compare(other, expected, scale=scale)
+    assert not wrong.passed and wrong.max_abs > 0.01 * scale, wrong  # measured: 0.43, 2.1% of the scale (20.1)
+    state = {k: v.numpy() for k, v in torchvision_rule.state_dict().items()}
+    for rule, reference in (("torchvision", expected), ("smp", other)):
+        keras_model = KerasResNet(50, replace, num_classes=None, dilation_rule=rule)
+        keras_model(_nhwc(x))
+        for entry in resnet_layer_table(50, replace):
+            layer = get_layer(keras_model, entry.path)
+            if entry.kind == "conv2d":
+                layer.kernel.assign(permute_axes(state[f"{entry.path}.weight"], "OIHW", "HWIO"))
+            else:
+                for attribute, key in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
+                                       ("moving_variance", "running_var")):
+                    getattr(layer, attribute).assign(state[f"{entry.path}.{key}"])
+        assert_close(_nchw(keras_model.features(_nhwc(x), training=False)["layer4"]), reference, scale=scale,
+                     quantity=f"layer4 ({rule} rule)")
+
+
+@pytest.mark.parametrize("feature_size", [6, 8])
+def test_pitfall_aspp_image_pooling(feature_size):
+    """torchvision's ``ASPPPooling`` averages the whole feature map (``AdaptiveAvgPool2d(1)``), applies a 1x1 conv and
+    resizes the 1x1 result bilinearly back, which is a broadcast (to one rounding). Keras DeepLab ports often pool with a fixed
+    ``AveragePooling2D(pool_size)`` sized for the training input (here a 4x4 feature map) and up-sample that: at
+    another input size the pool covers part of the map (6x6: the top-left 4x4) or leaves a 2x2 map that the
+    resize spreads into a gradient (8x8). segparity's ASPP takes the mean over H and W and broadcasts."""
+    x = RNG.normal(size=(2, 8, feature_size, feature_size)).astype(np.float32)
+    x[:, :, feature_size // 2:, :] += 1.0  # the lower half brighter, so a partial pool shows
+    w = (RNG.normal(size=(4, 8, 1, 1)) / np.sqrt(8)).astype(np.float32)
+    with torch.no_grad():
+        pooled = F.conv2d(F.adaptive_avg_pool2d(torch.from_numpy(x), 1), torch.from_numpy(w))
+        expected = F.interpolate(pooled, size=(feature_size, feature_size), mode="bilinear",
+                                 align_corners=False).numpy()
+    # a bilinear resize of a 1x1 map is a broadcast, up to one rounding: torch computes (1 - l) v + l v
+    assert_close(np.broadcast_to(pooled.numpy(), expected.shape), expected, quantity="broadcast vs 1x1 resize")
+    kernel = permute_axes(w, "OIHW", "HWIO")
+    fixed_pool = keras.ops.mean(_nhwc(x), axis=(1, 2), keepdims=True)
+    fixed = keras.ops.broadcast_to(keras.ops.matmul(fixed_pool, kernel[0, 0]), (2, feature_size, feature_size, 4))
+    assert_close(_nchw(fixed), expected, quantity="global mean, 1x1 conv, broadcast")
+    naive_pool = keras.layers.AveragePooling2D(pool_size=4)(_nhwc(x))  # sized for a 4x4 training feature map
+    naive = keras.ops.image.resize(keras.ops.matmul(naive_pool, kernel[0, 0]), (feature_size, feature_size),
+                                   interpolation="bilinear")
+    wrong = compare(_nchw(naive), expected)
+    assert not wrong.passed and wrong.max_abs > 0.1, wrong
+
+
+@pytest.mark.parametrize("source, target", [((13, 10), (97, 75)), ((5, 7), (33, 49))])
+def test_pitfall_final_resize_odd_sizes(source, target):
+    """torchvision's segmentation models end with ``F.interpolate(size=input size, mode="bilinear",
+    align_corners=False)``, at odd sizes by non-integer factors. TF2's ``tf.image.resize`` (Keras's
+    ``ops.image.resize``) uses the same half-pixel centres and agrees. TF1's ``tf.compat.v1.image.resize_bilinear``,
+    still in older Keras DeepLab ports, defaults to ``half_pixel_centers=False`` (``src = dst * in / out``): the
+    map shifts by half an input pixel; ``align_corners=True`` (the original TF DeepLab) differs again."""
+    import tensorflow as tf
+
+    x = RNG.normal(size=(1, 3, *source)).astype(np.float32)
+    expected = F.interpolate(torch.from_numpy(x), size=target, mode="bilinear", align_corners=False).numpy()
+    assert_close(_nchw(keras.ops.image.resize(_nhwc(x), target, interpolation="bilinear")), expected,
+                 quantity="keras.ops.image.resize")
+    for name, legacy in (("half_pixel_centers=False", tf.compat.v1.image.resize_bilinear(_nhwc(x), target)),
+                         ("align_corners=True", tf.compat.v1.image.resize_bilinear(_nhwc(x), target, align_corners=True))):
+        wrong = compare(_nchw(legacy), expected)
+        assert not wrong.passed and wrong.max_abs > 0.05, (name, wrong)
