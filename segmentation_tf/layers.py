@@ -18,13 +18,17 @@ class BatchNorm(keras.layers.Layer):
     purpose in one place: ``moving_variance`` is updated with the *unbiased* batch variance
     (times n / (n - 1), n = N*H*W), as torch does; normalisation uses the biased variance in both.
     Batch mean and variance are accumulated in float64 (float32 for 16-bit inputs), as torch's CPU kernel does.
+    ``unbiased_running_var=False`` updates it with the biased variance, as ``keras.layers.BatchNormalization``
+    does (the lesson's TensorFlow exercise, ``segparity.networks.lesson``).
     """
 
-    def __init__(self, num_features: int, *, eps: float, momentum: float, **kwargs):
+    def __init__(self, num_features: int, *, eps: float, momentum: float, unbiased_running_var: bool = True,
+                 **kwargs):
         super().__init__(**kwargs)
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
+        self.unbiased_running_var = unbiased_running_var
         self.gamma = self.add_weight(shape=(num_features,), initializer="ones", name="gamma")
         self.beta = self.add_weight(shape=(num_features,), initializer="zeros", name="beta")
         self.moving_mean = self.add_weight(shape=(num_features,), initializer="zeros", name="moving_mean",
@@ -46,9 +50,9 @@ class BatchNorm(keras.layers.Layer):
             mean, variance = ops.cast(mean, x.dtype), ops.cast(variance, x.dtype)
             shape = ops.shape(x)
             n = ops.cast(shape[0] * shape[1] * shape[2], x.dtype)
-            unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
+            running = variance * n / ops.maximum(n - 1.0, 1.0) if self.unbiased_running_var else variance
             self.moving_mean.assign(self.momentum * self.moving_mean + (1.0 - self.momentum) * mean)
-            self.moving_variance.assign(self.momentum * self.moving_variance + (1.0 - self.momentum) * unbiased)
+            self.moving_variance.assign(self.momentum * self.moving_variance + (1.0 - self.momentum) * running)
         else:
             mean, variance = self.moving_mean, self.moving_variance
         # torch's CPU kernel folds everything per channel first, then makes one pass over x:
@@ -57,7 +61,8 @@ class BatchNorm(keras.layers.Layer):
         return x * scale + (self.beta - mean * scale)
 
     def get_config(self):
-        return {**super().get_config(), "num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+        return {**super().get_config(), "num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
+                "unbiased_running_var": self.unbiased_running_var}
 
 
 _DILATED_CONV_IS_ONE_OP: dict[str, bool] = {}
@@ -277,12 +282,19 @@ def max_unpool(x, indices, height: int, width: int):
     return tf.reshape(flat, tf.stack([shape[0], height, width, shape[3]]))
 
 
-def upsample_bilinear_2x(x):
+def upsample_bilinear_2x(x, align_corners: bool = False):
     """x2 bilinear resize with half-pixel centres (torch's ``align_corners=False``), edges clamped.
 
     Spelled out because ``keras.layers.UpSampling2D`` defaults to nearest-neighbour interpolation.
+    ``align_corners=True`` maps the corner pixels' centres onto each other, as torch's ``nn.UpsamplingBilinear2d``
+    (the lesson's PyTorch exercise): TensorFlow 2's resize has no such mode, so it is TF's ``ResizeBilinear`` op
+    with ``align_corners=True`` (differentiable; computes in float32).
     """
     shape = ops.shape(x)
+    if align_corners:
+        resized = tf.raw_ops.ResizeBilinear(images=x, size=tf.stack([2 * shape[1], 2 * shape[2]]), align_corners=True,
+                                            half_pixel_centers=False)
+        return ops.cast(resized, x.dtype)
     return resize_bilinear(x, 2 * shape[1], 2 * shape[2])
 
 

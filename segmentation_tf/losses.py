@@ -121,9 +121,18 @@ def _power(x, gamma: float):
 
 
 def _binary_cross_entropy(y_pred, t, from_logits: bool, eps: float):
-    """Elementwise BCE of ``y_pred`` (logits, or probabilities clipped to [eps, 1 - eps]) against ``t``."""
+    """Elementwise BCE of ``y_pred`` (logits, or probabilities clipped to [eps, 1 - eps]) against ``t``.
+
+    With logits it is written out as TensorFlow's ``sigmoid_cross_entropy_with_logits`` computes it
+    (``max(x, 0) - x t + log1p(exp(-|x|))``, both branches chosen by ``x >= 0``, so the gradient at ``x = 0`` is
+    ``0.5 - t`` as torch's) rather than called as ``ops.binary_crossentropy(from_logits=True)``: that one looks at how
+    ``y_pred`` was made and, when a sigmoid made it, silently takes the sigmoid's input instead. torch's
+    ``BCEWithLogitsLoss`` takes what it is given (pitfall ``keras_bce_unwraps_sigmoid``)."""
     if from_logits:
-        return ops.binary_crossentropy(t, y_pred, from_logits=True)
+        positive = y_pred >= 0
+        relu_logits = ops.where(positive, y_pred, ops.zeros_like(y_pred))
+        neg_abs_logits = ops.where(positive, -y_pred, y_pred)
+        return relu_logits - y_pred * t + ops.log1p(ops.exp(neg_abs_logits))
     p = ops.clip(y_pred, eps, 1.0 - eps)
     return -(t * ops.log(p) + (1.0 - t) * ops.log(1.0 - p))
 

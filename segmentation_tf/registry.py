@@ -8,6 +8,7 @@ import keras
 
 from segmentation_tf.deeplab import DeepLabV3Plus
 from segmentation_tf.fcn import FCN
+from segmentation_tf.lesson import LessonSegNet, LessonUNet
 from segmentation_tf.segnet import SegNet
 from segmentation_tf.models import torchvision_segmentation
 from segmentation_tf.unet import UNet
@@ -16,6 +17,7 @@ from segparity.networks import specs
 
 # segparity's own networks, then torchvision's segmentation models (torchvision's builder names and arguments)
 BUILDERS = {"deeplabv3plus": DeepLabV3Plus, "fcn": FCN, "segnet": SegNet, "unet": UNet,
+            "lesson_segnet": LessonSegNet, "lesson_unet": LessonUNet,
             **{name: getattr(torchvision_segmentation, name) for name in specs.TORCHVISION_SPECS}}
 
 
@@ -40,7 +42,7 @@ def build_model(name: str, *, in_channels: int | None = None, num_classes: int |
     ``(N, H', W', embedding_dim)``: the head's last K channels (``split_outputs`` in ``layers``).
     """
     spec = specs.make_spec(name, in_channels=in_channels, num_classes=num_classes, preset=preset, **options)
-    model = BUILDERS[name](**specs.builder_arguments(spec))
+    model = BUILDERS[spec.name](**specs.builder_arguments(spec))  # a preset may name another network
     if encoder_weights is not None:
         load_encoder_weights(model, encoder_weights)
     return model

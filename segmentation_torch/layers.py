@@ -15,11 +15,24 @@ class BatchNorm(nn.BatchNorm2d):
 
     ``momentum`` is torch's convention: running = (1 - momentum) * running + momentum * batch.
     torch updates ``running_var`` with the *unbiased* batch variance (n / (n - 1)); the Keras twin
-    does the same on purpose.
+    does the same on purpose. ``unbiased_running_var=False`` updates it with the biased variance, as
+    ``keras.layers.BatchNormalization`` does (the lesson's TensorFlow exercise, ``segparity.networks.lesson``).
     """
 
-    def __init__(self, num_features: int, *, eps: float, momentum: float):
+    def __init__(self, num_features: int, *, eps: float, momentum: float, unbiased_running_var: bool = True):
         super().__init__(num_features, eps=eps, momentum=momentum)
+        self.unbiased_running_var = unbiased_running_var
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.unbiased_running_var:
+            return super().forward(x)
+        with torch.no_grad():  # Keras's update: the biased batch variance, accumulated in float64 as torch's kernel
+            wide = x.detach().double()
+            mean, variance = wide.mean(dim=(0, 2, 3)), wide.var(dim=(0, 2, 3), unbiased=False)
+            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.to(x.dtype))
+            self.running_var.mul_(1 - self.momentum).add_(self.momentum * variance.to(x.dtype))
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
 
 
 def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
@@ -89,9 +102,10 @@ def max_unpool(x: torch.Tensor, indices: torch.Tensor, height: int, width: int) 
     return F.max_unpool2d(x, indices, kernel_size=2, stride=2, output_size=(height, width))
 
 
-def upsample_bilinear_2x(x: torch.Tensor) -> torch.Tensor:
-    """x2 bilinear resize with half-pixel centres (``align_corners=False``), edges clamped."""
-    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+def upsample_bilinear_2x(x: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
+    """x2 bilinear resize with half-pixel centres (``align_corners=False``), edges clamped; ``align_corners=True``
+    maps the corner pixels' centres onto each other (``nn.UpsamplingBilinear2d``, the lesson's PyTorch exercise)."""
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=align_corners)
 
 
 def resize_bilinear(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ KEYS = ["arch", "config", "quantity", "max_abs", "max_rel", "rtol", "atol", "pas
 
 # configurations per architecture in ``segparity.parity.suite``: segparity's own networks (the default suite runs
 # these), then torchvision's six, one case each (slow: ``test_report_checks_torchvisions_models``)
-CONFIGS = {"deeplabv3plus": 2, "fcn": 5, "segnet": 3, "unet": 10}
+CONFIGS = {"deeplabv3plus": 2, "fcn": 5, "segnet": 3, "unet": 10, "lesson_segnet": 2, "lesson_unet": 2}
 TORCHVISION = ("deeplabv3_mobilenet_v3_large", "deeplabv3_resnet101", "deeplabv3_resnet50", "fcn_resnet101",
                "fcn_resnet50", "lraspp_mobilenet_v3_large")
 
@@ -58,7 +58,7 @@ def test_report_passes_and_writes_documented_json(report):
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 OWN_FIGURES = (r"(\d+) configurations of segparity's own networks \((\d+) U-Net, (\d+) SegNet, (\d+) FCN, "
-               r"(\d+) DeepLabV3\+\), (\d+) rows")
+               r"(\d+) DeepLabV3\+, (\d+) of the lesson exercises' networks\), (\d+) rows")
 TORCHVISION_FIGURES = r"one of each of torchvision's (\d+) segmentation models, (\d+) rows"
 
 
@@ -70,7 +70,8 @@ def test_readme_figures_of_the_report_are_the_reports(report):
     assert quoted, "README: the report's figures sentence is gone"
     configs = {arch: len({row["config"] for row in rows if row["arch"] == arch}) for arch in CONFIGS}
     assert [int(g) for g in quoted.groups()] == [sum(configs.values()), configs["unet"], configs["segnet"],
-                                                 configs["fcn"], configs["deeplabv3plus"], len(rows)]
+                                                 configs["fcn"], configs["deeplabv3plus"],
+                                                 configs["lesson_segnet"] + configs["lesson_unet"], len(rows)]
 
 
 @pytest.mark.slow
@@ -160,7 +161,7 @@ def test_unknown_arch_is_a_usage_error(capsys, command):
     assert exit_.value.code == 2
     assert ("argument --arch: invalid choice: 'segnet9' (choose from 'deeplabv3_mobilenet_v3_large', "
             "'deeplabv3_resnet101', 'deeplabv3_resnet50', 'deeplabv3plus', 'fcn', 'fcn_resnet101', 'fcn_resnet50', "
-            "'lraspp_mobilenet_v3_large', 'segnet', 'unet')") in capsys.readouterr().err
+            "'lesson_segnet', 'lesson_unet', 'lraspp_mobilenet_v3_large', 'segnet', 'unet')") in capsys.readouterr().err
 
 
 def test_console_script_is_installed():

@@ -15,7 +15,8 @@ from tests.test_specs import PAPER
 
 def test_registries_agree():
     assert kt.list_models() == ktf.list_models() == ["deeplabv3_mobilenet_v3_large", "deeplabv3_resnet101", "deeplabv3_resnet50",
-        "deeplabv3plus", "fcn", "fcn_resnet101", "fcn_resnet50", "lraspp_mobilenet_v3_large", "segnet", "unet"]
+        "deeplabv3plus", "fcn", "fcn_resnet101", "fcn_resnet50", "lesson_segnet", "lesson_unet", "lraspp_mobilenet_v3_large",
+        "segnet", "unet"]
 
 
 def test_paper_network_in_both_frameworks():

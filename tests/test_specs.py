@@ -81,7 +81,8 @@ def test_expected_tensors_follow_the_layer_table():
     assert "decoder.0.up.bias" not in tensors  # BN follows: bias would be dead (docs/pitfalls.md)
     assert tensors["head.weight"] == (5, 4, 1, 1)
     assert list_models() == ["deeplabv3_mobilenet_v3_large", "deeplabv3_resnet101", "deeplabv3_resnet50",
-        "deeplabv3plus", "fcn", "fcn_resnet101", "fcn_resnet50", "lraspp_mobilenet_v3_large", "segnet", "unet"]
+        "deeplabv3plus", "fcn", "fcn_resnet101", "fcn_resnet50", "lesson_segnet", "lesson_unet", "lraspp_mobilenet_v3_large",
+        "segnet", "unet"]
 
 
 def test_center_crop_labels_matches_network_crop():

@@ -13,16 +13,27 @@ from typing import Any
 
 from segparity.networks.deeplab import DeepLabV3PlusSpec
 from segparity.networks.fcn import FCNSpec
+from segparity.networks.lesson import LessonSegNetSpec, LessonUNetSpec
 from segparity.networks.segnet import SegNetSpec
 from segparity.networks.torchvision_segmentation import TORCHVISION_SPECS, TorchvisionSegmentationSpec
 from segparity.networks.unet import UNetSpec
 
 # segparity's own networks, then torchvision's segmentation models under torchvision's builder names
 MODEL_SPECS: dict[str, type] = {"deeplabv3plus": DeepLabV3PlusSpec, "fcn": FCNSpec, "segnet": SegNetSpec,
-                                "unet": UNetSpec, **TORCHVISION_SPECS}
+                                "unet": UNetSpec, "lesson_segnet": LessonSegNetSpec, "lesson_unet": LessonUNetSpec,
+                                **TORCHVISION_SPECS}
+
+# The PH2 lesson's two exercises' networks, exactly (segparity.networks.lesson): each exercise's quirks on.
+LESSON_EXERCISES = {
+    "lesson_segnet": {"lesson-pytorch": dict(exercise="pytorch", output_sigmoid=True),
+                      "lesson-tf": dict(exercise="tf", output_sigmoid=False)},
+    "lesson_unet": {"lesson-pytorch": dict(exercise="pytorch", output_sigmoid=True, recompute_skips=True),
+                    "lesson-tf": dict(exercise="tf", output_sigmoid=False, recompute_skips=True)},
+}
 
 # Named option sets, as torchvision's weights enums and keras-hub's presets name configurations.
-# Explicit keyword arguments to build_model override a preset's values.
+# Explicit keyword arguments to build_model override a preset's values. A preset with an "arch" entry builds
+# that network instead: segnet's and unet's "lesson-pytorch" / "lesson-tf" are the exercises' own networks.
 LESSON_ENCODER = ((16,), (32,), (64,), (128,))
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "unet": {
@@ -33,6 +44,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # concatenate (decoder inputs 384, 192, 96, 48), conv-BN-ReLU order, 1x1 head to one logit.
         "lesson": dict(in_channels=3, num_classes=1, base_channels=16, depth=4, padding="same",
                        upsample="resize", batch_norm=True, convs_per_block=1),
+        **{preset: dict(arch="lesson_unet", **values) for preset, values in LESSON_EXERCISES["lesson_unet"].items()},
     },
     "segnet": {
         # Badrinarayanan et al. 2017 on CamVid (11 classes): VGG-16 encoder, index unpooling.
@@ -41,12 +53,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "lesson": dict(in_channels=3, num_classes=1, encoder=LESSON_ENCODER, bottleneck=(256,),
                        decoder=((128,), (64,), (32,), (16,)), upsample="bilinear", head_kernel_size=1,
                        batch_norm=True),
+        **{preset: dict(arch="lesson_segnet", **values) for preset, values in LESSON_EXERCISES["lesson_segnet"].items()},
     },
     "fcn": {
         # Long et al. 2015, FCN-8s on PASCAL VOC (21 classes): VGG-16, conv1_1 padded by 100, Caffe crops.
         "paper": dict(in_channels=3, num_classes=21, variant="8s", padding="paper", batch_norm=False),
     },
     "deeplabv3plus": {},
+    **LESSON_EXERCISES,
     **{name: {} for name in TORCHVISION_SPECS},
 }
 
@@ -88,19 +102,20 @@ def make_spec(name: str, *, in_channels: int | None = None, num_classes: int | N
     """
     if name not in MODEL_SPECS:
         raise ValueError(f"unknown model name {name!r}; known models: {', '.join(list_models())}")
-    known = option_names(name)
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise TypeError(
-            f"unknown option(s) {', '.join(map(repr, unknown))} for model {name!r}; "
-            f"known options: {', '.join(known)}"
-        )
     values: dict[str, Any] = {}
     if preset is not None:
         if preset not in PRESETS.get(name, {}):
             raise ValueError(f"unknown preset {preset!r} for model {name!r}; known presets: "
                              f"{', '.join(list_presets(name)) or 'none'}")
         values.update(PRESETS[name][preset])
+        name = values.pop("arch", name)  # segnet's "lesson-pytorch" is the network lesson_segnet
+    known = option_names(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for model {name!r}"
+            f"{f' (preset {preset!r})' if preset else ''}; known options: {', '.join(known)}"
+        )
     explicit = dict(options, in_channels=in_channels, num_classes=num_classes)
     values.update({k: v for k, v in explicit.items() if v is not None})
     for required in required_options(name):

@@ -103,6 +103,18 @@ def lesson_case(arch: str, seed: int) -> Case:
     return Case(arch, options, batch=1, size=64, seed=seed, weights_from="torch", num_classes=1, tag="lesson preset")
 
 
+def exercise_cases(arch: str, seed: int) -> list[Case]:
+    """The lesson exercises' own networks (``preset="lesson-pytorch"`` / ``"lesson-tf"``, ``segparity.networks.lesson``)
+    with their quirks, one 64x64 image each, as ``lesson_case``."""
+    cases = []
+    for i, preset in enumerate(("lesson-pytorch", "lesson-tf")):
+        spec = make_spec(arch, preset=preset)
+        options = {k: v for k, v in spec.options().items() if k not in ("in_channels", "num_classes")}
+        cases.append(Case(spec.name, options, batch=1, size=64, seed=seed + i, weights_from=FRAMEWORKS[i % 2],
+                          num_classes=1, tag=f"{preset} preset"))
+    return cases
+
+
 def segnet_cases(seed: int = 0) -> list[Case]:
     """SegNet with index unpooling (BN on and off) in the paper's shape at small widths, and the lesson's
     network. 2x3x32x32: the deepest BN sees 2*4*4 = 32 values per channel."""
@@ -182,6 +194,7 @@ def torchvision_cases(arch: str, seed: int = 0) -> list[Case]:
 
 
 SUITES = {"deeplabv3plus": deeplab_cases, "fcn": fcn_cases, "segnet": segnet_cases, "unet": unet_cases,
+          "lesson_segnet": functools.partial(exercise_cases, "segnet"), "lesson_unet": functools.partial(exercise_cases, "unet"),
           **{arch: functools.partial(torchvision_cases, arch) for arch in TORCHVISION_CASES}}
 
 

@@ -5,6 +5,7 @@ behaviour, the fix and a source for each."""
 
 import keras
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -212,3 +213,34 @@ def test_pitfall_tf32_on_gpu():
         assert_close(off, float32, quantity="cuDNN conv, TF32 off")
         if torch.cuda.get_device_capability()[0] >= 8:  # Ampere or later: TF32 exists
             assert compare(on, float32).max_abs > 1e-4
+
+
+def test_pitfall_keras_bce_unwraps_sigmoid():
+    """The lesson's PyTorch exercise ends its network in ``nn.Sigmoid()`` and then applies ``BCEWithLogitsLoss``: torch
+    takes the probabilities as logits (a sigmoid twice). Keras's ``binary_crossentropy(from_logits=True)`` looks at how
+    its input was made: a tensor from a sigmoid activation (``_keras_logits``, or a ``Sigmoid`` op in a graph) is
+    replaced by the sigmoid's input, so the same code in Keras computes the loss without the second sigmoid, and the
+    two frameworks' losses differ. segparity's Keras BCE writes the with-logits formula out and takes what it is given."""
+    import tensorflow as tf
+
+    x = RNG.normal(scale=3.0, size=(2, 1, 8, 8)).astype(np.float32)
+    labels = (RNG.random((2, 1, 8, 8)) > 0.5).astype(np.float32)
+    twice = F.binary_cross_entropy_with_logits(torch.sigmoid(torch.from_numpy(x)), torch.from_numpy(labels)).item()
+    once = F.binary_cross_entropy_with_logits(torch.from_numpy(x), torch.from_numpy(labels)).item()
+    probabilities = keras.layers.Activation("sigmoid")(np.moveaxis(x, 1, -1))  # carries _keras_logits
+    stock = keras.losses.BinaryCrossentropy(from_logits=True)
+
+    @tf.function
+    def in_a_graph(logits):  # the Sigmoid op is recognised in a graph too
+        return stock(np.moveaxis(labels, 1, -1), tf.sigmoid(logits))
+
+    with pytest.warns(UserWarning, match="produced by a Sigmoid activation"):  # Keras says so, as a warning only
+        eager = float(stock(np.moveaxis(labels, 1, -1), probabilities))
+        graph = float(in_a_graph(np.moveaxis(x, 1, -1)))
+    assert abs(eager - once) < 1e-5 and abs(graph - once) < 1e-5  # Keras dropped the second sigmoid
+    assert abs(twice - once) > 0.1
+    ours = keras_losses.BinaryCrossEntropyLoss()(keras.ops.convert_to_tensor(labels[:, 0]), probabilities)
+    assert_close(float(ours), torch_losses.BinaryCrossEntropyLoss()(torch.sigmoid(torch.from_numpy(x)),
+                                                                     torch.from_numpy(labels[:, 0])).item(),
+                 quantity="segparity's BCE on sigmoid outputs")
+    assert abs(float(ours) - twice) < 1e-5
