@@ -417,11 +417,15 @@ def _listed(names: list[str]) -> str:
 
 def _isolated_floor(torch_probe, torch_model, call: LayerCall, training: bool, reference: str) -> float | None:
     """How far torch's float32 layer output is from a ``reference`` (float64) copy of that layer run on the same
-    recorded input; None where the inputs are not all floating arrays (the layer then keeps the bare atol)."""
+    recorded input; None where the inputs are not all floating arrays or the float64 copy cannot run on them (the
+    layer then keeps the bare atol: a floor that cannot be measured is not assumed)."""
     if not call.args or not all(isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.floating) for a in call.args):
         return None
-    exact, _ = torch_probe.record(torch_probe.find_layer(torch_model, call.path), list(call.args), [], training,
-                                  dtype=reference)
+    try:
+        exact, _ = torch_probe.record(torch_probe.find_layer(torch_model, call.path), list(call.args), [], training,
+                                      dtype=reference)
+    except Exception:  # e.g. a layer that needs more than its positional arguments: no floor, the bare atol
+        return None
     return _floor(call.output, exact)
 
 
