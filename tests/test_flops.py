@@ -98,3 +98,15 @@ def test_a_size_the_network_cannot_take_is_named():
 def test_unknown_task_is_named():
     with pytest.raises(ValueError, match="task must be one of"):
         step_flops(build_model("unet", preset="lesson").spec, 1, 16, 16, "backward")
+
+
+@pytest.mark.parametrize("arch", ["segnet", "unet"])
+@pytest.mark.parametrize("preset", ["lesson-pytorch", "lesson-tf"])
+def test_lesson_exercise_networks_count_as_torch_counts(arch, preset):
+    """The lesson exercises' networks: the TF exercise's SegNet convolves before it up-samples (its decoder convs run at
+    half the side), and the U-Net's recomputed skips run every encoder conv twice (``call_counts``)."""
+    model = build_model(arch, preset=preset).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, 64, 48))
+    convs = sum(v for op, v in counter.get_flop_counts()["Global"].items() if "convolution" in str(op))
+    assert convs == 2 * sum(layer_macs(model.spec, 64, 48).values())

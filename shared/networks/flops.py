@@ -19,17 +19,20 @@ TASKS = ("forward", "train_step")
 
 
 def layer_macs(spec, height: int, width: int) -> dict[str, int]:
-    """Conv layer path -> multiply-adds of its forward for one ``height x width`` image, in layer-table order."""
+    """Conv layer path -> multiply-adds of its forward for one ``height x width`` image, in layer-table order; a layer
+    a network calls more than once counts each call (``spec.call_counts()``, where a spec has one: the lesson U-Net's
+    recomputed skips)."""
     for name, side in (("height", height), ("width", width)):
         if spec.output_size(side) is None:
             raise ValueError(f"{name} {side} cannot go through {spec.describe()}: it needs {spec.size_rule()}")
     rows, cols = spec.layer_sizes(height), spec.layer_sizes(width)
+    calls = spec.call_counts() if hasattr(spec, "call_counts") else {}
     macs = {}
     for entry in spec.layer_table():
         if entry.kind in ("conv2d", "conv_transpose2d", "depthwise_conv2d"):
             fan_in = 1 if entry.kind == "depthwise_conv2d" else entry.in_channels  # one input channel per filter
             per_pixel = fan_in * entry.out_channels * entry.kernel_size ** 2
-            macs[entry.path] = rows[entry.path] * cols[entry.path] * per_pixel
+            macs[entry.path] = rows[entry.path] * cols[entry.path] * per_pixel * calls.get(entry.path, 1)
     return macs
 
 

@@ -147,6 +147,12 @@ class LessonUNetSpec(_LessonSpec):
         """Input channels of dec_conv0..3: the up-sampled map and the skip of the same side."""
         return tuple(up + skip for up, skip in zip((BOTTLENECK,) + DECODER, ENCODER[::-1]))
 
+    def call_counts(self) -> dict[str, int]:
+        """Layers called more than once per forward pass: with ``recompute_skips`` every encoder conv and BN twice."""
+        if not self.recompute_skips:
+            return {}
+        return {f"{kind}{i}": 2 for kind in ("enc_conv", "bn") for i in range(len(ENCODER))}
+
     def layer_sizes(self, size: int) -> dict[str, int]:
         sizes = {f"enc_conv{i}": size // 2**i for i in range(4)}
         sizes.update({f"bn{i}": size // 2**i for i in range(4)})
