@@ -30,7 +30,7 @@ class UpsampleBilinear2x(nn.Module):
 
 
 class _Lesson(nn.Module):
-    """The layers both networks share, named as the exercise names them; ``block`` and ``decode`` apply them in the
+    """The layers both networks share, named as the exercise names them; ``block`` and ``activate`` apply them in the
     exercise's order."""
 
     def _build(self, spec) -> None:

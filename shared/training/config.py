@@ -22,7 +22,7 @@ from segparity.data.preprocess import Augment
 from segparity.data.samples import DatasetError, Skipped
 from segparity.data.splits import load_split, save_split, split_keys
 from segparity.networks.geometry import nearest_sizes
-from segparity.networks.specs import make_spec
+from segparity.networks.specs import LESSON_EXERCISES, make_spec
 from segparity.networks.torchvision_segmentation import TORCHVISION_SPECS
 from segparity.data.synthetic import TASKS, synthetic_class_names, task_classes
 
@@ -102,6 +102,10 @@ class TrainConfig:
                              "output and an auxiliary loss); their training parity is `segparity report --arch "
                              f"{self.arch}` (loss, gradients, one SGD and one Adam step)")
         spec = make_spec(self.arch, in_channels=3, num_classes=self.outputs(), preset=self.preset, **self.build_options())
+        if spec.name in LESSON_EXERCISES:
+            raise ValueError(f"{spec.describe()}: segparity train does not train the lesson exercises' own networks yet "
+                             "(their training set-ups, and metrics of a network that ends in a sigmoid); their parity is "
+                             f"`segparity report --arch {spec.name}`, and preset 'lesson' trains segparity's version")
         out = spec.output_size(self.image_size)
         if out is None:
             nearest = ", ".join(map(str, nearest_sizes(self.image_size, spec.output_size)))
