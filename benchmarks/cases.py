@@ -26,7 +26,7 @@ class Case:
 
 FULL = (
     Case("unet", dict(in_channels=3, num_classes=3, base_channels=32, depth=4), batch=8, size=128),
-    Case("segnet", dict(preset="lesson"), batch=8, size=128),
+    Case("segnet", dict(preset="lesson-segparity"), batch=8, size=128),
     Case("fcn", dict(in_channels=3, num_classes=21, variant="8s", encoder=((32,), (64,), (128,), (128,), (128,)),
                      fc_channels=256), batch=8, size=128),
     Case("deeplabv3plus", dict(in_channels=3, num_classes=21), batch=8, size=128),

@@ -91,6 +91,34 @@ def build_optimizer(model: keras.Model, name: str, *, lr: float, momentum: float
     return optimizer
 
 
+class _LegacyDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """``lr * (1 / (1 + lr_decay * iterations))`` in float64, as torch's ``LambdaLR`` computes it in Python floats
+    (Keras 3's ``InverseTimeDecay`` would compute it in float32)."""
+
+    def __init__(self, lr: float, lr_decay: float):
+        self.lr, self.lr_decay = lr, lr_decay
+
+    def __call__(self, step):
+        step = ops.cast(step, "float64")
+        lr = ops.convert_to_tensor(self.lr, dtype="float64")  # from the Python float: no float32 rounding first
+        return lr * (1.0 / (1.0 + ops.convert_to_tensor(self.lr_decay, dtype="float64") * step))
+
+    def get_config(self):
+        return {"lr": self.lr, "lr_decay": self.lr_decay}
+
+
+def legacy_decay(optimizer: keras.optimizers.Optimizer, lr: float, lr_decay: float, step: int = 0) -> _LegacyDecay:
+    """Keras 2's legacy ``decay`` argument (gone in Keras 3) as a schedule: optimiser step ``t`` (0-based) uses
+    ``lr * (1 / (1 + lr_decay * t))`` (``segparity.training.config.decayed_lr``). It replaces ``optimizer``'s
+    learning rate and reads ``optimizer.iterations``, so ``step`` (the steps already taken) must equal them."""
+    if step != int(optimizer.iterations):
+        raise ValueError(f"step {step} differs from the optimizer's iterations {int(optimizer.iterations)}: "
+                         "load the optimizer state first")
+    schedule = _LegacyDecay(lr, lr_decay)  # the Python float, not the optimizer's float32 variable
+    optimizer.learning_rate = schedule
+    return schedule
+
+
 def _slot_variables(optimizer: keras.optimizers.Optimizer) -> dict[str, list]:
     """Canonical slot name -> the Keras optimiser's list of per-variable slots."""
     if isinstance(optimizer, _TorchAdam):

@@ -22,7 +22,7 @@ from segmentation_tf.data import make_loader
 from segmentation_tf.device import precision, resolve_device
 from segmentation_tf.instance import DiscriminativeLoss
 from segmentation_tf.metrics import MeanDice, MeanIoU, PixelAccuracy, predicted_labels
-from segmentation_tf.optimizers import build_optimizer, load_optimizer_state, optimizer_state
+from segmentation_tf.optimizers import build_optimizer, legacy_decay, load_optimizer_state, optimizer_state
 from segmentation_tf.registry import build_model
 from segmentation_tf.weights import from_canonical, load_weights, to_canonical
 from segparity.data.dataset import batch_indices
@@ -31,7 +31,8 @@ from segparity.reference.losses import build
 from segparity.reference.panoptic import default_bandwidth
 from segparity.training.plots import plot_run
 from segparity.training.runs import RunFolder
-from segparity.training.config import METRICS, TrainConfig, TrainData, check_finite_loss, class_names, epoch_row, loss_description, prepare_data
+from segparity.training.config import (METRICS, TrainConfig, TrainData, check_finite_loss, class_names, decayed_lr,
+                                       epoch_row, loss_description, prepare_data)
 from segparity.validation import nan_error
 
 
@@ -54,9 +55,9 @@ class _SaveEpoch(keras.callbacks.Callback):
     After each batch: the guard against a NaN or infinite loss (``logs["loss"]`` is the epoch's running
     mean, non-finite from the first such batch on), which stops ``fit`` before the epoch is saved."""
 
-    def __init__(self, run: RunFolder, rows: list[dict], lr: float, progress: bool):
+    def __init__(self, run: RunFolder, rows: list[dict], config: TrainConfig, progress: bool):
         super().__init__()
-        self.run, self.rows, self.lr, self.progress = run, rows, lr, progress
+        self.run, self.rows, self.config, self.progress = run, rows, config, progress
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
@@ -69,8 +70,9 @@ class _SaveEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         train = {key: logs[key] for key in ("loss", *METRICS)}
         val = {key: logs[f"val_{key}"] for key in ("loss", *METRICS)}
-        self.rows.append(epoch_row(epoch, train, val, self.lr, time.perf_counter() - self.start))
         step = int(self.model.optimizer.iterations)
+        lr = decayed_lr(self.config.lr, self.config.lr_decay, step - 1)  # the epoch's last step's
+        self.rows.append(epoch_row(epoch, train, val, lr, time.perf_counter() - self.start))
         self.run.save_epoch(self.rows, step, to_canonical(self.model),
                             optimizer_state(self.model, self.model.optimizer, step), self.model.spec)
 
@@ -84,6 +86,8 @@ def train_steps(config: TrainConfig, data: TrainData, steps: int,
     with tf.device(resolve_device(config.device)), precision(dtype):
         model, optimizer, loss_fn = build_run(config, config.outputs())
         model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)
+        if config.lr_decay:
+            legacy_decay(optimizer, config.lr, config.lr_decay)
         step_losses = []
         for epoch in range(steps):  # at least one batch per epoch, so never more than `steps` epochs
             for images, masks in make_loader(data.train, config.batch_size, epoch, shuffle=True):
@@ -93,10 +97,11 @@ def train_steps(config: TrainConfig, data: TrainData, steps: int,
     return np.asarray(step_losses), to_canonical(model)
 
 
-def predict_labels(model: keras.Model, images: np.ndarray) -> np.ndarray:
-    """Inference-mode labels ``(N, H, W)`` for channels-last ``images (N, H, W, C)``."""
+def predict_labels(model: keras.Model, images: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+    """Inference-mode labels ``(N, H, W)`` for channels-last ``images (N, H, W, C)`` (one output channel: label 1
+    above ``threshold``)."""
     outputs = model(images, training=False)
-    return np.asarray(predicted_labels(outputs[0] if isinstance(outputs, tuple) else outputs))
+    return np.asarray(predicted_labels(outputs[0] if isinstance(outputs, tuple) else outputs, threshold))
 
 
 def predict_instances(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +121,9 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
         model, optimizer, loss_fn = build_run(config, config.outputs())
         labels = max(data.num_labels, 2)
         instances = config.task != "semantic"
-        metrics = [MeanIoU(labels, name="iou"), MeanDice(labels, name="dice"), PixelAccuracy(labels, name="accuracy")]
+        threshold = config.label_threshold()
+        metrics = [MeanIoU(labels, threshold=threshold, name="iou"), MeanDice(labels, threshold=threshold, name="dice"),
+                   PixelAccuracy(labels, threshold=threshold, name="accuracy")]
         # two outputs: a loss for each (Keras sums them) and the semantic metrics on the logits only
         model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False, metrics=(metrics, []) if instances else metrics)
         run.save_config(config)
@@ -125,6 +132,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             from_canonical(model, checkpoint.weights)
             load_optimizer_state(model, optimizer, checkpoint.optimizer)
             rows = checkpoint.rows
+        if config.lr_decay:
+            legacy_decay(optimizer, config.lr, config.lr_decay, int(optimizer.iterations))
         first = len(rows)
         # fit reads one stream of all remaining epochs; epoch e's batches are those of batch_indices(..., e)
         stream = make_loader(data.train, config.batch_size, first, shuffle=True, instances=instances)
@@ -132,7 +141,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             stream = stream.concatenate(make_loader(data.train, config.batch_size, epoch, shuffle=True,
                                                     instances=instances))
         steps = len(batch_indices(len(data.train), config.batch_size, 0, config.seed))
-        saver = _SaveEpoch(run, rows, config.lr, progress)
+        saver = _SaveEpoch(run, rows, config, progress)
         try:
             model.fit(stream, epochs=config.epochs, initial_epoch=first, steps_per_epoch=steps, shuffle=False,
                       validation_data=make_loader(data.val, config.batch_size, 0, shuffle=False, instances=instances),
@@ -144,7 +153,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
                               epochs_saved=len(rows), out=run.out, cause="the model's output holds NaN or infinity")
         run.save_final(to_canonical(model), model.spec)
         title = f"{config.arch}, tf, {config.data}"
-        plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images), title,
+        plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images, threshold), title,
                  class_names=class_names(config))
         if instances:
             finish_instance_run(run.out, data, lambda images: predict_instances(model, images),

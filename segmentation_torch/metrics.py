@@ -2,7 +2,8 @@
 
 Twin of ``segmentation_tf/metrics.py``. The scores are ``segparity.reference.metrics``'s, computed from the
 accumulated counts, so they equal the numpy reference exactly on the same label maps. Predictions may
-be logits ``(N, C, H, W)`` (argmax over C; with one channel, ``logit > 0`` gives labels 0/1) or integer
+be logits ``(N, C, H, W)`` (argmax over C; with one channel, ``value > threshold`` gives labels 0/1:
+``threshold=0`` for a logit, 0.5 for a network that ends in a sigmoid) or integer
 label maps ``(N, H, W)``; targets are integer label maps ``(N, H, W)``.
 """
 
@@ -15,14 +16,16 @@ from segparity.reference import metrics
 from segparity.validation import nan_error
 
 
-def predicted_labels(preds: torch.Tensor) -> torch.Tensor:
-    """Integer labels ``(N, H, W)`` from logits ``(N, C, H, W)`` or from labels (returned as they are)."""
+def predicted_labels(preds: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+    """Integer labels ``(N, H, W)`` from logits ``(N, C, H, W)`` or from labels (returned as they are).
+    One channel: label 1 where the value is above ``threshold`` (0 for a logit, i.e. probability 0.5;
+    0.5 for a probability)."""
     if not preds.is_floating_point():
         return preds
     if not bool(torch.isfinite(preds).all()):
         raise nan_error("preds")
     if preds.shape[1] == 1:
-        return (preds[:, 0] > 0).long()  # one logit: probability > 0.5
+        return (preds[:, 0] > threshold).long()
     return preds.argmax(dim=1)
 
 
@@ -30,17 +33,19 @@ class ConfusionMatrix:
     """Accumulates ``cm[target, prediction]`` counts over ``update`` calls (``segparity.reference.metrics``).
 
     ``update(preds, target)``, ``compute()`` (the ``(num_classes, num_classes)`` int64 numpy counts),
-    ``reset()``. Pixels whose target is ``ignore_index`` are not counted.
+    ``reset()``. Pixels whose target is ``ignore_index`` are not counted. ``threshold``: a one-channel
+    prediction's label is 1 above it (``predicted_labels``).
     """
 
-    def __init__(self, num_classes: int, ignore_index: int | None = None):
+    def __init__(self, num_classes: int, ignore_index: int | None = None, threshold: float = 0.0):
         metrics.check_num_classes(num_classes)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+        self.threshold = threshold
         self.counts = torch.zeros(num_classes * num_classes, dtype=torch.int64)
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        labels = predicted_labels(preds)
+        labels = predicted_labels(preds, self.threshold)
         if labels.shape != target.shape:
             raise ValueError(f"preds give label maps of shape {tuple(labels.shape)} but target has shape "
                              f"{tuple(target.shape)}; target must be integer labels (N, H, W)")

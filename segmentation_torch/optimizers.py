@@ -31,6 +31,16 @@ def build_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float =
     raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
 
 
+def legacy_decay(optimizer: torch.optim.Optimizer, lr: float, lr_decay: float,
+                 step: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Keras 2's legacy ``decay`` argument as a per-batch schedule: optimiser step ``t`` (0-based) uses
+    ``lr * (1 / (1 + lr_decay * t))`` (``segparity.training.config.decayed_lr``). Call ``.step()`` after each
+    ``optimizer.step()``. ``step``: the optimiser steps already taken (a resumed run)."""
+    for group in optimizer.param_groups:
+        group["initial_lr"] = lr  # what LambdaLR scales (it needs it to start past step 0)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1.0 / (1.0 + lr_decay * t), last_epoch=step - 1)
+
+
 def _slots(optimizer: torch.optim.Optimizer) -> tuple[str, ...]:
     if isinstance(optimizer, torch.optim.SGD):
         return SLOTS["sgd"] if optimizer.defaults["momentum"] else ()

@@ -30,7 +30,7 @@ def build_model(name: str, *, in_channels: int | None = None, num_classes: int |
                 preset: str | None = None, encoder_weights: str | os.PathLike | None = None, **options) -> nn.Module:
     """Build a network by name; options are those of its spec in ``segparity.networks`` (checked first).
 
-    ``preset`` names a set of options in ``segparity.networks.specs.PRESETS`` (``"paper"``, ``"lesson"``); explicit
+    ``preset`` names a set of options in ``segparity.networks.specs.PRESETS`` (``"paper"``, ``"lesson-segparity"``, ``"lesson-pytorch"``); explicit
     arguments override it. ``in_channels`` and ``num_classes`` are required unless the preset sets them;
     torchvision's models (``deeplabv3_resnet50``, ...) take torchvision's ``num_classes`` (default 21) and ``aux_loss``
     and return a dict, ``"out"`` (and ``"aux"``) at the input size. ``encoder_weights``: a torchvision classification

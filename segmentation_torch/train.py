@@ -24,7 +24,7 @@ from segmentation_torch.data import make_loader
 from segmentation_torch.device import precision, resolve_device
 from segmentation_torch.instance import DiscriminativeLoss
 from segmentation_torch.metrics import ConfusionMatrix, predicted_labels
-from segmentation_torch.optimizers import build_optimizer, load_optimizer_state, optimizer_state
+from segmentation_torch.optimizers import build_optimizer, legacy_decay, load_optimizer_state, optimizer_state
 from segmentation_torch.registry import build_model
 from segmentation_torch.weights import from_canonical, load_weights, to_canonical
 from segparity.reference import metrics
@@ -33,7 +33,8 @@ from segparity.reference.losses import build
 from segparity.reference.panoptic import default_bandwidth
 from segparity.training.plots import plot_run
 from segparity.training.runs import RunFolder
-from segparity.training.config import TrainConfig, TrainData, check_finite_loss, class_names, epoch_row, loss_description, prepare_data
+from segparity.training.config import (TrainConfig, TrainData, check_finite_loss, class_names, decayed_lr, epoch_row,
+                                       loss_description, prepare_data)
 
 
 def build_run(config: TrainConfig, num_outputs: int) -> tuple[nn.Module, torch.optim.Optimizer, nn.Module | tuple]:
@@ -62,15 +63,16 @@ def _loss(loss_fn, outputs, target) -> torch.Tensor:
     return loss_fn(outputs, target)
 
 
-def _run_epoch(model: nn.Module, loss_fn: nn.Module, loader, num_labels: int,
-               optimizer: torch.optim.Optimizer | None = None, desc: str = "",
+def _run_epoch(model: nn.Module, loss_fn: nn.Module, loader, num_labels: int, threshold: float,
+               optimizer: torch.optim.Optimizer | None = None, schedule=None, desc: str = "",
                guard: Callable[..., None] | None = None) -> dict[str, float]:
-    """One pass over ``loader``: training (with ``optimizer``) or evaluation (without); returns mean
-    loss and ``segparity.training.config.METRICS`` over the pass. ``guard(loss, batch[, cause])`` sees each batch's
+    """One pass over ``loader``: training (with ``optimizer``, and ``schedule`` stepped after each of its steps)
+    or evaluation (without); returns mean loss and ``segparity.training.config.METRICS`` over the pass (a
+    one-channel output is label 1 above ``threshold``). ``guard(loss, batch[, cause])`` sees each batch's
     loss (NaN if the model's output is not finite) before its optimiser step, and may stop the run."""
     device = next(model.parameters()).device
     model.train(optimizer is not None)
-    counts = ConfusionMatrix(max(num_labels, 2))
+    counts = ConfusionMatrix(max(num_labels, 2), threshold=threshold)
     total, seen = 0.0, 0
     bar = tqdm(loader, desc=desc, unit="batch", leave=optimizer is not None, file=sys.stderr, disable=not desc or None)
     for batch, (images, target) in enumerate(bar):
@@ -89,6 +91,8 @@ def _run_epoch(model: nn.Module, loss_fn: nn.Module, loader, num_labels: int,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
         total += value * len(images)
         seen += len(images)
         counts.update(logits.detach().cpu(), masks.cpu())
@@ -107,6 +111,7 @@ def train_steps(config: TrainConfig, data: TrainData, steps: int,
         model, optimizer, loss_fn = build_run(config, config.outputs())
     model.train()
     device = next(model.parameters()).device
+    schedule = legacy_decay(optimizer, config.lr, config.lr_decay) if config.lr_decay else None
     step_losses = []
     for epoch in range(steps):  # at least one batch per epoch, so never more than `steps` epochs
         for images, masks in make_loader(data.train, config.batch_size, epoch, shuffle=True):
@@ -116,6 +121,8 @@ def train_steps(config: TrainConfig, data: TrainData, steps: int,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
             step_losses.append(float(loss.detach()))
     return np.asarray(step_losses), to_canonical(model)
 
@@ -128,10 +135,11 @@ def _predict(model: nn.Module, images: np.ndarray):
         return model(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device))
 
 
-def predict_labels(model: nn.Module, images: np.ndarray) -> np.ndarray:
-    """Eval-mode labels ``(N, H, W)`` for channels-last ``images (N, H, W, C)``."""
+def predict_labels(model: nn.Module, images: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+    """Eval-mode labels ``(N, H, W)`` for channels-last ``images (N, H, W, C)`` (one output channel: label 1
+    above ``threshold``)."""
     outputs = _predict(model, images)
-    return predicted_labels(outputs[0] if isinstance(outputs, tuple) else outputs).cpu().numpy()
+    return predicted_labels(outputs[0] if isinstance(outputs, tuple) else outputs, threshold).cpu().numpy()
 
 
 def predict_instances(model: nn.Module, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,22 +168,25 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
         from_canonical(model, checkpoint.weights)
         step = load_optimizer_state(model, optimizer, checkpoint.optimizer)
         rows = checkpoint.rows
+    schedule = legacy_decay(optimizer, config.lr, config.lr_decay, step) if config.lr_decay else None
+    threshold = config.label_threshold()
     for epoch in range(len(rows), config.epochs):
         start = time.perf_counter()
         loader = make_loader(data.train, config.batch_size, epoch, shuffle=True, instances=instances)
         guard = partial(_guard, epoch=epoch + 1, first_step=step + 1, epochs_saved=len(rows), out=run.out)
-        train_scores = _run_epoch(model, loss_fn, loader, data.num_labels, optimizer,
+        train_scores = _run_epoch(model, loss_fn, loader, data.num_labels, threshold, optimizer, schedule,
                                   desc=f"epoch {epoch + 1}/{config.epochs}" if progress else "", guard=guard)
         val_scores = _run_epoch(model, loss_fn, make_loader(data.val, config.batch_size, 0, shuffle=False,
-                                                            instances=instances), data.num_labels)
+                                                            instances=instances), data.num_labels, threshold)
         step += len(loader)
-        rows.append(epoch_row(epoch, train_scores, val_scores, config.lr, time.perf_counter() - start))
+        lr = decayed_lr(config.lr, config.lr_decay, step - 1)  # the epoch's last step's
+        rows.append(epoch_row(epoch, train_scores, val_scores, lr, time.perf_counter() - start))
         run.save_epoch(rows, step, to_canonical(model), optimizer_state(model, optimizer, step), model.spec)
         if progress:
             print(f"epoch {epoch + 1}: val_loss {rows[-1]['val_loss']:.4f}, val_iou {rows[-1]['val_iou']:.4f}", file=sys.stderr)
     run.save_final(to_canonical(model), model.spec)
     title = f"{config.arch}, torch, {config.data}"
-    plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images), title,
+    plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images, threshold), title,
              class_names=class_names(config))
     if instances:
         finish_instance_run(run.out, data, lambda images: predict_instances(model, images), f"{title}, {config.task}",

@@ -129,9 +129,9 @@ def _config(args: argparse.Namespace, framework: str):
     from segparity.training.config import make_config
 
     given = {name: getattr(args, name, None) for name in (
-        "data", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "loss", "image_size",
+        "data", "epochs", "batch_size", "lr", "lr_decay", "optimizer", "momentum", "weight_decay", "loss", "image_size",
         "num_classes", "synthetic_classes", "synthetic_samples", "seed", "skip_bad", "mask_threshold",
-        "init_weights", "device", "task", "embedding_dim")}
+        "init_weights", "device", "task", "embedding_dim", "threshold")}
     given["split"] = tuple(args.split) if args.split else None
     given["augment"] = getattr(args, "augment", None)
     given["model_options"] = dict(args.model_option) if args.model_option else None
@@ -269,10 +269,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by ``train`` and ``compare-train``; None means "not given" (preset, then default)."""
     from segparity.training.config import LOSSES, OPTIMIZERS
 
-    add_model_arguments(parser)  # --preset lesson also sets the lesson's training (docs/training.md)
+    add_model_arguments(parser)  # the lesson presets also set their training (docs/lesson.md)
     parser.add_argument("--data", help="synthetic (default), ph2:DIR or mads:DIR")
     parser.add_argument("--batch-size", type=int, help="default 16")
     parser.add_argument("--lr", type=float, help="default 1e-3")
+    parser.add_argument("--lr-decay", type=float, help="Keras 2's legacy decay: step t uses lr / (1 + D t); default 0")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
     parser.add_argument("--momentum", type=float, help="SGD momentum, default 0")
     parser.add_argument("--weight-decay", type=float, help="L2 added to the gradient, default 0")
@@ -285,6 +286,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad", action="store_true", default=None,
                         help="leave out unreadable or mismatched image/mask pairs (each named and counted) instead of stopping")
     parser.add_argument("--mask-threshold", type=int, help="foreground = mask value > T (for lossily saved masks)")
+    parser.add_argument("--threshold", type=float, help="one output channel: label 1 above T in the metrics and "
+                        "pictures; default 0 (a logit), 0.5 for a network that ends in a sigmoid")
     parser.add_argument("--init-weights", metavar="PATH", help="canonical checkpoint to start from")
     parser.add_argument("--device", choices=("cpu", "cuda"))
     parser.add_argument("--out", required=True, metavar="DIR")

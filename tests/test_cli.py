@@ -36,19 +36,50 @@ def _run_report(path, arches) -> tuple:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
+    """The whole default report (24 configurations, about 35 s on 2 cores): the slow tests' (``.ci/run`` runs them,
+    and a second time under AVX2 kernels and one thread)."""
     return _run_report(tmp_path_factory.mktemp("report") / "report.json", list(CONFIGS))
 
 
-def test_report_passes_and_writes_documented_json(report):
-    status, rows, _, _ = report
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    """One U-Net through every quantity (model flags give one configuration), for the default suite."""
+    path = tmp_path_factory.mktemp("quick") / "report.json"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = cli.main(["report", "--arch", "unet", "--model-option", "base_channels=8", "--model-option", "depth=3",
+                           "--json", str(path)])
+    document = json.loads(path.read_text())
+    assert list(document) == ["environment", "rows"]
+    return status, document["rows"], out.getvalue(), document["environment"]
+
+
+QUANTITIES = {"logits_eval", "logits_train", "loss_bce", "loss_ce", "grad_input_ce", "grad_weights_ce", "bn_running",
+              "weights_after_sgd", "weights_after_adam"}
+
+
+def test_report_passes_and_writes_documented_json(quick_report):
+    status, rows, _, _ = quick_report
     assert status == 0
     assert rows and all(list(row) == KEYS for row in rows)
     assert all(row["passed"] for row in rows)
+    assert QUANTITIES <= {row["quantity"] for row in rows}
+    assert all(row["rtol"] == 1e-4 and 1e-5 <= row["atol"] <= 1e-5 + 2 * FLOOR_LIMIT for row in rows)
+
+
+@pytest.mark.slow
+def test_every_configuration_of_the_report_passes(report):
+    status, rows, out, _ = report
+    assert status == 0
+    assert rows and all(list(row) == KEYS for row in rows)
+    assert all(row["passed"] for row in rows)
+    assert out.count("(equal)") == sum(CONFIGS.values()) and "DIFFERENT" not in out
+    assert "unet [same/transpose/bn d3 c8 2x3x32x32 w:torch]: parameters torch 121,139 / tf 121,139" in out
+    assert "unet [lesson preset 1x3x64x64 w:torch]: parameters torch 981,121 / tf 981,121" in out
+    assert "segnet [lesson preset 1x3x64x64 w:torch]: parameters torch 785,281 / tf 785,281" in out
     for arch, count in CONFIGS.items():
         assert len({row["config"] for row in rows if row["arch"] == arch}) == count, arch
-    quantities = {row["quantity"] for row in rows}
-    assert {"logits_eval", "logits_train", "loss_bce", "loss_ce", "grad_input_ce", "grad_weights_ce",
-            "bn_running", "weights_after_sgd", "weights_after_adam"} <= quantities
+    assert QUANTITIES <= {row["quantity"] for row in rows}
     # the two-headed (instance) U-Net: its embedding, discriminative loss and that loss's weight gradients
     embedding = {row["quantity"] for row in rows if "+embedding" in row["config"]}
     assert {"logits_eval", "embedding_eval", "loss_discriminative", "grad_weights_discriminative"} <= embedding
@@ -62,6 +93,7 @@ OWN_FIGURES = (r"(\d+) configurations of segparity's own networks \((\d+) U-Net,
 TORCHVISION_FIGURES = r"one of each of torchvision's (\d+) segmentation models, (\d+) rows"
 
 
+@pytest.mark.slow
 def test_readme_figures_of_the_report_are_the_reports(report):
     """The README quotes how many configurations and rows ``segparity report`` has for segparity's own networks;
     they must be this run's (torchvision's: ``test_report_checks_torchvisions_models``)."""
@@ -98,8 +130,8 @@ def test_report_checks_torchvisions_models(report, tmp_path):
     assert re.search(rf"^\.\.\. \({total[0]} rows: every configuration x quantity\)$", readme, flags=re.M)
 
 
-def test_report_prints_versions_tf32_table_and_parameter_counts(report):
-    status, _, out, environment = report
+def test_report_prints_versions_tf32_table_and_parameter_counts(quick_report):
+    status, _, out, environment = quick_report
     assert status == 0
     assert "torch 2." in out and "tensorflow 2." in out and "keras 3." in out
     assert "TF32 switched off for parity" in out
@@ -109,11 +141,9 @@ def test_report_prints_versions_tf32_table_and_parameter_counts(report):
     assert "tensor_float_32_execution=False" in environment["tf"]["tf32"]
     assert "cudnn.deterministic" in environment["torch"]["determinism"] and environment["machine"]["python"]
     assert re.search(r"\| arch +\| config", out)
-    assert out.count("(equal)") == sum(CONFIGS.values()) and "DIFFERENT" not in out
-    assert "unet [same/transpose/bn d3 c8 2x3x32x32 w:torch]: parameters torch 121,139 / tf 121,139" in out
-    assert "unet [lesson preset 1x3x64x64 w:torch]: parameters torch 981,121 / tf 981,121" in out
-    assert "segnet [lesson preset 1x3x64x64 w:torch]: parameters torch 785,281 / tf 785,281" in out
-    assert "passed, 0 failed" in out
+    assert out.count("(equal)") == 1 and "DIFFERENT" not in out
+    assert re.search(r"^unet \[.*\]: parameters torch ([\d,]+) / tf \1 \(equal\)", out, flags=re.M)
+    assert "23 passed, 0 failed (1 configuration" in out
 
 
 def test_report_seed_and_kink_redraw_note(monkeypatch, capsys):

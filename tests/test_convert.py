@@ -21,7 +21,7 @@ from segparity.parity.convert import convert, read_weights
 from segparity.networks.specs import make_spec
 
 SPECS = [
-    make_spec("unet", preset="lesson", base_channels=4),
+    make_spec("unet", preset="lesson-segparity", base_channels=4),
     make_spec("unet", in_channels=1, num_classes=2, base_channels=4, depth=2, padding="valid", batch_norm=False),
     make_spec("segnet", in_channels=3, num_classes=4, encoder=((8, 8), (16,)), decoder=((8,), (8,))),
     make_spec("fcn", in_channels=3, num_classes=5, variant="8s", encoder=((8,), (8,), (16,), (16,), (16,)), fc_channels=32),
@@ -77,7 +77,7 @@ def test_a_framework_file_needs_the_architecture(tmp_path):
 
 def test_wrong_architecture_names_the_key_and_shapes(tmp_path):
     path = _torch_file(tmp_path, SPECS[0])
-    wider = make_spec("unet", preset="lesson", base_channels=8)
+    wider = make_spec("unet", preset="lesson-segparity", base_channels=8)
     with pytest.raises(CheckpointError, match=r"key 'encoder.0.conv1.weight': expected \(8, 3, 3, 3\) float32, "
                                               r"found \(4, 3, 3, 3\) float32"):
         read_weights(path, wider)
@@ -136,7 +136,7 @@ def test_random_bytes_in_a_pt_give_torchs_cause(tmp_path):
 
 def test_keras_file_with_other_layers_is_named(tmp_path):
     path = tmp_path / "k.weights.h5"
-    build_keras("unet", **make_spec("unet", preset="lesson", base_channels=8).options()).save_weights(path)
+    build_keras("unet", **make_spec("unet", preset="lesson-segparity", base_channels=8).options()).save_weights(path)
     with pytest.raises(CheckpointError, match=r"k.weights.h5 does not match unet(.|\n)*\n  key 'bottleneck/conv1/vars/0': "
                                               r"expected \(3, 3, 32, 64\) float32, found \(3, 3, 64, 128\) float32"):
         read_weights(path, SPECS[0])
@@ -146,7 +146,7 @@ def test_cli_converts_and_reports_errors_in_one_line(tmp_path, capsys):
     write_checkpoint(tmp_path / "w.safetensors", random_weights(SPECS[0], seed=0), SPECS[0])
     assert cli.main(["convert", str(tmp_path / "w.safetensors"), str(tmp_path / "w.pt")]) == 0
     assert "w.pt: unet(depth=4, padding='same'), 19 layers" in capsys.readouterr().out
-    args = ["convert", str(tmp_path / "w.pt"), str(tmp_path / "w.weights.h5"), "--arch", "unet", "--preset", "lesson",
+    args = ["convert", str(tmp_path / "w.pt"), str(tmp_path / "w.weights.h5"), "--arch", "unet", "--preset", "lesson-segparity",
             "--model-option", "base_channels=4"]  # flags that agree with what w.pt records
     assert cli.main(args) == 0
     capsys.readouterr()
@@ -155,7 +155,7 @@ def test_cli_converts_and_reports_errors_in_one_line(tmp_path, capsys):
     assert "segparity convert: error:" in capsys.readouterr().err
     assert cli.main(["convert", str(tmp_path / "w.safetensors"), str(tmp_path / "w.npz")]) == 2
     assert "cannot tell the weight format from the name" in capsys.readouterr().err
-    other = ["convert", str(tmp_path / "w.safetensors"), str(tmp_path / "y.pt"), "--arch", "unet", "--preset", "lesson"]
+    other = ["convert", str(tmp_path / "w.safetensors"), str(tmp_path / "y.pt"), "--arch", "unet", "--preset", "lesson-segparity"]
     assert cli.main(other) == 2
     assert "flags disagree with it (leave them out to use the file's):\n  base_channels: " in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.pt").exists()

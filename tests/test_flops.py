@@ -15,8 +15,8 @@ SMALL = [
     ("unet", dict(in_channels=1, num_classes=2, base_channels=4, depth=2, padding="valid", batch_norm=False), 2, 60, 60),
     ("unet", dict(in_channels=1, num_classes=2, base_channels=4, depth=2, padding="valid", upsample="bilinear",
                   convs_per_block=1), 2, 42, 46),
-    ("unet", dict(preset="lesson", base_channels=4), 2, 32, 32),
-    ("segnet", dict(preset="lesson"), 2, 32, 48),
+    ("unet", dict(preset="lesson-segparity", base_channels=4), 2, 32, 32),
+    ("segnet", dict(preset="lesson-segparity"), 2, 32, 48),
     ("segnet", dict(in_channels=3, num_classes=4, encoder=((8, 8), (16,)), decoder=((8,), (8, 4)), bottleneck=(16,)),
      2, 32, 32),
     ("fcn", dict(in_channels=3, num_classes=5, variant="8s", encoder=((8,), (8,), (16,), (16,), (16,)), fc_channels=32),
@@ -82,7 +82,7 @@ def test_torch_flop_counter_ignores_groups_in_the_backward_pass():
 
 def test_layer_macs_by_hand():
     # lesson U-Net, 16x16 input: encoder.0.conv1 is 3 -> 16 channels, 3x3, at 16x16
-    model = build_model("unet", preset="lesson")
+    model = build_model("unet", preset="lesson-segparity")
     macs = layer_macs(model.spec, 16, 16)
     assert macs["encoder.0.conv1"] == 16 * 16 * 3 * 16 * 9
     assert macs["head"] == 16 * 16 * 16 * 1
@@ -92,12 +92,12 @@ def test_layer_macs_by_hand():
 def test_a_size_the_network_cannot_take_is_named():
     with pytest.raises(ValueError, match=r"height 100 cannot go through unet\(depth=4, padding='same'\): it needs "
                                          r"height and width divisible by 2\*\*depth = 16"):
-        step_flops(build_model("unet", preset="lesson").spec, 1, 100, 96, "forward")
+        step_flops(build_model("unet", preset="lesson-segparity").spec, 1, 100, 96, "forward")
 
 
 def test_unknown_task_is_named():
     with pytest.raises(ValueError, match="task must be one of"):
-        step_flops(build_model("unet", preset="lesson").spec, 1, 16, 16, "backward")
+        step_flops(build_model("unet", preset="lesson-segparity").spec, 1, 16, 16, "backward")
 
 
 @pytest.mark.parametrize("arch", ["segnet", "unet"])

@@ -173,14 +173,71 @@ def test_the_tf_exercises_weights_copied_by_layer_name_compute_the_same(arch):
             assert_close(keras.ops.convert_to_numpy(ours), keras.ops.convert_to_numpy(theirs), quantity=theirs.path)
 
 
-def test_train_refuses_the_exercise_presets_for_now(tmp_path, capsys):
-    """Their training set-ups (and metrics of a sigmoid output) are not in yet: a clear refusal, not a run whose IoU
-    thresholds probabilities at 0."""
-    from segparity import cli
+def test_each_preset_sets_its_exercises_training():
+    """``segparity train --preset lesson-pytorch / lesson-tf`` set the rest of each exercise (``../lesson-notes.md``);
+    explicit arguments override; a sigmoid output is labelled at 0.5, the TF exercise's logits at 0.5 as it did."""
+    from segparity.training.config import make_config
 
-    status = cli.main(["train", "--framework", "torch", "--arch", "unet", "--preset", "lesson-pytorch",
-                       "--out", str(tmp_path / "r")])
-    assert status == 2
-    assert ("lesson_unet(exercise='pytorch'): segparity train does not train the lesson exercises' own networks yet"
-            in capsys.readouterr().err)
-    assert not (tmp_path / "r").exists()
+    fields = ("image_size", "loss", "optimizer", "lr", "lr_decay", "weight_decay", "batch_size", "epochs", "split",
+              "seed", "num_classes")
+    pytorch = make_config("torch", "unet", preset="lesson-pytorch", data="ph2:/data")
+    assert tuple(getattr(pytorch, f) for f in fields) == (256, "bce", "adam", 1e-3, 0.0, 1e-6, 32, 30, (0.9, 0.1, 0.0),
+                                                          42, 1)
+    assert pytorch.label_threshold() == 0.5  # it ends in a sigmoid
+    tf = make_config("tf", "segnet", preset="lesson-tf", data="ph2:/data")
+    assert tuple(getattr(tf, f) for f in fields) == (256, "bce", "adam", 3e-4, 8e-9, 0.0, 64, 100, (0.8, 0.2, 0.0),
+                                                      42, 1)
+    assert tf.label_threshold() == 0.5  # logits > 0.5, the exercise's quirk
+    fixed = make_config("tf", "segnet", preset="lesson-segparity", data="ph2:/data")
+    assert fixed.label_threshold() == 0.0 and fixed.lr == 1e-3 and fixed.split == (0.9, 0.1, 0.0)
+    assert make_config("tf", "segnet", preset="lesson-tf", threshold=0.0, epochs=3).label_threshold() == 0.0
+    assert make_config("tf", "segnet", preset="lesson-tf", epochs=3).synthetic_classes == 2  # a lesion stand-in
+    with pytest.raises(ValueError, match="preset 'lesson' of 'unet' is gone: 'lesson-segparity' is segparity's version"):
+        make_config("torch", "unet", preset="lesson")
+
+
+def _val_accuracy(framework, run, threshold):
+    """Pixel accuracy of the run's final weights on its validation split, labels 1 above ``threshold``."""
+    import json
+
+    from segparity.reference import metrics
+    from segparity.training.config import TrainConfig, prepare_data
+
+    stored = json.loads((run / "config.json").read_text())
+    config = TrainConfig(**{**stored, "split": tuple(stored["split"])})
+    data = prepare_data(config, run / "split.json", resume=True, progress=False)
+    images, masks = data.val.images, data.val.masks
+    if framework == "torch":
+        from segmentation_torch.train import predict_labels
+        from segmentation_torch.weights import load_weights
+        model = build_torch(config.arch, in_channels=3, num_classes=1, preset=config.preset)
+    else:
+        from segmentation_tf.train import predict_labels
+        from segmentation_tf.weights import load_weights
+        model = build_keras(config.arch, in_channels=3, num_classes=1, preset=config.preset)
+    load_weights(model, run / "weights.safetensors")
+    labels = predict_labels(model, images, threshold)
+    return metrics.pixel_accuracy(metrics.confusion_matrix(labels, masks, 2)), masks.size
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+@pytest.mark.parametrize("arch, preset", [("unet", "lesson-pytorch"), ("segnet", "lesson-tf")])
+def test_each_exercise_trains_in_both_frameworks_and_its_metrics_label_as_it_does(tmp_path, framework, arch, preset):
+    """A short run of each exercise's network and set-up (32x32, 40 synthetic images, 3 epochs): the loss falls, the
+    learning-rate column follows the legacy decay, and the metrics label the sigmoid output (PyTorch) or the logit
+    (TF) at 0.5, as ``label_threshold`` says: the validation accuracy is that of the final weights at 0.5."""
+    from segparity import cli
+    from segparity.training.config import decayed_lr
+    from segparity.training.runs import read_metrics
+
+    run = tmp_path / "run"
+    assert cli.main(["train", "--framework", framework, "--arch", arch, "--preset", preset, "--image-size", "32",
+                     "--synthetic-samples", "40", "--batch-size", "8", "--epochs", "3", "--split", "0.8", "0.2", "0",
+                     "--quiet", "--out", str(run)]) == 0
+    rows = read_metrics(run / "metrics.csv")
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    lr, decay = (1e-3, 0.0) if preset == "lesson-pytorch" else (3e-4, 8e-9)
+    assert [row["lr"] for row in rows] == [decayed_lr(lr, decay, 4 * epoch - 1) for epoch in (1, 2, 3)]
+    accuracy, pixels = _val_accuracy(framework, run, 0.5)
+    assert abs(rows[-1]["val_accuracy"] - accuracy) <= 1 / pixels  # one pixel at most (batch composition rounding)
+    assert (run / "learning_curves.png").is_file() and (run / "predictions.png").is_file()

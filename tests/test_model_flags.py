@@ -80,8 +80,8 @@ def test_a_pt_written_elsewhere_needs_arch_and_says_so(tmp_path, capsys):
 def test_flags_that_disagree_with_the_file_name_both_values(tmp_path, capsys, canonical):
     status, _, err = _run(capsys, "diff", "--arch", "unet", "--weights", canonical, "--model-option", "depth=3")
     assert status == 2 and "depth: " + str(canonical) + " records 2, --model-option depth=3 gives 3" in err
-    status, _, err = _run(capsys, "convert", canonical, tmp_path / "x.pt", "--arch", "unet", "--preset", "lesson")
-    assert status == 2 and "num_classes: " + str(canonical) + " records 2, --preset lesson gives 1" in err
+    status, _, err = _run(capsys, "convert", canonical, tmp_path / "x.pt", "--arch", "unet", "--preset", "lesson-segparity")
+    assert status == 2 and "num_classes: " + str(canonical) + " records 2, --preset lesson-segparity gives 1" in err
     status, _, err = _run(capsys, "report", "--arch", "segnet", "--weights", canonical)
     assert status == 2 and "records a unet" in err and "--arch gives segnet" in err
     with pytest.raises(CheckpointError, match="records a unet"):

@@ -42,10 +42,10 @@ def test_output_sizes_match_geometry(padding, size, upsample):
 SMALL = [
     ("unet", dict(base_channels=4, depth=2, batch_norm=True), 16),
     ("unet", dict(base_channels=4, depth=2, batch_norm=False), 16),
-    ("unet", dict(preset="lesson", base_channels=4), 16),
+    ("unet", dict(preset="lesson-segparity", base_channels=4), 16),
     ("segnet", dict(encoder=((4, 4), (8,)), decoder=((8, 4), (4,)), batch_norm=True), 16),
     ("segnet", dict(encoder=((4, 4), (8,)), decoder=((8, 4), (4,)), batch_norm=False), 16),
-    ("segnet", dict(preset="lesson", encoder=((4,), (8,)), bottleneck=(8,), decoder=((8,), (4,))), 16),
+    ("segnet", dict(preset="lesson-segparity", encoder=((4,), (8,)), bottleneck=(8,), decoder=((8,), (4,))), 16),
     ("fcn", dict(variant="32s", encoder=((4,),) * 5, fc_channels=8, fc_kernel_size=3), 32),
     ("fcn", dict(variant="16s", encoder=((4,),) * 5, fc_channels=8, fc_kernel_size=3, batch_norm=True), 32),
     ("fcn", dict(variant="8s", encoder=((4,),) * 5, fc_channels=8, padding="paper"), 30),
@@ -129,14 +129,14 @@ def test_paper_presets_have_the_published_sizes():
 
 def test_lesson_presets_have_the_lessons_layer_lists():
     """3->16->32->64->128, bottleneck 256, decoder 128, 64, 32, 16 (U-Net inputs 384, 192, 96, 48), 1x1 to 1."""
-    unet = make_spec("unet", preset="lesson")
+    unet = make_spec("unet", preset="lesson-segparity")
     tensors = expected_tensors(unet)
     assert [tensors[f"encoder.{i}.conv1.weight"][:2] for i in range(4)] == [(16, 3), (32, 16), (64, 32), (128, 64)]
     assert tensors["bottleneck.conv1.weight"] == (256, 128, 3, 3)
     assert [tensors[f"decoder.{j}.conv1.weight"][:2] for j in range(4)] == [(128, 384), (64, 192), (32, 96), (16, 48)]
     assert tensors["head.weight"] == (1, 16, 1, 1)
     assert not any(".up." in key or "conv2" in key for key in tensors)
-    segnet = make_spec("segnet", preset="lesson")
+    segnet = make_spec("segnet", preset="lesson-segparity")
     tensors = expected_tensors(segnet)
     assert tensors["bottleneck.0.conv.weight"] == (256, 128, 3, 3)
     assert [tensors[f"decoder.{k}.0.conv.weight"][:2] for k in range(4)] == [(128, 256), (64, 128), (32, 64), (16, 32)]
@@ -149,7 +149,7 @@ def test_lesson_presets_have_the_lessons_layer_lists():
 
 @pytest.mark.parametrize("build", [kt.build_model, ktf.build_model])
 def test_explicit_arguments_override_a_preset(build):
-    model = build("unet", preset="lesson", num_classes=3, base_channels=8)
+    model = build("unet", preset="lesson-segparity", num_classes=3, base_channels=8)
     assert (model.spec.num_classes, model.spec.base_channels, model.spec.convs_per_block) == (3, 8, 1)
 
 

@@ -152,3 +152,32 @@ def test_pitfall_keras_cast_python_float():
     moved = tm.w.detach().numpy() - w0
     gap = np.abs(keras.ops.convert_to_numpy(km.w) - tm.w.detach().numpy()).max() / np.abs(moved).max()
     assert km.w.dtype == "float64" and gap < 1e-12, gap  # with the trap, 6.7e-6
+
+
+@pytest.mark.parametrize("name, kwargs", [("adam", dict(lr=3e-4)), ("sgd", dict(lr=0.1, momentum=0.9))])
+def test_legacy_decay_agrees_and_is_keras_2s_formula(name, kwargs):
+    """Keras 2's ``decay`` (lr * 1 / (1 + decay * t)), as torch's LambdaLR and as segparity's Keras schedule: the
+    learning rates of steps 0..3 are decayed_lr's, to the last bit in float64, and the weights agree after 3 steps.
+    A decay of 0.5 per step makes the schedule matter (the lesson's 8e-9 changes 300 steps' lr by 2.4e-6)."""
+    from segmentation_tf.optimizers import legacy_decay as decay_keras
+    from segmentation_torch.optimizers import legacy_decay as decay_torch
+    from segparity.training.config import decayed_lr
+
+    tm, km = _TorchParams(W0), _KerasParams(W0)
+    t_opt, k_opt = build_torch(tm, name, **kwargs), build_keras(km, name, **kwargs)
+    t_schedule, k_schedule = decay_torch(t_opt, kwargs["lr"], 0.5), decay_keras(k_opt, kwargs["lr"], 0.5)
+    for step, g in enumerate(GRADS):
+        assert t_opt.param_groups[0]["lr"] == decayed_lr(kwargs["lr"], 0.5, step)
+        assert float(k_schedule(k_opt.iterations)) == decayed_lr(kwargs["lr"], 0.5, step)
+        tm.w.grad = torch.from_numpy(g.copy())
+        t_opt.step()
+        t_schedule.step()
+        k_opt.apply_gradients([(keras.ops.convert_to_tensor(g), km.w)])
+    assert_close(km.w.numpy(), tm.w.detach().numpy(), quantity=f"{name} with legacy decay, 3 steps", atol=1e-7)
+    without = _run(name, W0, GRADS, **kwargs)[0]
+    assert compare(without, tm.w.detach().numpy()).max_abs > 0.5 * kwargs["lr"]  # the decay changed the steps
+    # a resumed run starts at its step, in both
+    assert decay_torch(build_torch(_TorchParams(W0), name, **kwargs), kwargs["lr"], 0.5, step=3).get_last_lr()[0] \
+        == decayed_lr(kwargs["lr"], 0.5, 3)
+    with pytest.raises(ValueError, match="step 3 differs from the optimizer's iterations 0"):
+        decay_keras(build_keras(_KerasParams(W0), name, **kwargs), kwargs["lr"], 0.5, step=3)

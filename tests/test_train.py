@@ -113,11 +113,11 @@ def test_config_errors_name_the_argument():
 
 
 def test_lesson_preset_sets_the_lessons_training():
-    config = make_config("tf", "unet", preset="lesson", data="ph2:/data")
+    config = make_config("tf", "unet", preset="lesson-segparity", data="ph2:/data")
     assert (config.image_size, config.loss, config.optimizer, config.lr, config.weight_decay, config.batch_size,
             config.epochs, config.split, config.seed) == (256, "bce", "adam", 1e-3, 1e-6, 32, 30, (0.9, 0.1, 0.0), 42)
     assert config.outputs() == 1
-    assert make_config("tf", "unet", preset="lesson", data="ph2:/data", epochs=3).epochs == 3  # explicit wins
+    assert make_config("tf", "unet", preset="lesson-segparity", data="ph2:/data", epochs=3).epochs == 3  # explicit wins
     assert TrainConfig("torch", "unet").loss_name() == "ce"
 
 

@@ -28,7 +28,7 @@ def _run(capsys, *argv):
 
 def test_lesson_preset_trains_on_ph2(tmp_path, capsys):
     root = make_ph2(tmp_path / "ph2", ids=IDS)
-    status, out, err = _run(capsys, "train", "--framework", "tf", "--arch", "unet", "--preset", "lesson",
+    status, out, err = _run(capsys, "train", "--framework", "tf", "--arch", "unet", "--preset", "lesson-segparity",
                             "--data", f"ph2:{root}", "--out", str(tmp_path / "run"), *TINY)
     assert status == 0, err
     config = json.loads((tmp_path / "run" / "config.json").read_text())

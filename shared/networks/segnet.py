@@ -9,7 +9,7 @@ that keeps its argmax indices. Optional ``bottleneck`` convs at the lowest resol
 ``decoder[k]``. A ``head_kernel_size`` conv (with bias, no BN or ReLU) gives the logits.
 
 The paper's network (VGG-16 encoder, 13 + 13 convs) is the default: the paper's last decoder conv,
-64 -> classes without BN/ReLU, is the head. ``preset="lesson"`` is the PH2 lesson's small network,
+64 -> classes without BN/ReLU, is the head. ``preset="lesson-segparity"`` is the PH2 lesson's small network,
 which up-samples bilinearly without indices.
 """
 

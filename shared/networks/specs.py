@@ -40,17 +40,17 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # Ronneberger et al. 2015: 572x572 -> 388x388, 31,030,658 parameters.
         "paper": dict(in_channels=1, num_classes=2, base_channels=64, depth=4, padding="valid",
                       upsample="transpose", batch_norm=False, convs_per_block=2),
-        # The PH2 lesson: 3->16->32->64->128 one conv per stage, bottleneck 256, bilinear x2 then
+        # segparity's version of the PH2 lesson's network: 3->16->32->64->128 one conv per stage, bottleneck 256, bilinear x2 then
         # concatenate (decoder inputs 384, 192, 96, 48), conv-BN-ReLU order, 1x1 head to one logit.
-        "lesson": dict(in_channels=3, num_classes=1, base_channels=16, depth=4, padding="same",
+        "lesson-segparity": dict(in_channels=3, num_classes=1, base_channels=16, depth=4, padding="same",
                        upsample="resize", batch_norm=True, convs_per_block=1),
         **{preset: dict(arch="lesson_unet", **values) for preset, values in LESSON_EXERCISES["lesson_unet"].items()},
     },
     "segnet": {
         # Badrinarayanan et al. 2017 on CamVid (11 classes): VGG-16 encoder, index unpooling.
         "paper": dict(in_channels=3, num_classes=11),
-        # The PH2 lesson's "SegNet": the same layer list as its U-Net without skips, bilinear x2 (no indices).
-        "lesson": dict(in_channels=3, num_classes=1, encoder=LESSON_ENCODER, bottleneck=(256,),
+        # segparity's version of the PH2 lesson's "SegNet": the same layer list as its U-Net without skips, bilinear x2 (no indices).
+        "lesson-segparity": dict(in_channels=3, num_classes=1, encoder=LESSON_ENCODER, bottleneck=(256,),
                        decoder=((128,), (64,), (32,), (16,)), upsample="bilinear", head_kernel_size=1,
                        batch_norm=True),
         **{preset: dict(arch="lesson_segnet", **values) for preset, values in LESSON_EXERCISES["lesson_segnet"].items()},
@@ -104,6 +104,9 @@ def make_spec(name: str, *, in_channels: int | None = None, num_classes: int | N
         raise ValueError(f"unknown model name {name!r}; known models: {', '.join(list_models())}")
     values: dict[str, Any] = {}
     if preset is not None:
+        if preset == "lesson" and name in ("unet", "segnet"):
+            raise ValueError(f"preset 'lesson' of {name!r} is gone: 'lesson-segparity' is segparity's version of the "
+                             "lesson's network (what 'lesson' built), 'lesson-pytorch' and 'lesson-tf' the exercises' own")
         if preset not in PRESETS.get(name, {}):
             raise ValueError(f"unknown preset {preset!r} for model {name!r}; known presets: "
                              f"{', '.join(list_presets(name)) or 'none'}")

@@ -23,7 +23,7 @@ class UNetSpec:
 
     The 2015 paper's network is ``preset="paper"``: ``in_channels=1, num_classes=2, base_channels=64,
     depth=4, padding="valid", upsample="transpose", batch_norm=False``; 572x572 in, 388x388 out.
-    The PH2 lesson's network is ``preset="lesson"`` (``segparity.networks.specs.PRESETS``).
+    The PH2 lesson's network is ``preset="lesson-segparity"`` (``segparity.networks.specs.PRESETS``).
     """
 
     in_channels: int  # channels of the input image

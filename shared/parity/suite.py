@@ -99,7 +99,7 @@ def lesson_case(arch: str, seed: int) -> Case:
 
     One image keeps the largest feature map at 4096 pixels; the bottleneck's BN still sees 16 values.
     """
-    options = {k: v for k, v in PRESETS[arch]["lesson"].items() if k not in ("in_channels", "num_classes")}
+    options = {k: v for k, v in PRESETS[arch]["lesson-segparity"].items() if k not in ("in_channels", "num_classes")}
     return Case(arch, options, batch=1, size=64, seed=seed, weights_from="torch", num_classes=1, tag="lesson preset")
 
 

@@ -22,7 +22,7 @@ from segparity.data.preprocess import Augment
 from segparity.data.samples import DatasetError, Skipped
 from segparity.data.splits import load_split, save_split, split_keys
 from segparity.networks.geometry import nearest_sizes
-from segparity.networks.specs import LESSON_EXERCISES, make_spec
+from segparity.networks.specs import make_spec
 from segparity.networks.torchvision_segmentation import TORCHVISION_SPECS
 from segparity.data.synthetic import TASKS, synthetic_class_names, task_classes
 
@@ -35,11 +35,27 @@ LOSSES = {"bce": "BinaryCrossEntropyLoss", "ce": "CrossEntropyLoss", "dice": "Di
 METRICS = ("iou", "dice", "accuracy")  # mean IoU, mean Dice, pixel accuracy, as in segparity.reference.metrics
 COLUMNS = ("epoch", "loss", *METRICS, "val_loss", *(f"val_{m}" for m in METRICS), "lr", "seconds")
 
-# The PH2 lesson's PyTorch exercise (../lesson-notes): 256x256, no normalisation, BCE with logits,
-# Adam(lr 1e-3, weight decay 1e-6), batch 32, 30 epochs, 90% train, split seed 42. Used for both
-# frameworks, so that the two runs are comparable (the lesson's TF exercise used other numbers).
-LESSON_TRAINING: dict[str, Any] = dict(image_size=256, loss="bce", optimizer="adam", lr=1e-3, weight_decay=1e-6,
-                                       batch_size=32, epochs=30, split=(0.9, 0.1, 0.0), seed=42)
+# The PH2 lesson's two exercises' training set-ups (../lesson-notes, docs/lesson.md), set by the model presets of
+# the same name; explicit arguments override them. The exercises seed numpy's and their framework's generators with
+# 42; segparity's seed 42 draws its own split and batch order (segparity.data.splits), so the sets are not the
+# exercises' images. One logit; on synthetic data a binary set (a disk on the background, the lesion's stand-in).
+# "lesson-segparity" (segparity's version of the network) trains with the PyTorch set-up.
+_PYTORCH_EXERCISE = dict(num_classes=1, synthetic_classes=2, image_size=256, loss="bce", optimizer="adam", lr=1e-3, weight_decay=1e-6, batch_size=32,
+                         epochs=30, split=(0.9, 0.1, 0.0), seed=42)
+LESSON_TRAINING: dict[str, dict[str, Any]] = {
+    "lesson-pytorch": _PYTORCH_EXERCISE,
+    # Adam(learning_rate=3e-4, decay=8e-9): Keras 2's legacy decay; predictions thresholded as logits > 0.5
+    "lesson-tf": dict(num_classes=1, synthetic_classes=2, image_size=256, loss="bce", optimizer="adam", lr=3e-4, lr_decay=8e-9, batch_size=64,
+                      epochs=100, split=(0.8, 0.2, 0.0), seed=42, threshold=0.5),
+    "lesson-segparity": _PYTORCH_EXERCISE,
+}
+
+
+def decayed_lr(lr: float, lr_decay: float, step: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) under Keras 2's legacy ``decay`` argument:
+    ``lr * (1 / (1 + lr_decay * step))``, in Python floats (float64), as Keras 2 wrote it. ``lr_decay=0``
+    keeps ``lr``. torch: ``LambdaLR`` stepped per batch; Keras 3: ``segmentation_tf.optimizers.LegacyDecay``."""
+    return lr * (1.0 / (1.0 + lr_decay * step))
 
 
 @dataclass(frozen=True)
@@ -49,7 +65,7 @@ class TrainConfig:
     framework: str  # "torch" or "tf"
     arch: str  # a name from segparity.networks.specs.list_models()
     data: str = "synthetic"  # "synthetic", "ph2:DIR" or "mads:DIR"
-    preset: str | None = None  # model preset (segparity.networks.specs.PRESETS); "lesson" also sets LESSON_TRAINING
+    preset: str | None = None  # model preset (segparity.networks.specs.PRESETS); the lesson's also set LESSON_TRAINING
     model_options: dict[str, Any] = field(default_factory=dict)  # extra build_model options, e.g. base_channels
     task: str = "semantic"  # "instance" / "panoptic": logits plus an embedding (synthetic data only), see segparity.reference.panoptic
     embedding_dim: int = 8  # instance and panoptic tasks: channels of the embedding (build_model's embedding_dim)
@@ -59,6 +75,7 @@ class TrainConfig:
     optimizer: str = "adam"
     momentum: float = 0.0  # SGD only
     weight_decay: float = 0.0  # L2 added to the gradient (torch's coupled form) in both frameworks
+    lr_decay: float = 0.0  # Keras 2's legacy per-step decay: step t uses lr / (1 + lr_decay * t) (decayed_lr)
     loss: str | None = None  # a LOSSES name; None: "bce" for one output channel, "ce" otherwise
     image_size: int = 64  # images are resized (PH2, MADS) or drawn (synthetic) at image_size x image_size
     num_classes: int | None = None  # network outputs; None: synthetic_classes, or 1 (one logit) for PH2/MADS
@@ -69,6 +86,7 @@ class TrainConfig:
     augment: bool = False  # random flips and 90-degree rotations, seeded by (seed, epoch, index)
     skip_bad: bool = False  # leave out unreadable pairs (counted in the log) instead of stopping
     mask_threshold: int | None = None  # foreground = mask value > threshold, for lossily saved masks
+    threshold: float | None = None  # one output channel: label 1 where it is above this; None: label_threshold()
     init_weights: str | None = None  # canonical checkpoint to start from instead of the framework's initialiser
     device: str = "cpu"
 
@@ -86,6 +104,10 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise ValueError(f"momentum must be in [0, 1) and weight_decay >= 0, got {self.momentum!r}, {self.weight_decay!r}")
+        if not self.lr_decay >= 0:
+            raise ValueError(f"lr_decay must be >= 0, got {self.lr_decay!r}")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
         parse_data(self.data)
         _choice("task", self.task, TASKS)
         if self.task != "semantic":
@@ -102,10 +124,6 @@ class TrainConfig:
                              "output and an auxiliary loss); their training parity is `segparity report --arch "
                              f"{self.arch}` (loss, gradients, one SGD and one Adam step)")
         spec = make_spec(self.arch, in_channels=3, num_classes=self.outputs(), preset=self.preset, **self.build_options())
-        if spec.name in LESSON_EXERCISES:
-            raise ValueError(f"{spec.describe()}: segparity train does not train the lesson exercises' own networks yet "
-                             "(their training set-ups, and metrics of a network that ends in a sigmoid); their parity is "
-                             f"`segparity report --arch {spec.name}`, and preset 'lesson' trains segparity's version")
         out = spec.output_size(self.image_size)
         if out is None:
             nearest = ", ".join(map(str, nearest_sizes(self.image_size, spec.output_size)))
@@ -125,6 +143,14 @@ class TrainConfig:
             return dict(self.model_options)
         return {**self.model_options, "embedding_dim": self.embedding_dim}
 
+    def label_threshold(self) -> float:
+        """Where a one-channel output becomes label 1 (metrics, pictures): ``threshold`` if given, else 0.5 for a
+        network that ends in a sigmoid (the PyTorch exercise's, ``output_sigmoid``) and 0 for logits."""
+        if self.threshold is not None:
+            return self.threshold
+        spec = make_spec(self.arch, in_channels=3, num_classes=self.outputs(), preset=self.preset, **self.build_options())
+        return 0.5 if getattr(spec, "output_sigmoid", False) else 0.0
+
     def outputs(self) -> int:
         """Network output channels."""
         if self.num_classes is not None:
@@ -141,16 +167,19 @@ def _choice(name: str, value, known: tuple) -> None:
 
 
 def make_config(framework: str, arch: str, preset: str | None = None, **given: Any) -> TrainConfig:
-    """``TrainConfig`` from the arguments given (None means not given): given > lesson preset > defaults."""
+    """``TrainConfig`` from the arguments given (None means not given): given > the lesson presets' training
+    set-ups (``LESSON_TRAINING``) > defaults."""
     values = {key: value for key, value in given.items() if value is not None}
-    if preset == "lesson":
-        values = {**LESSON_TRAINING, **values}
+    values = {**LESSON_TRAINING.get(preset, {}), **values}
     return TrainConfig(framework=framework, arch=arch, preset=preset, **values)
 
 
 def differences(stored: dict[str, Any], config: TrainConfig) -> list[str]:
     """Settings of ``config`` that differ from a stored run's (``epochs`` and ``device`` may change on resume)."""
     now = json.loads(json.dumps(config.to_dict()))
+    # a setting added after the run was stored (lr_decay, threshold) had its default then
+    stored = {**{f.name: f.default for f in dataclasses.fields(TrainConfig)
+                 if f.default is not dataclasses.MISSING and f.name not in stored}, **stored}
     return [f"{key}: stored {stored.get(key)!r}, now {now[key]!r}" for key in now
             if key not in ("epochs", "device") and stored.get(key) != now[key]]
 
