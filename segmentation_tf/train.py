@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from segmentation_tf import losses
 from segmentation_tf.data import make_loader
@@ -31,8 +32,8 @@ from segparity.reference.losses import build
 from segparity.reference.panoptic import default_bandwidth
 from segparity.training.plots import plot_run
 from segparity.training.runs import RunFolder
-from segparity.training.config import (METRICS, TrainConfig, TrainData, check_finite_loss, class_names, decayed_lr,
-                                       epoch_row, loss_description, prepare_data)
+from segparity.training.config import (METRICS, TrainConfig, TrainData, check_finite_loss, class_names, epoch_row,
+                                       loss_description, prepare_data)
 from segparity.validation import nan_error
 
 
@@ -71,7 +72,9 @@ class _SaveEpoch(keras.callbacks.Callback):
         train = {key: logs[key] for key in ("loss", *METRICS)}
         val = {key: logs[f"val_{key}"] for key in ("loss", *METRICS)}
         step = int(self.model.optimizer.iterations)
-        lr = decayed_lr(self.config.lr, self.config.lr_decay, step - 1)  # the epoch's last step's
+        # what the next step will use (the schedule at the optimiser's iterations), as LearningRateScheduler logs it;
+        # without a schedule the configured Python float, not the optimiser's float32 copy of it
+        lr = float(ops.convert_to_numpy(self.model.optimizer.learning_rate)) if self.config.lr_decay else self.config.lr
         self.rows.append(epoch_row(epoch, train, val, lr, time.perf_counter() - self.start))
         self.run.save_epoch(self.rows, step, to_canonical(self.model),
                             optimizer_state(self.model, self.model.optimizer, step), self.model.spec)

@@ -33,7 +33,7 @@ from segparity.reference.losses import build
 from segparity.reference.panoptic import default_bandwidth
 from segparity.training.plots import plot_run
 from segparity.training.runs import RunFolder
-from segparity.training.config import (TrainConfig, TrainData, check_finite_loss, class_names, decayed_lr, epoch_row,
+from segparity.training.config import (TrainConfig, TrainData, check_finite_loss, class_names, epoch_row,
                                        loss_description, prepare_data)
 
 
@@ -179,7 +179,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
         val_scores = _run_epoch(model, loss_fn, make_loader(data.val, config.batch_size, 0, shuffle=False,
                                                             instances=instances), data.num_labels, threshold)
         step += len(loader)
-        lr = decayed_lr(config.lr, config.lr_decay, step - 1)  # the epoch's last step's
+        lr = optimizer.param_groups[0]["lr"]  # what the next step will use, as Keras's LearningRateScheduler logs it
         rows.append(epoch_row(epoch, train_scores, val_scores, lr, time.perf_counter() - start))
         run.save_epoch(rows, step, to_canonical(model), optimizer_state(model, optimizer, step), model.spec)
         if progress:

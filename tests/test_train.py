@@ -46,7 +46,9 @@ def test_run_folder_holds_metrics_checkpoints_and_plots(tmp_path, framework):
 # test_optimizer_state_moves_between_frameworks[sgd] loads into Keras and steps from.
 @pytest.mark.parametrize("framework, optimizer", [("torch", "adam"), ("torch", "sgd"), ("tf", "adam")])
 def test_resume_continues_exactly(tmp_path, framework, optimizer):
-    kwargs = dict(optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0, lr=0.01, weight_decay=1e-4)
+    # Adam with Keras 2's legacy decay: the resumed schedule must start at the stored step, or the weights differ
+    kwargs = dict(optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0, lr=0.01, weight_decay=1e-4,
+                  lr_decay=0.05 if optimizer == "adam" else 0.0)
     trainer = TRAINERS[framework]
     whole = trainer.train(_config(framework, epochs=2, **kwargs), tmp_path / "whole", progress=False)
     trainer.train(_config(framework, epochs=1, **kwargs), tmp_path / "parts", progress=False)
@@ -173,3 +175,33 @@ def test_damaged_checkpoint_and_compare_into_a_run_folder_are_named(tmp_path):
     (tmp_path / "checkpoints" / "epoch_0001" / "optimizer.safetensors").write_bytes(b"garbage")
     with pytest.raises(RunError, match="latest.json cannot be read"):
         torch_train.train(_config("torch", epochs=2), tmp_path, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("first, then, optimizer", [("torch", "tf", "sgd"), ("tf", "torch", "adam")])
+def test_a_run_resumes_in_the_other_framework(tmp_path, first, then, optimizer):
+    """Issue 26: one epoch in ``first``, the second in ``then`` (``--resume`` with the other ``--framework``): weights,
+    BatchNorm statistics, optimiser state (SGD momentum; Adam moments and step count) and the batch order move
+    through the canonical checkpoint, so the resumed run ends where an uninterrupted run in ``then`` ends, within the
+    parity tolerance (rtol 1e-4, atol 1e-5; 3 steps an epoch). Both start from one canonical checkpoint, as
+    compare-train does."""
+    from segparity.comparison.tolerance import compare
+    from segmentation_torch.weights import to_canonical
+    from segparity.weights.checkpoint import write_checkpoint
+
+    torch_model, _, _ = torch_train.build_run(_config("torch"), 3)
+    init = tmp_path / "init.safetensors"
+    write_checkpoint(init, to_canonical(torch_model), torch_model.spec)
+    kwargs = dict(optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0, lr=0.01, init_weights=str(init))
+    TRAINERS[first].train(_config(first, epochs=1, **kwargs), tmp_path / "run", progress=False)
+    rows = TRAINERS[then].train(_config(then, epochs=2, **kwargs), tmp_path / "run", resume=True, progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["framework"] == then  # who wrote last
+    assert [row["epoch"] for row in rows] == [1, 2]
+    resumed, _ = read_checkpoint(tmp_path / "run" / "weights.safetensors")
+    assert any(key.endswith(".var") for key in resumed)  # BatchNorm statistics (canonical names)
+    TRAINERS[then].train(_config(then, epochs=2, **kwargs), tmp_path / "whole", progress=False)
+    whole, _ = read_checkpoint(tmp_path / "whole" / "weights.safetensors")
+    comparisons = [compare(resumed[key], whole[key], quantity=key) for key in whole]
+    assert all(c.passed for c in comparisons), max(comparisons, key=lambda c: c.max_abs)
+    with pytest.raises(RunError, match="lr: stored 0.01, now 0.02"):  # the other settings must still match
+        TRAINERS[first].train(_config(first, epochs=3, **{**kwargs, "lr": 0.02}), tmp_path / "run", resume=True,
+                              progress=False)

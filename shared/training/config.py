@@ -60,7 +60,8 @@ def decayed_lr(lr: float, lr_decay: float, step: int) -> float:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every choice that changes a run's numbers (``device`` and ``epochs`` aside, a resumed run must match)."""
+    """Every choice that changes a run's numbers (``device``, ``epochs`` and ``framework`` aside, a resumed run must
+    match)."""
 
     framework: str  # "torch" or "tf"
     arch: str  # a name from segparity.networks.specs.list_models()
@@ -175,13 +176,14 @@ def make_config(framework: str, arch: str, preset: str | None = None, **given: A
 
 
 def differences(stored: dict[str, Any], config: TrainConfig) -> list[str]:
-    """Settings of ``config`` that differ from a stored run's (``epochs`` and ``device`` may change on resume)."""
+    """Settings of ``config`` that differ from a stored run's (``epochs``, ``device`` and ``framework`` may change
+    on resume: a run resumes in the other framework through the canonical weights and optimiser state)."""
     now = json.loads(json.dumps(config.to_dict()))
     # a setting added after the run was stored (lr_decay, threshold) had its default then
     stored = {**{f.name: f.default for f in dataclasses.fields(TrainConfig)
                  if f.default is not dataclasses.MISSING and f.name not in stored}, **stored}
     return [f"{key}: stored {stored.get(key)!r}, now {now[key]!r}" for key in now
-            if key not in ("epochs", "device") and stored.get(key) != now[key]]
+            if key not in ("epochs", "device", "framework") and stored.get(key) != now[key]]
 
 
 def parse_data(text: str) -> tuple[str, Path | None]:
