@@ -100,7 +100,7 @@ def final_scores(config: TrainConfig, out: Path) -> dict[str, dict[str, float]]:
     inference, batches, masks = held_out_outputs(config, out)
     threshold = config.label_threshold()
     scores = {"run": lesion_scores((inference > threshold).astype(np.int64), masks)}
-    if threshold != 0.0 and not _ends_in_sigmoid(config):
+    if threshold != 0.0 and not config.ends_in_sigmoid():
         scores["logit 0"] = lesion_scores((inference > 0).astype(np.int64), masks)
     scores["batch statistics"] = lesion_scores((batches > threshold).astype(np.int64), masks)
     return scores
@@ -118,13 +118,6 @@ def run_one(config: TrainConfig, out: Path) -> dict[str, Any]:
     rows = read_metrics(out / "metrics.csv")
     return {"config": config.to_dict(), "label_threshold": config.label_threshold(), "rows": rows,
             "lesion": final_scores(config, out), "seconds": sum(row["seconds"] for row in rows)}
-
-
-def _ends_in_sigmoid(config: TrainConfig) -> bool:
-    from segparity.networks.specs import make_spec
-
-    spec = make_spec(config.arch, in_channels=3, num_classes=config.outputs(), preset=config.preset)
-    return bool(getattr(spec, "output_sigmoid", False))
 
 
 def plot(runs: list[dict[str, Any]], path: Path) -> Path:

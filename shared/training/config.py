@@ -40,13 +40,13 @@ COLUMNS = ("epoch", "loss", *METRICS, "val_loss", *(f"val_{m}" for m in METRICS)
 # 42; segparity's seed 42 draws its own split and batch order (segparity.data.splits), so the sets are not the
 # exercises' images. One logit; on synthetic data a binary set (a disk on the background, the lesion's stand-in).
 # "lesson-segparity" (segparity's version of the network) trains with the PyTorch set-up.
-_PYTORCH_EXERCISE = dict(num_classes=1, synthetic_classes=2, image_size=256, loss="bce", optimizer="adam", lr=1e-3, weight_decay=1e-6, batch_size=32,
-                         epochs=30, split=(0.9, 0.1, 0.0), seed=42)
+_PYTORCH_EXERCISE = dict(num_classes=1, synthetic_classes=2, image_size=256, loss="bce", optimizer="adam", lr=1e-3,
+                         weight_decay=1e-6, batch_size=32, epochs=30, split=(0.9, 0.1, 0.0), seed=42)
 LESSON_TRAINING: dict[str, dict[str, Any]] = {
     "lesson-pytorch": _PYTORCH_EXERCISE,
     # Adam(learning_rate=3e-4, decay=8e-9): Keras 2's legacy decay; predictions thresholded as logits > 0.5
-    "lesson-tf": dict(num_classes=1, synthetic_classes=2, image_size=256, loss="bce", optimizer="adam", lr=3e-4, lr_decay=8e-9, batch_size=64,
-                      epochs=100, split=(0.8, 0.2, 0.0), seed=42, threshold=0.5),
+    "lesson-tf": dict(num_classes=1, synthetic_classes=2, image_size=256, loss="bce", optimizer="adam", lr=3e-4,
+                      lr_decay=8e-9, batch_size=64, epochs=100, split=(0.8, 0.2, 0.0), seed=42, threshold=0.5),
     "lesson-segparity": _PYTORCH_EXERCISE,
 }
 
@@ -54,7 +54,8 @@ LESSON_TRAINING: dict[str, dict[str, Any]] = {
 def decayed_lr(lr: float, lr_decay: float, step: int) -> float:
     """The learning rate of optimiser step ``step`` (0-based) under Keras 2's legacy ``decay`` argument:
     ``lr * (1 / (1 + lr_decay * step))``, in Python floats (float64), as Keras 2 wrote it. ``lr_decay=0``
-    keeps ``lr``. torch: ``LambdaLR`` stepped per batch; Keras 3: ``segmentation_tf.optimizers.LegacyDecay``."""
+    keeps ``lr``. Both frameworks' ``optimizers.legacy_decay`` (torch: ``LambdaLR`` stepped per batch; Keras 3: a
+    float64 schedule)."""
     return lr * (1.0 / (1.0 + lr_decay * step))
 
 
@@ -149,8 +150,12 @@ class TrainConfig:
         network that ends in a sigmoid (the PyTorch exercise's, ``output_sigmoid``) and 0 for logits."""
         if self.threshold is not None:
             return self.threshold
+        return 0.5 if self.ends_in_sigmoid() else 0.0
+
+    def ends_in_sigmoid(self) -> bool:
+        """Whether the network's output is a probability (``output_sigmoid``, the PyTorch exercise's) not a logit."""
         spec = make_spec(self.arch, in_channels=3, num_classes=self.outputs(), preset=self.preset, **self.build_options())
-        return 0.5 if getattr(spec, "output_sigmoid", False) else 0.0
+        return bool(getattr(spec, "output_sigmoid", False))
 
     def outputs(self) -> int:
         """Network output channels."""
