@@ -38,7 +38,7 @@ COLUMNS = ("epoch", "loss", *METRICS, "val_loss", *(f"val_{m}" for m in METRICS)
 # The PH2 lesson's two exercises' training set-ups (../lesson-notes, docs/lesson.md), set by the model presets of
 # the same name; explicit arguments override them. The exercises seed numpy's and their framework's generators with
 # 42; segparity's seed 42 draws its own split and batch order (segparity.data.splits), so the sets are not the
-# exercises' images. One logit; on synthetic data a binary set (a disk on the background, the lesion's stand-in).
+# exercises' images. One logit; on synthetic data a binary set (disks on a noisy background, the lesion's stand-in).
 # "lesson-segparity" (segparity's version of the network) trains with the PyTorch set-up.
 _PYTORCH_EXERCISE = dict(num_classes=1, synthetic_classes=2, image_size=256, loss="bce", optimizer="adam", lr=1e-3,
                          weight_decay=1e-6, batch_size=32, epochs=30, split=(0.9, 0.1, 0.0), seed=42)
