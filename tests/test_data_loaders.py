@@ -121,7 +121,7 @@ def test_pitfall_tf_from_generator_mallopt():
     result = subprocess.run([sys.executable, "-c", _MALLOPT_PROBE], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     counts = json.loads(result.stdout.strip().splitlines()[-1])
-    # measured here with the fewest of 5 tries (7 runs): ours 0.3-1.0x before; from_generator 4.3-9.6x ours. With the
+    # measured here with the fewest of 5 tries (7 runs): ours 0.25-1.03x before; from_generator 4.3-9.6x ours. With the
     # fewest of 2 tries (as until 2026-12-06) from_generator came to 2.4x ours in one clean-clone CI run: too few
     # tries let the allocator's own warm-up decide
     assert counts["ours"] <= 1.5 * counts["before"] + 2000, counts  # the allocator behaves as before
