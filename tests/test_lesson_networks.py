@@ -192,6 +192,8 @@ def test_each_preset_sets_its_exercises_training():
     assert fixed.label_threshold() == 0.0 and fixed.lr == 1e-3 and fixed.split == (0.9, 0.1, 0.0)
     assert make_config("tf", "segnet", preset="lesson-tf", threshold=0.0, epochs=3).label_threshold() == 0.0
     assert make_config("tf", "segnet", preset="lesson-tf", epochs=3).synthetic_classes == 2  # a lesion stand-in
+    with pytest.raises(ValueError, match="threshold 0.5: only a one-channel output is thresholded; this network has 3"):
+        make_config("torch", "unet", threshold=0.5)
     with pytest.raises(ValueError, match="preset 'lesson' of 'unet' is gone: 'lesson-segparity' is segparity's version"):
         make_config("torch", "unet", preset="lesson")
 

@@ -110,6 +110,9 @@ class TrainConfig:
             raise ValueError(f"lr_decay must be >= 0, got {self.lr_decay!r}")
         if self.threshold is not None and not math.isfinite(self.threshold):
             raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
+        if self.threshold is not None and self.outputs() != 1:
+            raise ValueError(f"threshold {self.threshold}: only a one-channel output is thresholded; this network has "
+                             f"{self.outputs()} output channels, labelled by argmax")
         parse_data(self.data)
         _choice("task", self.task, TASKS)
         if self.task != "semantic":
