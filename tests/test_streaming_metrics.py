@@ -128,3 +128,23 @@ def test_pitfall_keras_argmax_signed_zero():
     assert int(np.asarray(keras.ops.argmax(logits, axis=-1)).item()) == 1
     assert int(torch.argmax(torch.from_numpy(np.moveaxis(logits, -1, 1)), dim=1).item()) == 0
     assert int(np.asarray(keras_metrics.predicted_labels(logits)).item()) == 0
+
+
+def test_one_channel_threshold_labels_above_it_in_both_frameworks():
+    """``threshold=0.5`` labels a probability map (a network ending in a sigmoid) as the numpy reference does on
+    ``p > 0.5``; the default 0 would call every probability foreground. Values are built away from 0.5 and 0."""
+    rng = np.random.default_rng(3)
+    probabilities = rng.choice(np.array([0.1, 0.3, 0.7, 0.9], np.float32), size=(2, 1, 5, 6))
+    target = rng.integers(0, 2, size=(2, 5, 6))
+    expected = metrics.mean_iou(metrics.confusion_matrix((probabilities[:, 0] > 0.5).astype(np.int64), target, 2))
+    everything = metrics.mean_iou(metrics.confusion_matrix(np.ones_like(target), target, 2))
+    assert expected != everything
+    ours = torch_metrics.MeanIoU(2, threshold=0.5)
+    ours.update(torch.from_numpy(probabilities), torch.from_numpy(target))
+    theirs = keras_metrics.MeanIoU(2, threshold=0.5)
+    theirs.update_state(target, np.moveaxis(probabilities, 1, -1))
+    assert ours.compute() == expected and float(theirs.result()) == expected
+    default = torch_metrics.MeanIoU(2)
+    default.update(torch.from_numpy(probabilities), torch.from_numpy(target))
+    assert default.compute() == everything
+    assert keras_metrics.MeanIoU.from_config(theirs.get_config()).threshold == 0.5
