@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from segmentation_tf.losses import _scaled_for_replicas
 from segparity.reference.instance import check_discriminative, check_embedding_target, check_instance_dtype
 
 
@@ -39,7 +40,7 @@ class DiscriminativeLoss(keras.losses.Loss):
     def __call__(self, y_true, y_pred, sample_weight=None):
         # keras.losses.Loss.__call__ casts y_true to the loss dtype: check the ids' dtype before it does
         check_instance_dtype("y_true", keras.backend.standardize_dtype(getattr(y_true, "dtype", "float32")))
-        return super().__call__(y_true, y_pred, sample_weight)
+        return _scaled_for_replicas(super().__call__(y_true, y_pred, sample_weight))
 
     def call(self, y_true, y_pred):
         check_embedding_target(tuple(y_pred.shape), tuple(y_true.shape), layout="NHWC",

@@ -20,15 +20,19 @@ class BatchNorm(keras.layers.Layer):
     Batch mean and variance are accumulated in float64 (float32 for 16-bit inputs), as torch's CPU kernel does.
     ``unbiased_running_var=False`` updates it with the biased variance, as ``keras.layers.BatchNormalization``
     does (the lesson's TensorFlow exercise, ``segparity.networks.lesson``).
+    ``synchronized=True``: in training mode under a ``tf.distribute`` strategy with several replicas
+    (``segparity train --distributed --sync-batchnorm``), the batch statistics are those of all replicas' batches
+    together, as ``keras.layers.BatchNormalization(synchronized=True)`` computes them.
     """
 
     def __init__(self, num_features: int, *, eps: float, momentum: float, unbiased_running_var: bool = True,
-                 **kwargs):
+                 synchronized: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
         self.unbiased_running_var = unbiased_running_var
+        self.synchronized = synchronized
         self.gamma = self.add_weight(shape=(num_features,), initializer="ones", name="gamma")
         self.beta = self.add_weight(shape=(num_features,), initializer="zeros", name="beta")
         self.moving_mean = self.add_weight(shape=(num_features,), initializer="zeros", name="moving_mean",
@@ -46,10 +50,15 @@ class BatchNorm(keras.layers.Layer):
             # (float32 sums put train-mode logits ~6x further from the exact value; pitfall
             # "bn_batch_statistics_accumulation"), float32 for bfloat16/float16 (mixed precision).
             wider = "float64" if keras.backend.standardize_dtype(x.dtype) in ("float32", "float64") else "float32"
-            mean, variance = ops.moments(ops.cast(x, wider), axes=[0, 1, 2])
-            mean, variance = ops.cast(mean, x.dtype), ops.cast(variance, x.dtype)
-            shape = ops.shape(x)
-            n = ops.cast(shape[0] * shape[1] * shape[2], x.dtype)
+            replicas = tf.distribute.get_replica_context()
+            if self.synchronized and replicas is not None and replicas.num_replicas_in_sync > 1:
+                mean, variance, n = _synchronized_moments(ops.cast(x, wider), replicas)
+                mean, variance, n = ops.cast(mean, x.dtype), ops.cast(variance, x.dtype), ops.cast(n, x.dtype)
+            else:
+                mean, variance = ops.moments(ops.cast(x, wider), axes=[0, 1, 2])
+                mean, variance = ops.cast(mean, x.dtype), ops.cast(variance, x.dtype)
+                shape = ops.shape(x)
+                n = ops.cast(shape[0] * shape[1] * shape[2], x.dtype)
             running = variance * n / ops.maximum(n - 1.0, 1.0) if self.unbiased_running_var else variance
             self.moving_mean.assign(self.momentum * self.moving_mean + (1.0 - self.momentum) * mean)
             self.moving_variance.assign(self.momentum * self.moving_variance + (1.0 - self.momentum) * running)
@@ -62,7 +71,20 @@ class BatchNorm(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
-                "unbiased_running_var": self.unbiased_running_var}
+                "unbiased_running_var": self.unbiased_running_var, "synchronized": self.synchronized}
+
+
+def _synchronized_moments(x, replicas):
+    """Per-channel mean, biased variance and count of ``x (N, H, W, C)`` over every replica's batch: sums, sums of
+    squares and counts summed by one ``all_reduce`` (whose gradient TensorFlow all-reduces too), as the torch
+    twin's ``_synchronized_forward`` does."""
+    channels = x.shape[-1]
+    count = ops.cast(ops.size(x) // channels, x.dtype)
+    local = ops.concatenate([ops.sum(x, axis=[0, 1, 2]), ops.sum(x * x, axis=[0, 1, 2]), ops.reshape(count, (1,))])
+    total = replicas.all_reduce(tf.distribute.ReduceOp.SUM, local)
+    n = total[-1]
+    mean = total[:channels] / n
+    return mean, ops.maximum(total[channels:2 * channels] / n - mean * mean, 0.0), n
 
 
 _DILATED_CONV_IS_ONE_OP: dict[str, bool] = {}

@@ -32,6 +32,18 @@ def _dtype_name(x) -> str:
     return keras.backend.standardize_dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
 
 
+def _scaled_for_replicas(loss):
+    """``loss / replicas`` under a ``tf.distribute`` strategy with several replicas in sync, else ``loss``.
+
+    Under a strategy each replica's gradient is *summed* over the replicas, so Keras's built-in losses divide
+    their batch mean by the number of replicas (``keras.losses.Loss.__call__``, and ``fit`` multiplies the
+    logged loss back). Keras skips that division when ``call`` already returns a scalar, as every segparity
+    loss does (each reduces itself, as segmentation_models_pytorch's do): without this, two replicas would
+    take twice the single-process step and log twice the loss (pitfall ``tf_distribute_scalar_loss``)."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss / replicas if replicas > 1 else loss
+
+
 class _SegmentationLoss(keras.losses.Loss):
     """What every loss shares: argument checks, probabilities, and the target as ``(N, H, W, C)``."""
 
@@ -49,7 +61,7 @@ class _SegmentationLoss(keras.losses.Loss):
         # keras.losses.Loss.__call__ casts y_true to float32: check the dtype it came in before it does.
         labels = self.labels_only or self.mode == "multiclass"
         check_target_dtype("y_true", _dtype_name(y_true), labels=labels)
-        return super().__call__(y_true, y_pred, sample_weight)
+        return _scaled_for_replicas(super().__call__(y_true, y_pred, sample_weight))
 
     def _check(self, y_true, y_pred) -> None:
         """Shapes, then (eagerly) values: finite input, probabilities in [0, 1], labels in range."""

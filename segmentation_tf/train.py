@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from segmentation_tf import distributed as engine
 from segmentation_tf import losses
 from segmentation_tf.data import make_loader
 from segmentation_tf.device import precision, resolve_device
@@ -31,6 +32,7 @@ from segparity.training.instance_report import finish_instance_run
 from segparity.reference.losses import build
 from segparity.reference.panoptic import default_bandwidth
 from segparity.training.plots import plot_run
+from segparity.training.distributed import Process, check_last_batch, replica_batch
 from segparity.training.runs import RunFolder
 from segparity.training.config import (METRICS, TrainConfig, TrainData, check_finite_loss, class_names, epoch_row,
                                        loss_description, prepare_data)
@@ -45,6 +47,8 @@ def build_run(config: TrainConfig, num_outputs: int) -> tuple[keras.Model, keras
                         **config.build_options())
     if config.init_weights:
         load_weights(model, config.init_weights)
+    if config.sync_batchnorm:
+        engine.synchronize_batchnorm(model)
     optimizer = build_optimizer(model, config.optimizer, lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     semantic = build(losses, *loss_description(config))
@@ -56,28 +60,29 @@ class _SaveEpoch(keras.callbacks.Callback):
     After each batch: the guard against a NaN or infinite loss (``logs["loss"]`` is the epoch's running
     mean, non-finite from the first such batch on), which stops ``fit`` before the epoch is saved."""
 
-    def __init__(self, run: RunFolder, rows: list[dict], config: TrainConfig, progress: bool):
+    def __init__(self, run: RunFolder, rows: list[dict], config: TrainConfig, progress: bool, writes: bool = True):
         super().__init__()
-        self.run, self.rows, self.config, self.progress = run, rows, config, progress
+        self.run, self.rows, self.config, self.progress, self.writes = run, rows, config, progress, writes
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        check_finite_loss(float(logs["loss"]), epoch=self.epoch + 1, step=int(self.model.optimizer.iterations),
+        check_finite_loss(float(logs["loss"]), epoch=self.epoch + 1, step=int(ops.convert_to_numpy(self.model.optimizer.iterations)),
                           epochs_saved=len(self.rows), out=self.run.out)
 
     def on_epoch_end(self, epoch, logs=None):
         train = {key: logs[key] for key in ("loss", *METRICS)}
         val = {key: logs[f"val_{key}"] for key in ("loss", *METRICS)}
-        step = int(self.model.optimizer.iterations)
+        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
         # what the next step will use (the schedule at the optimiser's iterations), as LearningRateScheduler logs it;
         # without a schedule the configured Python float, not the optimiser's float32 copy of it
         lr = float(ops.convert_to_numpy(self.model.optimizer.learning_rate)) if self.config.lr_decay else self.config.lr
         self.rows.append(epoch_row(epoch, train, val, lr, time.perf_counter() - self.start))
-        self.run.save_epoch(self.rows, step, to_canonical(self.model),
-                            optimizer_state(self.model, self.model.optimizer, step), self.model.spec)
+        if self.writes:  # a distributed run's chief only
+            self.run.save_epoch(self.rows, step, to_canonical(self.model),
+                                optimizer_state(self.model, self.model.optimizer, step), self.model.spec)
 
 
 def train_steps(config: TrainConfig, data: TrainData, steps: int,
@@ -113,14 +118,36 @@ def predict_instances(model: keras.Model, images: np.ndarray) -> tuple[np.ndarra
     return np.asarray(predicted_labels(logits)), keras.ops.convert_to_numpy(embedding)
 
 
-def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> list[dict]:
+def _build_compiled(model: keras.Model, data: TrainData, instances: bool) -> None:
+    """Build the compiled losses and metrics on two real samples before ``fit`` does: under a strategy, Keras 3.15's
+    ``fit`` builds them on a symbolic batch averaged over the replicas (``_maybe_symbolic_build``), which turns
+    the int64 masks float64 and trips the losses' label check. Building changes no weights; the metrics are
+    reset."""
+    images, *target = data.train.batch(np.arange(min(2, len(data.train))), 0, instances=instances)
+    target = tuple(target) if instances else target[0]
+    outputs = model(images, training=False)
+    model.compute_loss(images, target, outputs)
+    model.compute_metrics(images, target, outputs, None)
+    model.reset_metrics()
+
+
+def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
+          distributed: bool = False, cpu_replicas: int = 1) -> list[dict]:
     """Train as ``config`` says, writing everything to ``out`` (``segparity.training.runs``); returns the metric rows.
     A NaN or infinite training loss stops the run after that step (``NonFiniteLossError``; ``fit`` has
-    applied it); the last complete epoch's checkpoint stays, resumable."""
+    applied it); the last complete epoch's checkpoint stays, resumable.
+
+    ``distributed``: under a ``tf.distribute`` strategy (``segmentation_tf.distributed``: ``MirroredStrategy`` over
+    this host's GPUs or ``cpu_replicas`` logical CPU devices, ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG``
+    is set): ``config.batch_size`` is the global batch, and only worker 0 writes to ``out``."""
+    process, strategy = engine.start(config.device, cpu_replicas) if distributed else (Process(0, 1, 0), None)
+    replicas = strategy.num_replicas_in_sync if distributed else 1
+    replica_batch(config.batch_size, replicas)
     run = RunFolder(out)
     checkpoint = run.start(config, resume)
-    data: TrainData = prepare_data(config, run.split_file, resume, progress)
-    with tf.device(resolve_device(config.device)):
+    data: TrainData = prepare_data(config, run.split_file, resume, progress and process.writes, save=process.writes)
+    check_last_batch(len(data.train), config.batch_size, replicas)
+    with strategy.scope() if distributed else tf.device(resolve_device(config.device)):
         model, optimizer, loss_fn = build_run(config, config.outputs())
         labels = max(data.num_labels, 2)
         instances = config.task != "semantic"
@@ -129,31 +156,39 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
                    PixelAccuracy(labels, threshold=threshold, name="accuracy")]
         # two outputs: a loss for each (Keras sums them) and the semantic metrics on the logits only
         model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False, metrics=(metrics, []) if instances else metrics)
-        run.save_config(config)
+        if distributed:
+            _build_compiled(model, data, instances)
+        if process.writes:
+            run.save_config(config)
         rows = []
         if checkpoint is not None:
             from_canonical(model, checkpoint.weights)
             load_optimizer_state(model, optimizer, checkpoint.optimizer)
             rows = checkpoint.rows
         if config.lr_decay:
-            legacy_decay(optimizer, config.lr, config.lr_decay, int(optimizer.iterations))
+            legacy_decay(optimizer, config.lr, config.lr_decay, int(ops.convert_to_numpy(optimizer.iterations)))
         first = len(rows)
-        # fit reads one stream of all remaining epochs; epoch e's batches are those of batch_indices(..., e)
-        stream = make_loader(data.train, config.batch_size, first, shuffle=True, instances=instances)
+        # fit reads one stream of all remaining epochs; epoch e's batches are those of batch_indices(..., e); a
+        # strategy splits each (global) batch over its replicas
+        stream = engine.make_loader(data.train, config.batch_size, first, shuffle=True, instances=instances,
+                                    process=process)
         for epoch in range(first + 1, config.epochs):
-            stream = stream.concatenate(make_loader(data.train, config.batch_size, epoch, shuffle=True,
-                                                    instances=instances))
+            stream = stream.concatenate(engine.make_loader(data.train, config.batch_size, epoch, shuffle=True,
+                                                           instances=instances, process=process))
         steps = len(batch_indices(len(data.train), config.batch_size, 0, config.seed))
-        saver = _SaveEpoch(run, rows, config, progress)
+        saver = _SaveEpoch(run, rows, config, progress, writes=process.writes)
         try:
             model.fit(stream, epochs=config.epochs, initial_epoch=first, steps_per_epoch=steps, shuffle=False,
-                      validation_data=make_loader(data.val, config.batch_size, 0, shuffle=False, instances=instances),
-                      callbacks=[saver], verbose=1 if progress else 0)
+                      validation_data=engine.make_loader(data.val, config.batch_size, 0, shuffle=False,
+                                                         instances=instances, process=process),
+                      callbacks=[saver], verbose=1 if progress and process.writes else 0)
         except tf.errors.InvalidArgumentError as error:  # the metrics' assert_all_finite inside fit's graph (metrics.py)
             if str(nan_error("y_pred")) not in str(error):
                 raise
-            check_finite_loss(float("nan"), epoch=saver.epoch + 1, step=int(optimizer.iterations),
+            check_finite_loss(float("nan"), epoch=saver.epoch + 1, step=int(ops.convert_to_numpy(optimizer.iterations)),
                               epochs_saved=len(rows), out=run.out, cause="the model's output holds NaN or infinity")
+        if not process.writes:
+            return rows
         run.save_final(to_canonical(model), model.spec)
         title = f"{config.arch}, tf, {config.data}"
         plot_run(run.out, rows, data.val, lambda images: predict_labels(model, images, threshold), title,

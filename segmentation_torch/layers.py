@@ -6,6 +6,7 @@ Twin of ``segmentation_tf/layers.py``: the same functions and classes, in the sa
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -17,13 +18,20 @@ class BatchNorm(nn.BatchNorm2d):
     torch updates ``running_var`` with the *unbiased* batch variance (n / (n - 1)); the Keras twin
     does the same on purpose. ``unbiased_running_var=False`` updates it with the biased variance, as
     ``keras.layers.BatchNormalization`` does (the lesson's TensorFlow exercise, ``segparity.networks.lesson``).
+    ``synchronized=True``: in training mode under ``torch.distributed`` (``segparity train --distributed
+    --sync-batchnorm``), the batch statistics are those of all processes' batches together.
     """
 
-    def __init__(self, num_features: int, *, eps: float, momentum: float, unbiased_running_var: bool = True):
+    def __init__(self, num_features: int, *, eps: float, momentum: float, unbiased_running_var: bool = True,
+                 synchronized: bool = False):
         super().__init__(num_features, eps=eps, momentum=momentum)
         self.unbiased_running_var = unbiased_running_var
+        self.synchronized = synchronized
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.synchronized and dist.is_available() and dist.is_initialized() \
+                and dist.get_world_size() > 1:
+            return self._synchronized_forward(x)
         if not self.training or self.unbiased_running_var:
             return super().forward(x)
         with torch.no_grad():  # Keras's update: the biased batch variance, accumulated in float64 as torch's kernel
@@ -33,6 +41,46 @@ class BatchNorm(nn.BatchNorm2d):
             self.running_var.mul_(1 - self.momentum).add_(self.momentum * variance.to(x.dtype))
             self.num_batches_tracked.add_(1)
         return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+    def _synchronized_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Training mode with the batch statistics of every process's batch together (``synchronized``, in a
+        ``torch.distributed`` process group): per-channel sums, sums of squares and counts in float64, summed over
+        the processes by one all-reduce that autograd differentiates (``_SumOverProcesses``), so gradients flow
+        through the other processes' statistics too. ``nn.SyncBatchNorm`` does the same on GPUs
+        only (torch 2.13 refuses CPU tensors); this runs on both, and keeps ``unbiased_running_var``."""
+        channels = x.shape[1]
+        wide = x.double()
+        count = torch.full((1,), x.numel() // channels, dtype=torch.float64, device=x.device)
+        local = torch.cat([wide.sum(dim=(0, 2, 3)), (wide * wide).sum(dim=(0, 2, 3)), count])
+        total = _SumOverProcesses.apply(local)
+        n = total[-1]
+        mean = total[:channels] / n
+        variance = (total[channels:2 * channels] / n - mean * mean).clamp_min(0.0)
+        with torch.no_grad():
+            running = variance * n / (n - 1).clamp_min(1.0) if self.unbiased_running_var else variance
+            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.to(x.dtype))
+            self.running_var.mul_(1 - self.momentum).add_(self.momentum * running.to(x.dtype))
+            self.num_batches_tracked.add_(1)
+        scale = torch.rsqrt(variance.to(x.dtype) + self.eps) * self.weight
+        shift = self.bias - mean.to(x.dtype) * scale
+        return x * scale.view(1, channels, 1, 1) + shift.view(1, channels, 1, 1)
+
+
+class _SumOverProcesses(torch.autograd.Function):
+    """``x`` summed over every process of the default group; its gradient is the upstream gradient summed over
+    the processes too (each process's sum feeds every process's loss)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        total = x.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
 
 
 def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,

@@ -131,7 +131,7 @@ def _config(args: argparse.Namespace, framework: str):
     given = {name: getattr(args, name, None) for name in (
         "data", "epochs", "batch_size", "lr", "lr_decay", "optimizer", "momentum", "weight_decay", "loss", "image_size",
         "num_classes", "synthetic_classes", "synthetic_samples", "seed", "skip_bad", "mask_threshold",
-        "init_weights", "device", "task", "embedding_dim", "threshold")}
+        "init_weights", "device", "task", "embedding_dim", "threshold", "sync_batchnorm")}
     given["split"] = tuple(args.split) if args.split else None
     given["augment"] = getattr(args, "augment", None)
     given["model_options"] = dict(args.model_option) if args.model_option else None
@@ -164,14 +164,19 @@ def _train(args: argparse.Namespace) -> int:
 
     try:
         config = _config(args, args.framework)
+        if args.cpu_replicas != 1 and not args.distributed:
+            raise ValueError(f"--cpu-replicas {args.cpu_replicas} splits the CPU for a --distributed run; add --distributed")
         rows = importlib.import_module(f"segmentation_{args.framework}.train").train(
-            config, args.out, resume=args.resume, progress=not args.quiet)
+            config, args.out, resume=args.resume, progress=not args.quiet, distributed=args.distributed,
+            cpu_replicas=args.cpu_replicas)
     except _errors() as error:
         print(f"segparity train: error: {printable(str(error))}", file=sys.stderr)
         return 2
     except NonFiniteLossError as error:  # the run diverged: not bad input, a failed run
         print(f"segparity train: stopped: {error}", file=sys.stderr)
         return 1
+    if args.distributed and os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports for all
+        return 0
     last = rows[-1]
     print(f"{config.arch} ({args.framework}) after {int(last['epoch'])} epochs: val_loss {last['val_loss']:.4f}, "
           f"val_iou {last['val_iou']:.4f}, val_dice {last['val_dice']:.4f}, val_accuracy {last['val_accuracy']:.4f}")
@@ -318,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "clustered into instances (synthetic data)")
     train.add_argument("--embedding-dim", type=int, help="instance/panoptic: embedding channels, default 8")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over several replicas, --batch-size being the global batch: torch under "
+                            "torchrun (DistributedDataParallel), tf under tf.distribute (MirroredStrategy; "
+                            "MultiWorkerMirroredStrategy when TF_CONFIG is set)")
+    train.add_argument("--sync-batchnorm", action="store_true", default=None,
+                       help="--distributed: BatchNorm statistics over the global batch, not each replica's part")
+    train.add_argument("--cpu-replicas", type=int, default=1, metavar="N",
+                       help="--distributed --framework tf on a CPU: split it into N logical devices (default 1)")
     train.set_defaults(run=_train)
 
     compare = commands.add_parser("compare-train", help="train in both frameworks from the same weights on the same batches")

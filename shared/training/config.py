@@ -90,6 +90,7 @@ class TrainConfig:
     mask_threshold: int | None = None  # foreground = mask value > threshold, for lossily saved masks
     threshold: float | None = None  # one output channel: label 1 where it is above this; None: label_threshold()
     init_weights: str | None = None  # canonical checkpoint to start from instead of the framework's initialiser
+    sync_batchnorm: bool = False  # distributed runs: BatchNorm statistics over the global batch (segparity.training.distributed)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -227,9 +228,11 @@ class TrainData:
     stuffs: tuple[int, ...] = ()  # ...and those without (segparity.data.synthetic.task_classes)
 
 
-def prepare_data(config: TrainConfig, split_file: Path, resume: bool = False, progress: bool = True) -> TrainData:
-    """Load (or draw) the data, split it by ``config.seed`` and store the split in ``split_file``;
-    when resuming, the stored split is read and checked against the data instead."""
+def prepare_data(config: TrainConfig, split_file: Path, resume: bool = False, progress: bool = True,
+                 save: bool = True) -> TrainData:
+    """Load (or draw) the data, split it by ``config.seed`` and store the split in ``split_file`` (unless not
+    ``save``: a distributed run's processes other than rank 0); when resuming, the stored split is read and
+    checked against the data instead."""
     name, folder = parse_data(config.data)
     size = (config.image_size, config.image_size)
     skipped = Skipped(config.skip_bad)
@@ -254,7 +257,7 @@ def prepare_data(config: TrainConfig, split_file: Path, resume: bool = False, pr
         split = split_keys(list(data.keys), config.split, config.seed)
     if not split["train"] or not split["val"]:
         raise DatasetError(f"the split {config.split} of {len(data)} samples leaves an empty train or val set")
-    if not resume:
+    if not resume and save:
         save_split(split, split_file)
     augment = Augment(hflip=True, vflip=True, rot90=True) if config.augment else Augment()
     train = dataclasses.replace(data.subset(split["train"]), augment=augment, seed=config.seed)
