@@ -3,10 +3,11 @@
 Twin of ``segmentation_torch/distributed.py`` (``torchrun``, ``DistributedDataParallel``). One process per
 host: ``MirroredStrategy`` over this host's GPUs (or over ``cpu_replicas`` logical CPU devices), or, when
 ``TF_CONFIG`` names a cluster (``segparity.training.distributed.tf_config_process``),
-``MultiWorkerMirroredStrategy`` with one such process per worker. The model, optimiser and metrics are built
-inside ``strategy.scope()``; ``fit`` splits every global batch of the dataset over the replicas, Keras scales
-each replica's loss by ``1 / replicas`` and sums the gradients (so the learning rate is the single-process
-one), and only worker 0 (the chief) writes the run folder.
+``MultiWorkerMirroredStrategy`` with one such process per worker. The network, optimiser and metrics are
+built inside ``strategy.scope()`` (``segmentation_tf.train`` fits them through ``_Replicated``, which works
+around Keras 3.15's multi-worker bugs); ``fit`` splits every global batch of the dataset over the replicas,
+Keras scales each replica's loss by ``1 / replicas`` and sums the gradients (so the learning rate is the
+single-process one), and only worker 0 (the chief) writes the run folder.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ _STRATEGIES: dict[tuple, tuple[Process, tf.distribute.Strategy]] = {}
 
 
 def start(device: str, cpu_replicas: int = 1) -> tuple[Process, tf.distribute.Strategy]:
-    """This process and its strategy: ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` is set (checked first),
-    else ``MirroredStrategy`` over every GPU (``device="cuda"``) or over the CPU split into ``cpu_replicas``
-    logical devices (``tf.config.set_logical_device_configuration``: only before TensorFlow has started). A later
-    call with the same arguments (a second run in one process) returns the same strategy."""
+    """This process and its strategy: ``MirroredStrategy`` over every GPU (``device="cuda"``) or over the CPU split into ``cpu_replicas``
+    logical devices (``tf.config.set_logical_device_configuration``: only before TensorFlow has started). With ``TF_CONFIG`` set
+    (``MultiWorkerMirroredStrategy``): a ``DistributedError``, naming what is wrong with it or, if nothing is, why Keras
+    cannot train across workers yet. A later call with the same arguments (a second run in one process) returns the
+    same strategy."""
     if cpu_replicas < 1:
         raise DistributedError(f"cpu_replicas must be a positive integer, got {cpu_replicas!r}")
     key = (device, cpu_replicas, os.environ.get("TF_CONFIG"))
@@ -81,9 +83,9 @@ def make_loader(data: ArrayDataset, batch_size: int, epoch: int = 0, shuffle: bo
                 process: Process | None = None) -> tf.data.Dataset:
     """One epoch in *global* batches of ``batch_size``, ``segmentation_tf.data.make_loader``'s (``images (B, H, W,
     C)``, ``masks (B, H, W)``), for a strategy to split: ``fit`` under ``MirroredStrategy`` gives replica ``r`` of
-    ``R`` the ``r``-th ``batch_size / R`` samples of each batch; under ``MultiWorkerMirroredStrategy`` every
-    worker builds the same dataset and sharding by data (set here) gives each its replicas' parts, so the
-    replicas' ``k``-th batches together are the single-process run's ``k``-th batch. ``process`` is the torch
+    ``R`` the ``r``-th ``batch_size / R`` samples of each batch; under ``MultiWorkerMirroredStrategy`` every worker
+    builds the same dataset and sharding by data (set here; tf.data's default looks for files) gives each worker its
+    replicas' parts, so the replicas' ``k``-th batches together are the single-process run's ``k``-th batch. ``process`` is the torch
     twin's (there each process loads only its part); here every worker reads the whole dataset."""
     dataset = _epoch_batches(data, batch_size, epoch, shuffle=shuffle, instances=instances)
     options = tf.data.Options()

@@ -60,29 +60,32 @@ class _SaveEpoch(keras.callbacks.Callback):
     After each batch: the guard against a NaN or infinite loss (``logs["loss"]`` is the epoch's running
     mean, non-finite from the first such batch on), which stops ``fit`` before the epoch is saved."""
 
-    def __init__(self, run: RunFolder, rows: list[dict], config: TrainConfig, progress: bool, writes: bool = True):
+    def __init__(self, run: RunFolder, rows: list[dict], config: TrainConfig, progress: bool, writes: bool,
+                 network: keras.Model):
         super().__init__()
         self.run, self.rows, self.config, self.progress, self.writes = run, rows, config, progress, writes
+        self.network = network  # the model fit trains, or the network inside it (_Replicated)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        check_finite_loss(float(logs["loss"]), epoch=self.epoch + 1, step=int(ops.convert_to_numpy(self.model.optimizer.iterations)),
-                          epochs_saved=len(self.rows), out=self.run.out)
+        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        check_finite_loss(_scalar(logs["loss"]), epoch=self.epoch + 1, step=step, epochs_saved=len(self.rows),
+                          out=self.run.out)
 
     def on_epoch_end(self, epoch, logs=None):
-        train = {key: logs[key] for key in ("loss", *METRICS)}
-        val = {key: logs[f"val_{key}"] for key in ("loss", *METRICS)}
+        train = {key: _scalar(logs[key]) for key in ("loss", *METRICS)}
+        val = {key: _scalar(logs[f"val_{key}"]) for key in ("loss", *METRICS)}
         step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
         # what the next step will use (the schedule at the optimiser's iterations), as LearningRateScheduler logs it;
         # without a schedule the configured Python float, not the optimiser's float32 copy of it
         lr = float(ops.convert_to_numpy(self.model.optimizer.learning_rate)) if self.config.lr_decay else self.config.lr
         self.rows.append(epoch_row(epoch, train, val, lr, time.perf_counter() - self.start))
         if self.writes:  # a distributed run's chief only
-            self.run.save_epoch(self.rows, step, to_canonical(self.model),
-                                optimizer_state(self.model, self.model.optimizer, step), self.model.spec)
+            self.run.save_epoch(self.rows, step, to_canonical(self.network),
+                                optimizer_state(self.network, self.model.optimizer, step), self.network.spec)
 
 
 def train_steps(config: TrainConfig, data: TrainData, steps: int,
@@ -118,17 +121,38 @@ def predict_instances(model: keras.Model, images: np.ndarray) -> tuple[np.ndarra
     return np.asarray(predicted_labels(logits)), keras.ops.convert_to_numpy(embedding)
 
 
-def _build_compiled(model: keras.Model, data: TrainData, instances: bool) -> None:
-    """Build the compiled losses and metrics on two real samples before ``fit`` does: under a strategy, Keras 3.15's
-    ``fit`` builds them on a symbolic batch averaged over the replicas (``_maybe_symbolic_build``), which turns
-    the int64 masks float64 and trips the losses' label check. Building changes no weights; the metrics are
-    reset."""
-    images, *target = data.train.batch(np.arange(min(2, len(data.train))), 0, instances=instances)
-    target = tuple(target) if instances else target[0]
-    outputs = model(images, training=False)
-    model.compute_loss(images, target, outputs)
-    model.compute_metrics(images, target, outputs, None)
-    model.reset_metrics()
+class _Replicated(keras.Model):
+    """What ``fit`` trains under a strategy: the network (built inside ``strategy.scope()``, its variables mirrored),
+    wrapped in a model made *outside* the scope, whose steps return each log as a 1-element vector. Both dodge
+    Keras 3.15 bugs that stop ``fit`` under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585): a model made in
+    the scope is first built on a batch reduced over the workers (which fails on the replicas' values, and turns
+    int64 masks float64 under ``MirroredStrategy``), and each step's logs go through ``strategy.reduce("MEAN", log,
+    axis=0)``, which fails for a scalar across workers. The epoch's logged numbers come from the metrics
+    themselves, summed over every replica, as without the wrapper."""
+
+    def __init__(self, network: keras.Model):
+        super().__init__(name=f"replicated_{network.name}")
+        self.network = network
+
+    def call(self, x, training=False):
+        return self.network(x, training=training)
+
+    def train_step(self, data):
+        return {key: ops.reshape(value, (1,)) for key, value in super().train_step(data).items()}
+
+    def test_step(self, data):
+        return {key: ops.reshape(value, (1,)) for key, value in super().test_step(data).items()}
+
+
+def _barrier(strategy: tf.distribute.Strategy) -> None:
+    """Wait until every worker gets here: a sum over the replicas, a collective every worker must join."""
+    ones = tf.function(lambda: strategy.run(lambda: tf.constant(1.0)))()
+    strategy.reduce("SUM", ones, axis=None)
+
+
+def _scalar(value) -> float:
+    """A logged number as a float (``_Replicated`` logs 1-element vectors)."""
+    return float(np.reshape(ops.convert_to_numpy(value), ()))
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
@@ -138,26 +162,34 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     applied it); the last complete epoch's checkpoint stays, resumable.
 
     ``distributed``: under a ``tf.distribute`` strategy (``segmentation_tf.distributed``: ``MirroredStrategy`` over
-    this host's GPUs or ``cpu_replicas`` logical CPU devices, ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG``
-    is set): ``config.batch_size`` is the global batch, and only worker 0 writes to ``out``."""
+    this host's GPUs or ``cpu_replicas`` logical CPU devices; ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` is
+    set), training ``_Replicated(model)``: ``config.batch_size`` is the global batch, and only worker 0 writes to
+    ``out``."""
     process, strategy = engine.start(config.device, cpu_replicas) if distributed else (Process(0, 1, 0), None)
     replicas = strategy.num_replicas_in_sync if distributed else 1
     replica_batch(config.batch_size, replicas)
     run = RunFolder(out)
     checkpoint = run.start(config, resume)
+    if distributed:
+        _barrier(strategy)  # every worker has read the folder before worker 0 writes to it
     data: TrainData = prepare_data(config, run.split_file, resume, progress and process.writes, save=process.writes)
     check_last_batch(len(data.train), config.batch_size, replicas)
-    with strategy.scope() if distributed else tf.device(resolve_device(config.device)):
+
+    def place():  # where variables live: mirrored over the strategy's replicas, or on the one device
+        return strategy.scope() if distributed else tf.device(resolve_device(config.device))
+
+    with place():
         model, optimizer, loss_fn = build_run(config, config.outputs())
+    trainer = _Replicated(model) if distributed else model  # made outside the scope (_Replicated)
+    with place():
         labels = max(data.num_labels, 2)
         instances = config.task != "semantic"
         threshold = config.label_threshold()
         metrics = [MeanIoU(labels, threshold=threshold, name="iou"), MeanDice(labels, threshold=threshold, name="dice"),
                    PixelAccuracy(labels, threshold=threshold, name="accuracy")]
         # two outputs: a loss for each (Keras sums them) and the semantic metrics on the logits only
-        model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False, metrics=(metrics, []) if instances else metrics)
-        if distributed:
-            _build_compiled(model, data, instances)
+        trainer.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False,
+                        metrics=(metrics, []) if instances else metrics)
         if process.writes:
             run.save_config(config)
         rows = []
@@ -176,9 +208,9 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             stream = stream.concatenate(engine.make_loader(data.train, config.batch_size, epoch, shuffle=True,
                                                            instances=instances, process=process))
         steps = len(batch_indices(len(data.train), config.batch_size, 0, config.seed))
-        saver = _SaveEpoch(run, rows, config, progress, writes=process.writes)
+        saver = _SaveEpoch(run, rows, config, progress, writes=process.writes, network=model)
         try:
-            model.fit(stream, epochs=config.epochs, initial_epoch=first, steps_per_epoch=steps, shuffle=False,
+            trainer.fit(stream, epochs=config.epochs, initial_epoch=first, steps_per_epoch=steps, shuffle=False,
                       validation_data=engine.make_loader(data.val, config.batch_size, 0, shuffle=False,
                                                          instances=instances, process=process),
                       callbacks=[saver], verbose=1 if progress and process.writes else 0)

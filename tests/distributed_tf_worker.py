@@ -2,7 +2,12 @@
 only before it starts): ``python tests/distributed_tf_worker.py CONFIG.json OUT`` trains the configuration with
 ``--distributed`` under ``MirroredStrategy`` over two logical CPU devices with synchronised BatchNorm
 (``OUT/sync``), and one epoch of it without (``OUT/plain``); then measures pitfall ``tf_distribute_scalar_loss``
-(``OUT/pitfall.json``)."""
+(``OUT/pitfall.json``).
+
+With ``TF_CONFIG`` set, one process per worker (``MultiWorkerMirroredStrategy``):
+``python tests/distributed_tf_worker.py --multi-worker`` runs the smallest plain Keras ``fit``, which Keras 3.15
+cannot run (keras-team/keras#20585); ``python tests/distributed_tf_worker.py --multi-worker CONFIG.json OUT`` trains
+the configuration with ``segmentation_tf.train.train(..., distributed=True)``, which can."""
 
 import contextlib
 import dataclasses
@@ -12,6 +17,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from segmentation_tf.distributed import start
@@ -64,5 +70,29 @@ def scalar_loss_pitfall() -> dict:
         ("naive", _ScalarMeanSquare()), ("fixed", _ScaledMeanSquare()), ("keras", keras.losses.MeanSquaredError()))}
 
 
+def multi_worker_fit() -> None:
+    """One epoch of a Dense layer on 8 samples under ``MultiWorkerMirroredStrategy``, as TensorFlow's multi-worker
+    tutorial trains; raises whatever Keras raises."""
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    rng = np.random.default_rng(0)
+    model.fit(rng.normal(size=(8, 4)).astype("float32"), rng.normal(size=(8, 1)).astype("float32"), batch_size=8,
+              epochs=1, verbose=0)
+    print("multi-worker fit finished")
+
+
+def multi_worker_train(config_file: str, out: str) -> None:
+    stored = json.loads(open(config_file).read())
+    config = TrainConfig(**{**stored, "split": tuple(stored["split"])})
+    train(dataclasses.replace(config, framework="tf"), out, progress=False, distributed=True)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1:] == ["--multi-worker"]:
+        multi_worker_fit()
+    elif sys.argv[1] == "--multi-worker":
+        multi_worker_train(*sys.argv[2:])
+    else:
+        main(*sys.argv[1:])

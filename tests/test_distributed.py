@@ -125,7 +125,9 @@ def runs(tmp_path_factory):
                               text=True, start_new_session=True)
     # meanwhile: torch without synchronisation (one epoch), and the single-process references
     plain = folder / "plain"
-    plain_output = _finish(_torchrun(plain, init, 1, sync=False))
+    plain_run = _torchrun(plain, init, 1, sync=False)
+    plain_output = _finish(plain_run)
+    assert plain_run.returncode == 0, plain_output[-4000:]
     single = {}
     for epochs, sync in ((saved, True), (saved + 1, True), (1, False)):
         torch_train.train(_config(init, epochs, sync), folder / f"single_{epochs}_{sync}", progress=False)
@@ -288,3 +290,54 @@ def test_pitfall_tf_distribute_scalar_loss(runs):
     measured = json.loads((runs["tf"] / "pitfall.json").read_text())
     assert measured["naive"] == pytest.approx(1.0, abs=1e-5)
     assert measured["fixed"] < 1e-6 and measured["keras"] < 1e-6
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _workers(*arguments: str) -> list[str]:
+    """Start two ``MultiWorkerMirroredStrategy`` workers on this host (tests/distributed_tf_worker.py ``arguments``)
+    and return their outputs, in worker order."""
+    addresses = [f"localhost:{port}" for port in _free_ports(2)]
+    runs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+        runs.append(subprocess.Popen([sys.executable, str(ROOT / "tests" / "distributed_tf_worker.py"), *arguments],
+                                     env={**_environment(), "TF_CONFIG": tf_config}, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True))
+    return [(run, _finish(run)) for run in runs]
+
+
+@pytest.mark.slow
+def test_pitfall_keras_fit_multi_worker(tmp_path):
+    """Keras 3.15's ``fit`` cannot train under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585): two workers on
+    this host running the smallest plain ``fit`` both fail inside Keras (it builds on a batch reduced over the
+    workers; each step then ends in ``strategy.reduce("MEAN", scalar loss, axis=0)``). segparity's Keras trainer fits
+    through ``_Replicated`` (made outside the strategy's scope, 1-element logs): two workers train the test's U-Net
+    to within rtol 1e-4 / atol 1e-5 of single-process torch on every tensor, and only worker 0 writes. Slow (four
+    TensorFlow processes, about 20 s): in .ci/run's slow step."""
+    known = ("Attempt to convert a value (PerReplica",  # fit's first symbolic build: strategy.reduce of the batch
+             "Invalid reduction dimension 0 for input with 0 dimensions")  # each step: reduce("MEAN", loss, axis=0)
+    for run, output in _workers("--multi-worker"):
+        assert run.returncode != 0 and any(message in output for message in known), output[-3000:]
+    model, _, _ = torch_train.build_run(_config(None, 1), 3)
+    init = tmp_path / "init.safetensors"
+    write_checkpoint(init, to_canonical(model), model.spec)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(_config(init, 2).to_dict()))
+    for run, output in _workers("--multi-worker", str(config_file), str(tmp_path / "tf")):
+        assert run.returncode == 0, output[-3000:]
+    torch_train.train(_config(init, 2), tmp_path / "torch", progress=False)
+    comparisons = _differences(read_checkpoint(tmp_path / "tf" / "weights.safetensors")[0],
+                               read_checkpoint(tmp_path / "torch" / "weights.safetensors")[0])
+    assert all(c.passed for c in comparisons), _worst(comparisons)
+    assert len(RunFolder(tmp_path / "tf").latest().rows) == 2
