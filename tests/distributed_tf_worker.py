@@ -1,10 +1,12 @@
 """Started by tests/test_distributed.py in a fresh process (TensorFlow's CPU can be split into logical devices
-only before it starts): ``python tests/distributed_tf_worker.py CONFIG.json OUT`` trains the configuration with
-``--distributed`` under ``MirroredStrategy`` over two logical CPU devices with synchronised BatchNorm
-(``OUT/sync``), and one epoch of it without (``OUT/plain``); then measures pitfall ``tf_distribute_scalar_loss``
-(``OUT/pitfall.json``).
+only before it starts), ``MirroredStrategy`` over two logical CPU devices:
 
-With ``TF_CONFIG`` set, one process per worker (``MultiWorkerMirroredStrategy``):
+- ``python tests/distributed_tf_worker.py CONFIG.json OUT``: trains the configuration with ``--distributed`` and
+  synchronised BatchNorm (``OUT/sync``);
+- ``python tests/distributed_tf_worker.py --plain CONFIG.json OUT`` (slow set): one epoch with plain BatchNorm
+  (``OUT/plain``), and pitfall ``tf_distribute_scalar_loss`` measured (``OUT/pitfall.json``).
+
+With ``TF_CONFIG`` set, one process per worker (``MultiWorkerMirroredStrategy``, slow set):
 ``python tests/distributed_tf_worker.py --multi-worker`` runs the smallest plain Keras ``fit``, which Keras 3.15
 cannot run (keras-team/keras#20585); ``python tests/distributed_tf_worker.py --multi-worker CONFIG.json OUT`` trains
 the configuration with ``segmentation_tf.train.train(..., distributed=True)``, which can."""
@@ -26,12 +28,22 @@ from segmentation_tf.train import train
 from segparity.training.config import TrainConfig
 
 
-def main(config_file: str, out: str) -> None:
+def _stored(config_file: str) -> TrainConfig:
     stored = json.loads(open(config_file).read())
-    config = TrainConfig(**{**stored, "split": tuple(stored["split"])})
-    for name, changes in (("sync", dict(sync_batchnorm=True)), ("plain", dict(sync_batchnorm=False, epochs=1))):
-        train(dataclasses.replace(config, framework="tf", **changes), f"{out}/{name}", progress=False,
-              distributed=True, cpu_replicas=2)
+    return dataclasses.replace(TrainConfig(**{**stored, "split": tuple(stored["split"])}), framework="tf")
+
+
+def main(config_file: str, out: str) -> None:
+    """The default suite's: the configuration with synchronised BatchNorm, in ``OUT/sync``."""
+    train(dataclasses.replace(_stored(config_file), sync_batchnorm=True), f"{out}/sync", progress=False,
+          distributed=True, cpu_replicas=2)
+
+
+def without_synchronisation(config_file: str, out: str) -> None:
+    """The slow set's: one epoch of the configuration with plain BatchNorm (``OUT/plain``), and pitfall
+    ``tf_distribute_scalar_loss`` measured (``OUT/pitfall.json``)."""
+    train(dataclasses.replace(_stored(config_file), sync_batchnorm=False, epochs=1), f"{out}/plain", progress=False,
+          distributed=True, cpu_replicas=2)
     Path(out, "pitfall.json").write_text(json.dumps(scalar_loss_pitfall()))
 
 
@@ -84,9 +96,7 @@ def multi_worker_fit() -> None:
 
 
 def multi_worker_train(config_file: str, out: str) -> None:
-    stored = json.loads(open(config_file).read())
-    config = TrainConfig(**{**stored, "split": tuple(stored["split"])})
-    train(dataclasses.replace(config, framework="tf"), out, progress=False, distributed=True)
+    train(_stored(config_file), out, progress=False, distributed=True)
 
 
 if __name__ == "__main__":
@@ -94,5 +104,7 @@ if __name__ == "__main__":
         multi_worker_fit()
     elif sys.argv[1] == "--multi-worker":
         multi_worker_train(*sys.argv[2:])
+    elif sys.argv[1] == "--plain":
+        without_synchronisation(*sys.argv[2:])
     else:
         main(*sys.argv[1:])

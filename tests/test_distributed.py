@@ -29,7 +29,7 @@ import pytest
 import segmentation_torch.train as torch_train
 from segmentation_torch.weights import to_canonical
 from segparity.comparison.tolerance import compare
-from segparity.training.config import make_config
+from segparity.training.config import make_config, prepare_data
 from segparity.training.runs import RunFolder
 from segparity.weights.checkpoint import read_checkpoint, write_checkpoint
 
@@ -91,13 +91,28 @@ def _worst(comparisons: list):
     return max(comparisons, key=lambda c: c.max_abs)
 
 
+def _tf_worker(folder: Path, config, out: Path, *mode: str) -> subprocess.Popen:
+    """tests/distributed_tf_worker.py on ``config`` (written to ``folder/config.json``), in a fresh process."""
+    config_file = folder / "config.json"
+    config_file.write_text(json.dumps(config.to_dict()))
+    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "distributed_tf_worker.py"), *mode, str(config_file),
+                             str(out)], env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def _initial_weights(folder: Path) -> Path:
+    """The runs' one canonical initial checkpoint (torch's initialiser, seed 0)."""
+    model, _, _ = torch_train.build_run(_config(None, 1), 3)
+    init = folder / "init.safetensors"
+    write_checkpoint(init, to_canonical(model), model.spec)
+    return init
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The runs every test here compares: the killed torch run, the TF runs, single-process references."""
     folder = tmp_path_factory.mktemp("distributed")
-    model, _, _ = torch_train.build_run(_config(None, 1), 3)
-    init = folder / "init.safetensors"
-    write_checkpoint(init, to_canonical(model), model.spec)
+    init = _initial_weights(folder)
 
     # torch, synchronised BatchNorm, killed after its first checkpoint
     killed = folder / "killed"
@@ -114,24 +129,24 @@ def runs(tmp_path_factory):
     killed_output = _finish(launcher)
     killed_code = launcher.returncode
 
-    # TensorFlow, two logical CPU devices, as many epochs as the killed run saved (sync and plain)
+    # TensorFlow, two logical CPU devices, synchronised BatchNorm, as many epochs as the killed run saved
     checkpoint = RunFolder(killed).latest()  # read now: a test resumes the run in place
     saved = checkpoint.epoch
     tf_out = folder / "tf"
-    config_file = folder / "config.json"
-    config_file.write_text(json.dumps(_config(init, saved, framework="tf").to_dict()))
-    tf_run = subprocess.Popen([sys.executable, str(ROOT / "tests" / "distributed_tf_worker.py"), str(config_file),
-                               str(tf_out)], env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True)
-    # meanwhile: torch without synchronisation (one epoch), and the single-process references
+    tf_run = _tf_worker(folder, _config(init, saved, framework="tf"), tf_out)
+    # meanwhile: torch without synchronisation (one epoch), and the single-process references: one whole run (its
+    # checkpoint holds the optimiser state and metrics rows), the others as train_steps (the same steps, no plots)
     plain = folder / "plain"
     plain_run = _torchrun(plain, init, 1, sync=False)
+    torch_train.train(_config(init, saved), folder / "single", progress=False)
+    single = {(saved, True): read_checkpoint(folder / "single" / "weights.safetensors")[0]}
+    for epochs, sync in ((saved + 1, True), (1, False)):
+        config = _config(init, epochs, sync)
+        data = prepare_data(config, folder / "split.json", progress=False, save=False)
+        steps_per_epoch = -(-len(data.train) // config.batch_size)
+        single[epochs, sync] = torch_train.train_steps(config, data, epochs * steps_per_epoch)[1]
     plain_output = _finish(plain_run)
     assert plain_run.returncode == 0, plain_output[-4000:]
-    single = {}
-    for epochs, sync in ((saved, True), (saved + 1, True), (1, False)):
-        torch_train.train(_config(init, epochs, sync), folder / f"single_{epochs}_{sync}", progress=False)
-        single[epochs, sync] = read_checkpoint(folder / f"single_{epochs}_{sync}" / "weights.safetensors")[0]
     tf_output = _finish(tf_run)
     assert tf_run.returncode == 0, tf_output[-4000:]
     return dict(folder=folder, init=init, killed=killed, killed_code=killed_code, killed_output=killed_output,
@@ -160,7 +175,7 @@ def test_a_torch_distributed_step_is_the_single_process_step_on_the_global_batch
     checkpoint = runs["checkpoint"]
     comparisons = _differences(checkpoint.weights, runs["single"][runs["saved"], True])
     assert all(c.passed for c in comparisons), _worst(comparisons)
-    single_run = RunFolder(runs["folder"] / f"single_{runs['saved']}_True").latest()
+    single_run = RunFolder(runs["folder"] / "single").latest()
     momentum = [compare(checkpoint.optimizer[key], single_run.optimizer[key], quantity=key)
                 for key in single_run.optimizer]
     assert momentum and all(c.passed for c in momentum), _worst(momentum)
@@ -187,17 +202,54 @@ def _documented(name: str) -> float:
     return float(found.group(1))
 
 
+def _plain_difference(weights: dict, single: dict, name: str):
+    worst = _worst(_differences(weights, single))
+    assert not worst.passed  # a real difference, far outside the tolerance
+    assert float(f"{worst.max_abs:.2g}") == _documented(name), (name, worst)
+
+
 def test_without_synchronised_batchnorm_the_difference_is_measured_and_documented(runs):
-    """Plain BatchNorm normalises each replica's half batch by its own statistics: after one epoch (2 steps) the
-    weights move away from the single-process run's by the amounts docs/training.md states (2 significant digits),
-    in torch (DDP, rank 0's running statistics broadcast) and in Keras (MirroredStrategy)."""
-    single = runs["single"][1, False]
+    """Plain BatchNorm normalises each process's half batch by its own statistics: after one epoch (2 steps) the
+    weights of the 2-process torch run (DDP; rank 0's running statistics broadcast) move away from the single-process
+    run's by the amount docs/training.md states (2 significant digits). Keras: the slow test below."""
     torch_plain, _ = read_checkpoint(runs["plain"] / "weights.safetensors")
-    tf_plain, _ = read_checkpoint(runs["tf"] / "plain" / "weights.safetensors")
-    for name, weights in (("torch-plain", torch_plain), ("tf-plain", tf_plain)):
-        worst = _worst(_differences(weights, single))
-        assert not worst.passed  # a real difference, far outside the tolerance
-        assert float(f"{worst.max_abs:.2g}") == _documented(name), (name, worst)
+    _plain_difference(torch_plain, runs["single"][1, False], "torch-plain")
+
+
+@pytest.fixture(scope="module")
+def keras_plain(tmp_path_factory):
+    """One epoch of Keras's MirroredStrategy (two logical CPU devices) without synchronised BatchNorm, the
+    single-process torch run it is measured against, and pitfall tf_distribute_scalar_loss's numbers."""
+    folder = tmp_path_factory.mktemp("keras_plain")
+    init = _initial_weights(folder)
+    worker = _tf_worker(folder, _config(init, 1, sync=False, framework="tf"), folder / "tf", "--plain")
+    torch_train.train(_config(init, 1, sync=False), folder / "single", progress=False)
+    output = _finish(worker)
+    assert worker.returncode == 0, output[-4000:]
+    return dict(tf=read_checkpoint(folder / "tf" / "plain" / "weights.safetensors")[0],
+                single=read_checkpoint(folder / "single" / "weights.safetensors")[0],
+                pitfall=json.loads((folder / "tf" / "pitfall.json").read_text()))
+
+
+@pytest.mark.slow
+def test_keras_without_synchronised_batchnorm_the_difference_is_measured_and_documented(keras_plain):
+    """As the torch test above, for Keras's MirroredStrategy: each replica normalises its contiguous half of the batch
+    (torch's DistributedSampler interleaves, so the two differ from each other too), and each keeps its own running
+    statistics (the checkpoint holds the first replica's). Slow: a fresh TensorFlow process."""
+    _plain_difference(keras_plain["tf"], keras_plain["single"], "tf-plain")
+
+
+@pytest.mark.slow
+def test_pitfall_tf_distribute_scalar_loss(keras_plain):
+    """Under a strategy Keras sums the replicas' gradients, so its own losses divide their batch mean by the replicas;
+    ``keras.losses.Loss`` skips that for a ``call`` that returns a scalar, as a ported segmentation loss does. One SGD
+    step of a Dense layer on two replicas: the naive scalar loss takes twice the single-process update (relative
+    change 1: the update is off by itself), segparity's scaled loss and Keras's own mean squared error take it
+    (tests/distributed_tf_worker.py). Slow: a fresh TensorFlow process; every default-suite Keras run under a
+    strategy depends on the fix too (its weights would be off by a step)."""
+    measured = keras_plain["pitfall"]
+    assert measured["naive"] == pytest.approx(1.0, abs=1e-5)
+    assert measured["fixed"] < 1e-6 and measured["keras"] < 1e-6
 
 
 # Bad launches: one clear line before any process group or strategy starts
@@ -279,17 +331,6 @@ def test_cpu_replicas_belong_to_a_distributed_tf_run(tmp_path, capsys, monkeypat
     tf.constant(0.0)  # TensorFlow has started
     with pytest.raises(DistributedError, match="has already started with 1 CPU device"):
         start("cpu", 3)
-
-
-def test_pitfall_tf_distribute_scalar_loss(runs):
-    """Under a strategy Keras sums the replicas' gradients, so its own losses divide their batch mean by the replicas;
-    ``keras.losses.Loss`` skips that for a ``call`` that returns a scalar, as a ported segmentation loss does. One SGD
-    step of a Dense layer on two replicas: the naive scalar loss takes twice the single-process update (relative
-    change 1: the update is off by itself), segparity's scaled loss and Keras's own mean squared error take it
-    (tests/distributed_tf_worker.py)."""
-    measured = json.loads((runs["tf"] / "pitfall.json").read_text())
-    assert measured["naive"] == pytest.approx(1.0, abs=1e-5)
-    assert measured["fixed"] < 1e-6 and measured["keras"] < 1e-6
 
 
 def _free_ports(count: int) -> list[int]:
