@@ -15,6 +15,9 @@ if any row fails.
 (``segmentation_{torch,tf}/train.py``; run folder layout in ``shared/training/runs.py``); a NaN or infinite training
 loss stops it with a line naming the epoch and step, exit status 1, the last complete checkpoint kept.
 ``--resume`` continues the run in ``--out``; its ``config.json`` gives every setting not given.
+``--distributed``: data-parallel, ``--batch-size`` the global batch (``segmentation_{torch,tf}/distributed.py``):
+``torchrun --nproc_per_node N -m segparity.cli train --framework torch --distributed ...``, or Keras under
+``tf.distribute`` (``--cpu-replicas N`` splits a CPU); ``--sync-batchnorm`` for BatchNorm over the global batch.
 
 ``segparity compare-train --arch NAME --out DIR [--steps N] [...]``: the same network, weights and
 batches trained in both frameworks; per-step loss difference (``shared/parity/compare_train.py``).
