@@ -74,11 +74,18 @@ def _finish(process: subprocess.Popen, timeout: float = TIMEOUT) -> str:
 
 
 def _rank_pid(launcher: int, rank: int) -> int:
-    """The pid of the worker ``torchrun`` (pid ``launcher``) started as ``rank``."""
-    for child in Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split():
-        environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+    """The pid of the worker ``torchrun`` (pid ``launcher``) started as ``rank``: a process whose parent is the
+    launcher (field 4 of ``/proc/PID/stat``) and whose environment has ``RANK=rank``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (entry / "environ").read_bytes().split(b"\0") if parent == launcher else []
+        except (OSError, IndexError, ValueError):  # a process that ended meanwhile
+            continue
         if f"RANK={rank}".encode() in environ:
-            return int(child)
+            return int(entry.name)
     raise AssertionError(f"torchrun (pid {launcher}) has no worker of rank {rank}")
 
 
