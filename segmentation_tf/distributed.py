@@ -31,11 +31,10 @@ _STRATEGIES: dict[tuple, tuple[Process, tf.distribute.Strategy]] = {}
 
 
 def start(device: str, cpu_replicas: int = 1) -> tuple[Process, tf.distribute.Strategy]:
-    """This process and its strategy: ``MirroredStrategy`` over every GPU (``device="cuda"``) or over the CPU split into ``cpu_replicas``
-    logical devices (``tf.config.set_logical_device_configuration``: only before TensorFlow has started). With ``TF_CONFIG`` set
-    (``MultiWorkerMirroredStrategy``): a ``DistributedError``, naming what is wrong with it or, if nothing is, why Keras
-    cannot train across workers yet. A later call with the same arguments (a second run in one process) returns the
-    same strategy."""
+    """This process and its strategy: ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` is set (checked first),
+    else ``MirroredStrategy`` over every GPU (``device="cuda"``) or over the CPU split into ``cpu_replicas`` logical
+    devices (``tf.config.set_logical_device_configuration``: only before TensorFlow has started). A later call with
+    the same arguments (a second run in one process) returns the same strategy."""
     if cpu_replicas < 1:
         raise DistributedError(f"cpu_replicas must be a positive integer, got {cpu_replicas!r}")
     key = (device, cpu_replicas, os.environ.get("TF_CONFIG"))
@@ -55,7 +54,8 @@ def _new_strategy(device: str, cpu_replicas: int) -> tuple[Process, tf.distribut
     if device == "cuda":
         gpus = tf.config.list_logical_devices("GPU")
         if not gpus:
-            raise DistributedError("--device cuda: TensorFlow sees no GPU (tf.config.list_logical_devices('GPU') is empty)")
+            raise DistributedError("--device cuda: TensorFlow sees no GPU "
+                                   "(tf.config.list_logical_devices('GPU') is empty)")
         return Process(0, 1, 0), tf.distribute.MirroredStrategy([gpu.name for gpu in gpus])
     if cpu_replicas > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
@@ -81,12 +81,13 @@ def synchronize_batchnorm(model: keras.Model) -> int:
 
 def make_loader(data: ArrayDataset, batch_size: int, epoch: int = 0, shuffle: bool = True, instances: bool = False,
                 process: Process | None = None) -> tf.data.Dataset:
-    """One epoch in *global* batches of ``batch_size``, ``segmentation_tf.data.make_loader``'s (``images (B, H, W,
-    C)``, ``masks (B, H, W)``), for a strategy to split: ``fit`` under ``MirroredStrategy`` gives replica ``r`` of
-    ``R`` the ``r``-th ``batch_size / R`` samples of each batch; under ``MultiWorkerMirroredStrategy`` every worker
-    builds the same dataset and sharding by data (set here; tf.data's default looks for files) gives each worker its
-    replicas' parts, so the replicas' ``k``-th batches together are the single-process run's ``k``-th batch. ``process`` is the torch
-    twin's (there each process loads only its part); here every worker reads the whole dataset."""
+    """One epoch in *global* batches of ``batch_size``, as ``segmentation_tf.data.make_loader`` makes them
+    (``images (B, H, W, C)``, ``masks (B, H, W)``), for a strategy to split. ``fit`` under ``MirroredStrategy`` gives
+    replica ``r`` of ``R`` the ``r``-th ``batch_size / R`` samples of each batch; under
+    ``MultiWorkerMirroredStrategy`` every worker builds the same dataset, and sharding by data (set here; tf.data's
+    default looks for files) gives each worker its replicas' parts. Either way the replicas' ``k``-th batches
+    together are the single-process run's ``k``-th batch. ``process`` is the torch twin's (there each process loads
+    only its part); here every worker reads the whole dataset."""
     dataset = _epoch_batches(data, batch_size, epoch, shuffle=shuffle, instances=instances)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

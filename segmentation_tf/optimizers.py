@@ -111,9 +111,9 @@ def legacy_decay(optimizer: keras.optimizers.Optimizer, lr: float, lr_decay: flo
     """Keras 2's legacy ``decay`` argument (gone in Keras 3) as a schedule: optimiser step ``t`` (0-based) uses
     ``lr * (1 / (1 + lr_decay * t))`` (``segparity.training.config.decayed_lr``). It replaces ``optimizer``'s
     learning rate and reads ``optimizer.iterations``, so ``step`` (the steps already taken) must equal them."""
-    if step != int(ops.convert_to_numpy(optimizer.iterations)):
-        raise ValueError(f"step {step} differs from the optimizer's iterations {int(ops.convert_to_numpy(optimizer.iterations))}: "
-                         "load the optimizer state first")
+    taken = int(ops.convert_to_numpy(optimizer.iterations))  # a MirroredVariable under a strategy: no int() of its own
+    if step != taken:
+        raise ValueError(f"step {step} differs from the optimizer's iterations {taken}: load the optimizer state first")
     schedule = _LegacyDecay(lr, lr_decay)  # the Python float, not the optimizer's float32 variable
     optimizer.learning_rate = schedule
     return schedule

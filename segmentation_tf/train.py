@@ -211,14 +211,15 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
         saver = _SaveEpoch(run, rows, config, progress, writes=process.writes, network=model)
         try:
             trainer.fit(stream, epochs=config.epochs, initial_epoch=first, steps_per_epoch=steps, shuffle=False,
-                      validation_data=engine.make_loader(data.val, config.batch_size, 0, shuffle=False,
-                                                         instances=instances, process=process),
-                      callbacks=[saver], verbose=1 if progress and process.writes else 0)
+                        validation_data=engine.make_loader(data.val, config.batch_size, 0, shuffle=False,
+                                                           instances=instances, process=process),
+                        callbacks=[saver], verbose=1 if progress and process.writes else 0)
         except tf.errors.InvalidArgumentError as error:  # the metrics' assert_all_finite inside fit's graph (metrics.py)
             if str(nan_error("y_pred")) not in str(error):
                 raise
-            check_finite_loss(float("nan"), epoch=saver.epoch + 1, step=int(ops.convert_to_numpy(optimizer.iterations)),
-                              epochs_saved=len(rows), out=run.out, cause="the model's output holds NaN or infinity")
+            step = int(ops.convert_to_numpy(optimizer.iterations))
+            check_finite_loss(float("nan"), epoch=saver.epoch + 1, step=step, epochs_saved=len(rows), out=run.out,
+                              cause="the model's output holds NaN or infinity")
         if not process.writes:
             return rows
         run.save_final(to_canonical(model), model.spec)

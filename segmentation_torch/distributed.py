@@ -24,6 +24,7 @@ from segmentation_torch.layers import BatchNorm
 from segparity.data.dataset import ArrayDataset, epoch_order
 from segparity.training.distributed import DistributedError, Process, replica_batch, torchrun_process
 
+
 def start(device: str, cpu_replicas: int = 1) -> tuple[Process, torch.device]:
     """Join the process group ``torchrun`` set up: gloo for ``device="cpu"``, nccl for ``"cuda"`` (this process
     drives GPU ``LOCAL_RANK``). Returns this process and its device. ``cpu_replicas`` is the TensorFlow twin's

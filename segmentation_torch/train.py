@@ -235,7 +235,7 @@ def _train(config: TrainConfig, run: RunFolder, checkpoint, data: TrainData, pro
         start = time.perf_counter()
         if replicas > 1:
             loader = engine.make_loader(data.train, config.batch_size, epoch, shuffle=True, instances=instances,
-                                             process=process)
+                                        process=process)
         else:
             loader = make_loader(data.train, config.batch_size, epoch, shuffle=True, instances=instances)
         guard = partial(_guard, epoch=epoch + 1, first_step=step + 1, epochs_saved=len(rows), out=run.out)

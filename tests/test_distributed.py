@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import segmentation_torch.train as torch_train
@@ -46,7 +45,7 @@ DOC = ROOT / "docs" / "training.md"
 
 def _config(init: Path | None, epochs: int, sync: bool = True, framework: str = "torch"):
     return make_config(framework, init_weights=init and str(init), epochs=epochs, sync_batchnorm=sync or None,
-                       **{key: value for key, value in SETTINGS.items()})
+                       **SETTINGS)
 
 
 def _environment() -> dict:
