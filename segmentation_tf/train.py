@@ -32,7 +32,7 @@ from segparity.training.instance_report import finish_instance_run
 from segparity.reference.losses import build
 from segparity.reference.panoptic import default_bandwidth
 from segparity.training.plots import plot_run
-from segparity.training.distributed import Process, check_last_batch, replica_batch
+from segparity.training.distributed import DistributedError, Process, check_last_batch, replica_batch
 from segparity.training.runs import RunFolder
 from segparity.training.config import (METRICS, TrainConfig, TrainData, check_finite_loss, class_names, epoch_row,
                                        loss_description, prepare_data)
@@ -168,6 +168,11 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     process, strategy = engine.start(config.device, cpu_replicas) if distributed else (Process(0, 1, 0), None)
     replicas = strategy.num_replicas_in_sync if distributed else 1
     replica_batch(config.batch_size, replicas)
+    if replicas > 1 and config.task != "semantic":
+        raise DistributedError(
+            f"--task {config.task} with --framework tf --distributed on {replicas} replicas: TensorFlow 2.21 fails "
+            "inside fit on these runs (\"You must feed a value for placeholder tensor\", on one replica it trains); "
+            "train the instance and panoptic tasks distributed with --framework torch under torchrun")
     run = RunFolder(out)
     checkpoint = run.start(config, resume)
     if distributed:

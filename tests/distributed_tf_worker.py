@@ -4,7 +4,8 @@ only before it starts), ``MirroredStrategy`` over two logical CPU devices:
 - ``python tests/distributed_tf_worker.py CONFIG.json OUT``: trains the configuration with ``--distributed`` and
   synchronised BatchNorm (``OUT/sync``);
 - ``python tests/distributed_tf_worker.py --plain CONFIG.json OUT`` (slow set): one epoch with plain BatchNorm
-  (``OUT/plain``), and pitfall ``tf_distribute_scalar_loss`` measured (``OUT/pitfall.json``).
+  (``OUT/plain``), pitfall ``tf_distribute_scalar_loss`` measured (``OUT/pitfall.json``), and the refusal of the
+  instance task on two replicas (``OUT/instance_refusal.txt``).
 
 With ``TF_CONFIG`` set, one process per worker (``MultiWorkerMirroredStrategy``, slow set):
 ``python tests/distributed_tf_worker.py --multi-worker`` runs the smallest plain Keras ``fit``, which Keras 3.15
@@ -40,11 +41,18 @@ def main(config_file: str, out: str) -> None:
 
 
 def without_synchronisation(config_file: str, out: str) -> None:
-    """The slow set's: one epoch of the configuration with plain BatchNorm (``OUT/plain``), and pitfall
-    ``tf_distribute_scalar_loss`` measured (``OUT/pitfall.json``)."""
+    """The slow set's: one epoch of the configuration with plain BatchNorm (``OUT/plain``), pitfall
+    ``tf_distribute_scalar_loss`` measured (``OUT/pitfall.json``), and the instance task's refusal."""
     train(dataclasses.replace(_stored(config_file), sync_batchnorm=False, epochs=1), f"{out}/plain", progress=False,
           distributed=True, cpu_replicas=2)
     Path(out, "pitfall.json").write_text(json.dumps(scalar_loss_pitfall()))
+    try:  # the instance task is refused on several Keras replicas, before anything is written
+        train(dataclasses.replace(_stored(config_file), task="instance"), f"{out}/instance", progress=False,
+              distributed=True, cpu_replicas=2)
+        refusal = ""
+    except ValueError as error:
+        refusal = str(error)
+    Path(out, "instance_refusal.txt").write_text(refusal)
 
 
 class _ScalarMeanSquare(keras.losses.Loss):

@@ -234,7 +234,9 @@ def keras_plain(tmp_path_factory):
     assert worker.returncode == 0, output[-4000:]
     return dict(tf=read_checkpoint(folder / "tf" / "plain" / "weights.safetensors")[0],
                 single=read_checkpoint(folder / "single" / "weights.safetensors")[0],
-                pitfall=json.loads((folder / "tf" / "pitfall.json").read_text()))
+                pitfall=json.loads((folder / "tf" / "pitfall.json").read_text()),
+                instance_refusal=(folder / "tf" / "instance_refusal.txt").read_text(),
+                instance_folder=folder / "tf" / "instance")
 
 
 @pytest.mark.slow
@@ -256,6 +258,15 @@ def test_pitfall_tf_distribute_scalar_loss(keras_plain):
     measured = keras_plain["pitfall"]
     assert measured["naive"] == pytest.approx(1.0, abs=1e-5)
     assert measured["fixed"] < 1e-6 and measured["keras"] < 1e-6
+
+
+@pytest.mark.slow
+def test_keras_refuses_the_instance_task_on_several_replicas(keras_plain):
+    """TensorFlow 2.21 fails inside fit when the instance task trains on two replicas ("You must feed a value for
+    placeholder tensor"; one replica trains): refused with that reason, before the run folder is written."""
+    assert "--task instance with --framework tf --distributed on 2 replicas" in keras_plain["instance_refusal"]
+    assert "--framework torch under torchrun" in keras_plain["instance_refusal"]
+    assert not keras_plain["instance_folder"].exists()
 
 
 # Bad launches: one clear line before any process group or strategy starts
