@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmarks import cases, report
+from benchmarks import cases, report, scaling
 from segparity.atomic import atomic_write
 from segparity.parity.machine import cpu_model
 
@@ -51,7 +51,25 @@ def precisions(device: str) -> tuple[str, ...]:
     return ("fp32",) + cases.MIXED_PRECISIONS[device]
 
 
+def _case_requests(base: dict, case: cases.Case, precision: str, modes: dict, frameworks: tuple[str, ...],
+                   count_flops: bool) -> list[dict]:
+    """One request per task, framework and mode of ``case`` (``fit`` only for the training step); torch's profiler
+    counts the FLOPs of the first (``count_flops``)."""
+    out = []
+    for task in cases.TASKS:
+        for fw in frameworks:
+            for mode in modes[fw]:
+                if mode == "fit" and task != "train_step":
+                    continue
+                out.append(dict(base, framework=fw, precision=precision, task=task, mode=mode, label=case.label(),
+                                layers=case.layers, case=dataclasses.asdict(case),
+                                count_flops=count_flops and fw == "torch" and mode == modes[fw][0]))
+    return out
+
+
 def requests(quick: bool, device: str, threads: int, frameworks: tuple[str, ...]) -> list[dict]:
+    """Every measurement of a run: the GEMMs, then each case in both layer flavours (the stock one in the fast
+    modes), each precision, and (not ``--quick``) the real-size networks in fp32."""
     warmup, repeats = (2, 5) if quick else (3, 15)
     n = 1024 if quick else 2048
     base = dict(device=device, threads=threads, warmup=warmup, repeats=repeats)
@@ -63,16 +81,20 @@ def requests(quick: bool, device: str, threads: int, frameworks: tuple[str, ...]
             modes = cases.QUICK_MODES if precision == "fp32" else cases.QUICK_MIXED_MODES
         else:
             modes = cases.MODES if precision == "fp32" else cases.MIXED_MODES
+        stock_modes = cases.QUICK_STOCK_MODES if quick else cases.STOCK_MODES
         for case in cases.QUICK if quick else cases.FULL:
-            for task in cases.TASKS:
-                for fw in frameworks:
-                    for mode in modes[fw]:
-                        if mode == "fit" and task != "train_step":
-                            continue
-                        out.append(dict(base, framework=fw, precision=precision, task=task, mode=mode,
-                                        label=case.label(), case=dataclasses.asdict(case),
-                                        count_flops=fw == "torch" and precision == "fp32" and mode == modes[fw][0]))
+            out += _case_requests(base, case, precision, modes, frameworks, count_flops=precision == "fp32")
+            stock = {fw: tuple(m for m in stock_modes[fw] if m in modes[fw]) for fw in frameworks}
+            out += _case_requests(base, dataclasses.replace(case, layers="stock"), precision, stock, frameworks,
+                                  count_flops=False)
+    if not quick:
+        real = dict(base, warmup=cases.REAL_SIZE_WARMUP, repeats=cases.REAL_SIZE_REPEATS)
+        for case in cases.REAL_SIZE:
+            for layers in cases.LAYER_FLAVOURS:
+                out += _case_requests(real, dataclasses.replace(case, layers=layers), "fp32", cases.REAL_SIZE_MODES,
+                                      frameworks, count_flops=layers == "parity")
     return out
+
 
 
 _INDUCTOR_CACHE: list[str] = []
@@ -107,7 +129,34 @@ def worker_batches(all_requests: list[dict], shared_process: bool) -> list[list[
     return [[dict(r, shared_process=True) for r in all_requests if r["framework"] == fw] for fw in frameworks]
 
 
+def run_scaling(args: argparse.Namespace, header: str, versions: dict, frameworks: tuple[str, ...], start: float) -> int:
+    """``--scaling``: every point of ``cases.SCALING`` (``--quick``: ``cases.QUICK_SCALING``) in its own process."""
+    sweep = cases.QUICK_SCALING if args.quick else cases.SCALING
+    todo = scaling.requests(sweep, args.device, args.threads, frameworks)
+    header += (f" Scaling: the training step, fp32, parity layers, each point in its own process "
+               f"({cases.SCALING_WARMUP} warm-up call, median of {cases.SCALING_REPEATS}); memory is the peak RSS the "
+               f"step added to its process.")
+    rows = []
+    with tqdm(total=len(todo), desc="scaling", unit="run", file=sys.stderr, disable=None) as bar:
+        for request in todo:
+            rows += run_worker([request])
+            bar.update(1)
+    text = header + "\n\n" + scaling.markdown(rows, args.threads)
+    print(text)
+    print(f"{len(rows)} measurements in {time.perf_counter() - start:.0f} s")
+    if args.json:
+        payload = json.dumps({"header": header, "versions": versions, "cpu": cpu_model(), "threads": args.threads,
+                              "rows": rows}, indent=1)
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(payload))
+    if args.markdown:
+        atomic_write(args.markdown, lambda tmp: Path(tmp).write_text(text))
+    if args.png:
+        scaling.plot(rows, args.threads, args.png)
+    return 1 if any(r["error"] for r in rows) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
+
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="one small U-Net, two modes per framework (one with mixed precision), one process per "
@@ -119,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--markdown", metavar="PATH")
     parser.add_argument("--png", metavar="PATH")
+    parser.add_argument("--scaling", action="store_true",
+                        help="time the training step over input sizes and batch sizes instead (benchmarks.scaling; with "
+                             "--quick a tiny U-Net); --png draws the two log-log plots")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     start = time.perf_counter()
     versions = {name: installed_version(name) for name in ("torch", "tensorflow", "keras", "numpy")}
     header = (f"segparity benchmarks, {time.strftime('%Y-%m-%d')}: {cpu_model()}, {os.cpu_count()} cores, "
@@ -127,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v}" for k, v in versions.items())
               + ". Median of repeated runs after warm-up.")
     frameworks = ("torch", "tf") if args.framework == "both" else (args.framework,)
+    if args.scaling:
+        return run_scaling(args, header, versions, frameworks, start)
+
     todo = requests(args.quick, args.device, args.threads, frameworks)
     if args.device == "cpu" and not cpu_has_native_bf16():
         header += " No bf16 rows: this CPU has no native bf16 instructions."

@@ -1,7 +1,9 @@
 """Where a training step's time goes, per op, in both frameworks:
-``python -m benchmarks.profile_ops --arch unet [--precision bf16] [--task train_step] [--markdown PATH]``.
+``python -m benchmarks.profile_ops --arch unet [--precision bf16] [--task train_step] [--layers stock] [--real-size]
+[--markdown PATH]``.
 
-The case is the architecture's ``cases.FULL`` configuration; torch runs its ``channels_last`` mode under
+The case is the architecture's ``cases.FULL`` configuration (``--real-size``: its ``cases.REAL_SIZE`` one) in the layer
+flavour ``--layers``; torch runs its ``channels_last`` mode under
 ``torch.profiler`` (self CPU time per aten op), Keras its ``tf.function`` mode under TensorFlow's
 profiler (self time per op type, read back with the profiler plugin that ships inside TensorFlow). Each
 framework runs in its own process with the benchmark's thread pinning; times are per step.
@@ -22,11 +24,12 @@ from benchmarks import cases
 from segparity.atomic import atomic_write
 
 
-def _case(arch: str) -> cases.Case:
-    for case in cases.FULL:
+def _case(arch: str, real_size: bool, layers: str) -> cases.Case:
+    known = cases.REAL_SIZE if real_size else cases.FULL
+    for case in known:
         if case.arch == arch:
-            return case
-    raise SystemExit(f"profile_ops: no benchmark case for arch {arch!r}; known: {', '.join(c.arch for c in cases.FULL)}")
+            return dataclasses.replace(case, layers=layers)
+    raise SystemExit(f"profile_ops: no benchmark case for arch {arch!r}; known: {', '.join(c.arch for c in known)}")
 
 
 def torch_ops(case: cases.Case, task: str, precision: str, steps: int, threads: int) -> dict[str, float]:
@@ -96,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--layers", choices=cases.LAYER_FLAVOURS, default="parity")
+    parser.add_argument("--real-size", action="store_true", help="the architecture's cases.REAL_SIZE configuration")
     parser.add_argument("--markdown", metavar="PATH")
     parser.add_argument("--framework", choices=("torch", "tf"), help=argparse.SUPPRESS)  # one side, JSON out
     args = parser.parse_args(argv)
-    case = _case(args.arch)
+    case = _case(args.arch, args.real_size, args.layers)
     if args.framework:
         profile = {"torch": torch_ops, "tf": tf_ops}[args.framework]
         print("PROFILE " + json.dumps(profile(case, args.task, args.precision, args.steps, args.threads)))
@@ -116,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         profiles[framework] = json.loads(lines[0][len("PROFILE "):])
-    title = (f"Op profile: {case.label()} {args.task}, {args.precision}, torch channels_last vs tf function, "
+    title = (f"Op profile: {case.label()} {args.task}, {args.precision}, {case.layers} layers, torch channels_last vs "
+             f"tf function, "
              f"{args.threads} threads, mean of {args.steps} steps")
     text = markdown(profiles, title, args.top)
     print(text)

@@ -44,34 +44,49 @@ def flop_check(rows: list[dict]) -> str:
             f"{len(checked)} case/task pairs.")
 
 
+def _fastest(rows: list[dict]) -> dict | None:
+    done = [r for r in rows if r["error"] is None]
+    return min(done, key=lambda r: r["median_s"]) if done else None
+
+
 def best_modes(rows: list[dict]) -> list[dict]:
-    """Per (case, task, precision): each framework's fastest mode, and slower / faster."""
+    """Per (case, task, precision): each framework's fastest mode and flavour (``torch``, ``tf``), its fastest mode in
+    each flavour (``torch parity``, ``tf stock``, ...), and slower / faster of the two bests."""
     summary = []
     order = ("fp32", "bf16", "fp16")
     keys = sorted({(r["label"], r["task"], r["precision"]) for r in rows if r["task"] != "gemm"},
                   key=lambda key: (key[0], key[1], order.index(key[2])))
     for label, task, precision in keys:
-        best = {}
+        part = [r for r in rows if (r["label"], r["task"], r["precision"]) == (label, task, precision)]
+        entry = {"label": label, "task": task, "precision": precision}
         for fw in ("torch", "tf"):
-            done = [r for r in rows if (r["label"], r["task"], r["precision"], r["framework"]) == (label, task, precision, fw)
-                    and r["error"] is None]
-            if done:
-                best[fw] = min(done, key=lambda r: r["median_s"])
-        if len(best) == 2:
-            fast, slow = sorted(best.values(), key=lambda r: r["median_s"])
-            summary.append({"label": label, "task": task, "precision": precision, "torch": best["torch"],
-                            "tf": best["tf"], "slower": slow["framework"], "ratio": slow["median_s"] / fast["median_s"]})
+            entry[fw] = _fastest([r for r in part if r["framework"] == fw])
+            for layers in ("parity", "stock"):
+                entry[f"{fw} {layers}"] = _fastest([r for r in part if r["framework"] == fw
+                                                    and r.get("layers", "parity") == layers])
+        if entry["torch"] and entry["tf"]:
+            fast, slow = sorted((entry["torch"], entry["tf"]), key=lambda r: r["median_s"])
+            entry.update(slower=slow["framework"], ratio=slow["median_s"] / fast["median_s"])
+            summary.append(entry)
     return summary
 
 
-def _best(row: dict) -> str:
-    frac = f", {row['fraction_of_gemm_peak']:.0%} of peak" if row.get("fraction_of_gemm_peak") else ""
-    return f"{row['mode']} {row['median_s'] * 1e3:.1f} ms{frac}"
+def _best(row: dict | None, flavour: bool = True) -> str:
+    if row is None:
+        return "—"
+    frac = f", {row['fraction_of_gemm_peak']:.0%}" if row.get("fraction_of_gemm_peak") else ""
+    layers = f" {row.get('layers', 'parity')}" if flavour else ""
+    return f"{row['mode']}{layers} {row['median_s'] * 1e3:.1f} ms{frac}"
 
 
-def markdown(rows: list[dict], header: str) -> str:
-    lines = [header, "", "| case | task | precision | framework | mode | median ms | IQR ms | GFLOP/s | of GEMM peak | "
-             "peak RSS MiB | device peak MiB | note |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def _mib(value) -> str:
+    return f"{value:.0f}" if value is not None else "—"
+
+
+def measurement_table(rows: list[dict]) -> list[str]:
+    """Every measurement but the GEMMs, one Markdown row each."""
+    lines = ["| case | task | precision | framework | layers | mode | median ms | IQR ms | GFLOP/s | of GEMM peak | "
+             "peak RSS MiB | device peak MiB | note |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["task"] == "gemm":
             continue
@@ -79,15 +94,29 @@ def markdown(rows: list[dict], header: str) -> str:
         iqr = f"{r['iqr_s'] * 1e3:.1f}" if r["iqr_s"] is not None else "—"
         rate = f"{r['gflops']:.1f}" if r.get("gflops") else "—"
         frac = f"{r['fraction_of_gemm_peak']:.0%}" if r.get("fraction_of_gemm_peak") else "—"
-        device = f"{r['peak_device_mib']:.0f}" if r.get("peak_device_mib") is not None else "—"
-        lines.append(f"| {r['label']} | {r['task']} | {r['precision']} | {r['framework']} | {r['mode']} | {ms} | {iqr} | "
-                     f"{rate} | {frac} | {r['peak_rss_mib']:.0f} | {device} | {r['error'] or ''} |")
-    lines += ["", "Best mode per framework (precisions are never mixed; the fraction is of the same framework's "
-              "GEMM in the same precision):", "",
-              "| case | task | precision | torch best | tf best | slower | ratio |", "|---|---|---|---|---|---|---|"]
+        lines.append(f"| {r['label']} | {r['task']} | {r['precision']} | {r['framework']} | {r.get('layers', 'parity')} | "
+                     f"{r['mode']} | {ms} | {iqr} | {rate} | {frac} | {r['peak_rss_mib']:.0f} | "
+                     f"{_mib(r.get('peak_device_mib'))} | {r['error'] or ''} |")
+    return lines
+
+
+def best_table(rows: list[dict]) -> list[str]:
+    """``best_modes`` as Markdown: each framework's best mode and flavour, the ratio, then its best in each flavour."""
+    lines = ["| case | task | precision | torch best | tf best | slower | ratio | torch parity | torch stock | "
+             "tf parity | tf stock |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in best_modes(rows):
         lines.append(f"| {s['label']} | {s['task']} | {s['precision']} | {_best(s['torch'])} | {_best(s['tf'])} | "
-                     f"{s['slower']} | {s['ratio']:.2f}x |")
+                     f"{s['slower']} | {s['ratio']:.2f}x | "
+                     + " | ".join(_best(s[f"{fw} {layers}"], flavour=False) for fw in ("torch", "tf")
+                                  for layers in ("parity", "stock")) + " |")
+    return lines
+
+
+def markdown(rows: list[dict], header: str) -> str:
+    lines = [header, "", *measurement_table(rows), "",
+             "Best mode and layer flavour per framework (precisions are never mixed; the percentage is of the same "
+             "framework's GEMM in the same precision), then each framework's best mode in each flavour:", "",
+             *best_table(rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -105,8 +134,8 @@ def bar_chart(rows: list[dict], path: str | Path, title: str) -> Path:
                                 gridspec_kw={"height_ratios": [0.3 * n + 1.2 for n in bars]})
     for ax, (label, task) in zip(axes[:, 0], groups):
         part = [r for r in timed if r["label"] == label and r["task"] == task]
-        names = [f"{r['framework']} {r['mode']}" + ("" if r["precision"] == "fp32" else f" {r['precision']}")
-                 for r in part]
+        names = [f"{r['framework']} {r['mode']}" + ("" if r.get("layers", "parity") == "parity" else " stock")
+                 + ("" if r["precision"] == "fp32" else f" {r['precision']}") for r in part]
         colours = ["C0" if r["framework"] == "torch" else "C1" for r in part]
         ax.barh(np.arange(len(part)), [r["median_s"] * 1e3 for r in part], xerr=[r["iqr_s"] * 1e3 for r in part],
                 color=colours)

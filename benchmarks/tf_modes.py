@@ -10,6 +10,7 @@ import tensorflow as tf
 from benchmarks.cases import Case
 from benchmarks.timing import Timing, time_call
 from segmentation_tf.registry import build_model
+from segparity.networks.specs import TORCHVISION_SPECS
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -62,10 +63,24 @@ def device_peak_mib(device: str) -> float | None:
     return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20 if device == "cuda" else None
 
 
+class _Out(keras.Model):
+    """torchvision's segmentation models return a dict; ``fit`` and the loss train its ``"out"``."""
+
+    def __init__(self, network: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+
+    def call(self, x, training=False):
+        return self.network(x, training=training)["out"]
+
+
 def _setup(case: Case, precision: str):
     keras.utils.set_random_seed(0)
     keras.config.set_dtype_policy(POLICIES[precision])  # layers compute in bf16/fp16, variables stay fp32
-    model = build_model(case.arch, **case.options)
+    model = build_model(case.arch, layers=case.layers, **case.options)
+    if model.spec.name in TORCHVISION_SPECS:
+        model = _Out(model)
+        model.spec = model.network.spec
     channels, classes = model.spec.in_channels, model.spec.num_classes
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((case.batch, case.size, case.size, channels), dtype=np.float32))

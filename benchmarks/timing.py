@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
@@ -39,3 +40,9 @@ def time_call(fn: Callable[[], object], *, warmup: int, repeats: int, sync: Call
 def peak_rss_mib() -> float:
     """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mib() -> float:
+    """Resident set size of this process now, MiB (``/proc/self/statm``; Linux)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20

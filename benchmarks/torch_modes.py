@@ -69,13 +69,18 @@ def profiler_flops(case: Case, task: str) -> int:
             with torch.no_grad():
                 model.eval()(x)
         else:
-            loss_fn(model.train()(x), y).backward()
+            loss_fn(_logits(model.train()(x)), y).backward()
     return int(counter.get_total_flops())
+
+
+def _logits(output):
+    """torchvision's segmentation models return a dict: their ``"out"`` is what is trained."""
+    return output["out"] if isinstance(output, dict) else output
 
 
 def _setup(case: Case, device: str):
     torch.manual_seed(0)
-    model = build_model(case.arch, **case.options).to(device)
+    model = build_model(case.arch, layers=case.layers, **case.options).to(device)
     channels = model.spec.in_channels
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.random((case.batch, channels, case.size, case.size), dtype=np.float32)).to(device)
@@ -124,7 +129,7 @@ def step_function(case: Case, task: str, mode: str, precision: str, device: str)
         def step():
             optimizer.zero_grad(set_to_none=True)
             with autocast():
-                loss = loss_fn(model(x), y)
+                loss = loss_fn(_logits(model(x)), y)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()

@@ -3,7 +3,8 @@ one ``BENCH_ROW <json>`` line per request.
 
 Threads are pinned before the framework runs anything. Peak RSS is this process's own, so it is a
 single measurement's only when the process runs one request (the full run; ``--quick`` runs all of a
-framework's requests in one process and says so in each row).
+framework's requests in one process and says so in each row); ``baseline_rss_mib`` is the RSS before the request
+built anything (the framework imported), so ``peak_rss_mib - baseline_rss_mib`` is what the measurement added.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import traceback
 
 from benchmarks.cases import Case
-from benchmarks.timing import peak_rss_mib
+from benchmarks.timing import current_rss_mib, peak_rss_mib
 
 
 def run(request: dict) -> dict:
@@ -23,7 +24,8 @@ def run(request: dict) -> dict:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     modes = importlib.import_module(f"benchmarks.{framework}_modes")
     device = importlib.import_module(f"segmentation_{framework}.device")
-    row = {**request, "threads": modes.threads(request["threads"]), "tf32": device.tf32_state()}
+    row = {**request, "threads": modes.threads(request["threads"]), "tf32": device.tf32_state(),
+           "baseline_rss_mib": current_rss_mib()}  # the framework imported, nothing built: what peak RSS adds to
     try:
         row["device_name"] = modes.check_device(request["device"])
         if task == "gemm":

@@ -16,16 +16,17 @@ from keras import ops
 from segmentation_tf.backbones.resnet import ResNet
 from segmentation_tf.layers import ConvBNReLU, conv2d, resize_bilinear, split_outputs
 from segparity.networks.deeplab import DeepLabV3PlusSpec
+from segparity.networks.layer_flavours import check_layers
 from segparity.validation import check_image_batch
 
 
 class BasicBlock(keras.layers.Layer):
     """ReLU(conv1 -> conv2 + shortcut): two 3x3 conv-BN (ReLU after the first), 1x1 conv-BN shortcut if needed."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, stride: int, dilation: int, spec: DeepLabV3PlusSpec,
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int, dilation: int, spec: DeepLabV3PlusSpec, layers: str,
                  name: str):
         super().__init__(name=name)
-        bn = dict(batch_norm=True, bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum)
+        bn = dict(batch_norm=True, bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum, layers=layers)
         self.conv1 = ConvBNReLU(in_channels, out_channels, 3, stride=stride, dilation=dilation, **bn,
                                 name=f"{name}.conv1")
         self.conv2 = ConvBNReLU(out_channels, out_channels, 3, dilation=dilation, relu=False, **bn,
@@ -45,9 +46,9 @@ class BasicBlock(keras.layers.Layer):
 class ASPP(keras.layers.Layer):
     """Atrous spatial pyramid pooling: 1x1, three atrous 3x3 and image pooling, concatenated, projected."""
 
-    def __init__(self, in_channels: int, *, spec: DeepLabV3PlusSpec, name: str):
+    def __init__(self, in_channels: int, *, spec: DeepLabV3PlusSpec, layers: str, name: str):
         super().__init__(name=name)
-        bn = dict(batch_norm=True, bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum)
+        bn = dict(batch_norm=True, bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum, layers=layers)
         a = spec.aspp_channels
         self.branches = [ConvBNReLU(in_channels, a, 1, **bn, name=f"{name}.branches.0")]
         for r, rate in enumerate(spec.rates(), start=1):
@@ -67,9 +68,9 @@ class ASPP(keras.layers.Layer):
 class Decoder(keras.layers.Layer):
     """Resize the ASPP output to the low-level features' size, concatenate ``[aspp, reduced]``, two 3x3 convs."""
 
-    def __init__(self, low_level_in: int, *, spec: DeepLabV3PlusSpec, name: str):
+    def __init__(self, low_level_in: int, *, spec: DeepLabV3PlusSpec, layers: str, name: str):
         super().__init__(name=name)
-        bn = dict(batch_norm=True, bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum)
+        bn = dict(batch_norm=True, bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum, layers=layers)
         d = spec.decoder_channels
         self.reduce = ConvBNReLU(low_level_in, spec.low_level_channels, 1, **bn, name=f"{name}.reduce")
         self.fuse = [ConvBNReLU(spec.aspp_channels + spec.low_level_channels, d, 3, **bn, name=f"{name}.fuse.0"),
@@ -86,25 +87,27 @@ class Decoder(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="segparity")  # a .keras file names it "segparity>DeepLabV3Plus"
 class DeepLabV3Plus(keras.Model):
-    """DeepLabV3+; arguments as ``segparity.networks.deeplab.DeepLabV3PlusSpec``."""
+    """DeepLabV3+; arguments as ``segparity.networks.deeplab.DeepLabV3PlusSpec``, and ``layers``
+    (``segparity.networks.layer_flavours``)."""
 
     def __init__(self, in_channels: int, num_classes: int, output_stride: int = 16, stem_channels: int = 64,
                  stage_channels: tuple = (64, 128, 256, 512), blocks_per_stage: tuple = (2, 2, 2, 2),
                  aspp_channels: int = 256, aspp_rates: tuple | None = None, low_level_channels: int = 48,
                  decoder_channels: int = 256, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
-                 embedding_dim: int = 0, backbone: str | None = None, **kwargs):
+                 embedding_dim: int = 0, backbone: str | None = None, layers: str = "parity", **kwargs):
         super().__init__(**kwargs)
         self.spec = DeepLabV3PlusSpec(in_channels, num_classes, output_stride, stem_channels, stage_channels,
                                       blocks_per_stage, aspp_channels, aspp_rates, low_level_channels,
                                       decoder_channels, bn_eps, bn_momentum, embedding_dim, backbone)
+        self.layer_flavour = check_layers(layers)
         spec = self.spec
         low_level, cin = spec.encoder_channels()
         if backbone is not None:
             self.encoder = ResNet(spec.depth(), spec.replace_stride_with_dilation(), num_classes=None,
-                                  dilation_rule="smp", in_channels=in_channels, name="encoder")
+                                  dilation_rule="smp", in_channels=in_channels, layers=layers, name="encoder")
         else:
             self.stem = ConvBNReLU(in_channels, stem_channels, 3, stride=2, batch_norm=True, bn_eps=bn_eps,
-                                   bn_momentum=bn_momentum, name="stem")
+                                   bn_momentum=bn_momentum, layers=layers, name="stem")
             self.encoder = []
             channels = stem_channels
             for i, ((stride, dilation), cout, blocks) in enumerate(zip(spec.stage_strides(), stage_channels,
@@ -112,11 +115,11 @@ class DeepLabV3Plus(keras.Model):
                 stage = []
                 for b in range(blocks):
                     stage.append(BasicBlock(channels, cout, stride=stride if b == 0 else 1, dilation=dilation,
-                                            spec=spec, name=f"encoder.{i}.{b}"))
+                                            spec=spec, layers=layers, name=f"encoder.{i}.{b}"))
                     channels = cout
                 self.encoder.append(stage)
-        self.aspp = ASPP(cin, spec=spec, name="aspp")
-        self.decoder = Decoder(low_level, spec=spec, name="decoder")
+        self.aspp = ASPP(cin, spec=spec, layers=layers, name="aspp")
+        self.decoder = Decoder(low_level, spec=spec, layers=layers, name="decoder")
         self.head = conv2d(decoder_channels, self.spec.out_channels(), 1, name="head")
         self.built = True
 
@@ -142,4 +145,4 @@ class DeepLabV3Plus(keras.Model):
         return x, low_level
 
     def get_config(self):
-        return {"name": self.name, **self.spec.options()}
+        return {"name": self.name, **self.spec.options(), "layers": self.layer_flavour}

@@ -72,8 +72,16 @@ def _new_strategy(device: str, cpu_replicas: int) -> tuple[Process, tf.distribut
 
 def synchronize_batchnorm(model: keras.Model) -> int:
     """Make every segparity ``BatchNorm`` of ``model`` use the batch statistics of all replicas together in
-    training mode (``BatchNorm(synchronized=True)``); returns how many there are."""
+    training mode (``BatchNorm(synchronized=True)``); returns how many there are. A ``layers="stock"`` model
+    (``keras.layers.BatchNormalization``, whose ``synchronized`` is fixed when it is built) is refused with the
+    reason."""
+    stock = [layer for layer in _nested_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    if stock:
+        raise ValueError(f"synchronize_batchnorm: {len(stock)} BatchNorm layers are keras.layers.BatchNormalization (a "
+                         "model built with layers='stock'); synchronised statistics need segparity's BatchNorm: build "
+                         "it with layers='parity'")
     layers = [layer for layer in _nested_layers(model) if isinstance(layer, BatchNorm)]
+
     for layer in layers:
         layer.synchronized = True
     return len(layers)

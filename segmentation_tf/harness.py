@@ -66,13 +66,14 @@ def _network_loss(loss_fn, outputs, target):
 
 
 def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
-                  settings: TraceSettings, device: str = "cpu", dtype: str = "float32") -> dict:
+                  settings: TraceSettings, device: str = "cpu", dtype: str = "float32", layers: str = "parity") -> dict:
     """Every quantity of ``segparity.comparison.trace`` for ``spec`` with ``weights`` on ``images (N, C, H, W)``.
 
-    ``dtype="float64"`` runs everything in double precision (results are returned as float64).
+    ``dtype="float64"`` runs everything in double precision (results are returned as float64). ``layers``: the
+    model's flavour (``segparity.networks.layer_flavours``).
     """
     with tf.device(resolve_device(device)), precision(dtype):
-        model = build_model(spec.name, **spec.options())
+        model = build_model(spec.name, **spec.options(), layers=layers)
         x = tf.constant(np.transpose(images, (0, 2, 3, 1)).astype(dtype))
         y = tf.constant(np.asarray(labels, dtype=np.int64))
         losses = {name: loss_reference.build(tf_losses, class_name, kwargs)

@@ -9,6 +9,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from segparity.networks.layer_flavours import check_layers
+
 
 class BatchNorm(keras.layers.Layer):
     """BatchNorm over the channel axis with ``torch.nn.BatchNorm2d``'s semantics.
@@ -85,6 +87,22 @@ def _synchronized_moments(x, replicas):
     n = total[-1]
     mean = total[:channels] / n
     return mean, ops.maximum(total[channels:2 * channels] / n - mean * mean, 0.0), n
+
+
+def batch_norm_layer(num_features: int, *, eps: float, momentum: float, layers: str,
+                     unbiased_running_var: bool = True, name: str) -> keras.layers.Layer:
+    """The built BatchNorm of flavour ``layers`` (``segparity.networks.layer_flavours``), ``momentum`` in Keras's
+    convention.
+
+    ``"parity"``: segparity's ``BatchNorm`` (``unbiased_running_var`` as given). ``"stock"``:
+    ``keras.layers.BatchNormalization(epsilon=eps, momentum=momentum)`` itself: float32 batch statistics, the moving
+    variance updated with the biased batch variance (Keras's own convention, whatever ``unbiased_running_var``
+    says). The same four variables (``gamma``, ``beta``, ``moving_mean``, ``moving_variance``) either way."""
+    if check_layers(layers) == "stock":
+        layer = keras.layers.BatchNormalization(axis=-1, momentum=momentum, epsilon=eps, name=name)
+        layer.build((None, None, None, num_features))
+        return layer
+    return BatchNorm(num_features, eps=eps, momentum=momentum, unbiased_running_var=unbiased_running_var, name=name)
 
 
 _DILATED_CONV_IS_ONE_OP: dict[str, bool] = {}
@@ -255,17 +273,19 @@ class ConvBNReLU(keras.layers.Layer):
     """``conv`` -> [``bn``] -> [ReLU]. The conv has a bias only without BN (BN would cancel it).
 
     ``padding`` defaults to ``dilation * (kernel_size - 1) // 2`` on every side (size kept at stride 1).
-    ``bn_momentum`` is torch's convention; the Keras BatchNorm gets ``1 - bn_momentum``.
+    ``bn_momentum`` is torch's convention; the Keras BatchNorm gets ``1 - bn_momentum``. ``layers`` the
+    BatchNorm's flavour (``batch_norm_layer``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
                  padding: int | None = None, dilation: int = 1, batch_norm: bool, bn_eps: float,
-                 bn_momentum: float, relu: bool = True, name: str):
+                 bn_momentum: float, relu: bool = True, layers: str = "parity", name: str):
         super().__init__(name=name)
         padding = dilation * (kernel_size - 1) // 2 if padding is None else padding
         self.conv = conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
                            bias=not batch_norm, name=f"{name}.conv")
-        self.bn = BatchNorm(out_channels, eps=bn_eps, momentum=1.0 - bn_momentum, name=f"{name}.bn") if batch_norm else None
+        self.bn = batch_norm_layer(out_channels, eps=bn_eps, momentum=1.0 - bn_momentum, layers=layers,
+                                   name=f"{name}.bn") if batch_norm else None
         self.relu = relu
         self.built = True
 

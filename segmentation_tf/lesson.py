@@ -12,7 +12,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from segmentation_tf.layers import BatchNorm, conv2d, upsample_bilinear_2x
+from segmentation_tf.layers import batch_norm_layer, conv2d, upsample_bilinear_2x
+from segparity.networks.layer_flavours import check_layers
 from segparity.networks.lesson import BOTTLENECK, DECODER, ENCODER, LessonSegNetSpec, LessonUNetSpec
 from segparity.validation import check_image_batch
 
@@ -34,12 +35,15 @@ class UpsampleBilinear2x(keras.layers.Layer):
 
 class _Lesson(keras.Model):
     """The layers both networks share, named as the exercise names them (attributes and layer names alike);
-    ``block`` and ``activate`` apply them in the exercise's order."""
+    ``block`` and ``activate`` apply them in the exercise's order. BatchNorm of flavour ``layers`` (stock:
+    ``keras.layers.BatchNormalization``, the moving variance biased)."""
 
-    def _build(self, spec) -> None:
+    def _build(self, spec, layers: str) -> None:
         self.spec = spec
+        self.layer_flavour = check_layers(layers)
         eps, momentum, unbiased = spec.batch_norm()
-        bn = dict(eps=eps, momentum=1.0 - momentum, unbiased_running_var=unbiased)  # Keras momentum = 1 - torch's
+        bn = dict(eps=eps, momentum=1.0 - momentum, layers=layers,  # Keras momentum = 1 - torch's
+                  unbiased_running_var=unbiased)
 
         def add(name, layer):
             setattr(self, name, layer)
@@ -47,12 +51,12 @@ class _Lesson(keras.Model):
         cin = spec.in_channels
         for i, cout in enumerate(ENCODER):
             add(f"enc_conv{i}", conv2d(cin, cout, 3, padding=1, name=f"enc_conv{i}"))
-            add(f"bn{i}", BatchNorm(cout, **bn, name=f"bn{i}"))
+            add(f"bn{i}", batch_norm_layer(cout, **bn, name=f"bn{i}"))
             cin = cout
         add("bottleneck_conv", conv2d(cin, BOTTLENECK, 3, padding=1, name="bottleneck_conv"))
         for i, (cin, cout) in enumerate(zip(spec.decoder_inputs(), DECODER)):
             add(f"dec_conv{i}", conv2d(cin, cout, 3, padding=1, name=f"dec_conv{i}"))
-            add(f"dec_bn{i}", BatchNorm(cout, **bn, name=f"dec_bn{i}"))
+            add(f"dec_bn{i}", batch_norm_layer(cout, **bn, name=f"dec_bn{i}"))
         add("dec_conv3", conv2d(spec.decoder_inputs()[-1], spec.num_classes, 1, name="dec_conv3"))
         for i in range(4):  # the layers without weights, under the exercise's names
             add(spec.layer_name("act", i), keras.layers.ReLU(name=spec.layer_name("act", i)))
@@ -82,17 +86,17 @@ class _Lesson(keras.Model):
         check_image_batch(tuple(x.shape), keras.backend.standardize_dtype(x.dtype), spec=self.spec, layout="NHWC")
 
     def get_config(self):
-        return {"name": self.name, **self.spec.options()}
+        return {"name": self.name, **self.spec.options(), "layers": self.layer_flavour}
 
 
 @keras.saving.register_keras_serializable(package="segparity")  # a .keras file names it "segparity>LessonSegNet"
 class LessonSegNet(_Lesson):
-    """The lesson's "SegNet"; arguments as ``segparity.networks.lesson.LessonSegNetSpec``."""
+    """The lesson's "SegNet"; arguments as ``segparity.networks.lesson.LessonSegNetSpec``, and ``layers``."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, exercise: str = "pytorch",
-                 output_sigmoid: bool = False, **kwargs):
+                 output_sigmoid: bool = False, layers: str = "parity", **kwargs):
         super().__init__(**kwargs)
-        self._build(LessonSegNetSpec(in_channels, num_classes, exercise, output_sigmoid))
+        self._build(LessonSegNetSpec(in_channels, num_classes, exercise, output_sigmoid), layers)
 
     def call(self, x, training=False):
         self.check(x)
@@ -107,12 +111,12 @@ class LessonSegNet(_Lesson):
 
 @keras.saving.register_keras_serializable(package="segparity")  # a .keras file names it "segparity>LessonUNet"
 class LessonUNet(_Lesson):
-    """The lesson's U-Net; arguments as ``segparity.networks.lesson.LessonUNetSpec``."""
+    """The lesson's U-Net; arguments as ``segparity.networks.lesson.LessonUNetSpec``, and ``layers``."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, exercise: str = "pytorch",
-                 output_sigmoid: bool = False, recompute_skips: bool = False, **kwargs):
+                 output_sigmoid: bool = False, recompute_skips: bool = False, layers: str = "parity", **kwargs):
         super().__init__(**kwargs)
-        self._build(LessonUNetSpec(in_channels, num_classes, exercise, output_sigmoid, recompute_skips))
+        self._build(LessonUNetSpec(in_channels, num_classes, exercise, output_sigmoid, recompute_skips), layers)
         if self.spec.layer_name("cat") is not None:  # the TF exercise's Concatenate layers (torch concatenates inline)
             for i in range(4):
                 setattr(self, self.spec.layer_name("cat", i), keras.layers.Concatenate(axis=-1, name=f"cat{i}"))

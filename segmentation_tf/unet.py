@@ -10,25 +10,26 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from segmentation_tf.layers import BatchNorm, center_crop, conv3x3, split_outputs, upsample_bilinear_2x
+from segmentation_tf.layers import batch_norm_layer, center_crop, conv3x3, split_outputs, upsample_bilinear_2x
+from segparity.networks.layer_flavours import check_layers
 from segparity.networks.unet import UNetSpec
 from segparity.validation import check_image_batch
 
 
 class ConvBlock(keras.layers.Layer):
-    """conv3x3 -> [BN] -> ReLU, then (``convs_per_block=2``) conv3x3 -> [BN] -> ReLU again."""
+    """conv3x3 -> [BN] -> ReLU, then (``convs_per_block=2``) conv3x3 -> [BN] -> ReLU again; BN of flavour ``layers``."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec, name: str):
+    def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec, layers: str, name: str):
         super().__init__(name=name)
         bn = spec.batch_norm
         keras_momentum = 1.0 - spec.bn_momentum  # torch momentum 0.1 == Keras momentum 0.9
+        norm = dict(eps=spec.bn_eps, momentum=keras_momentum, layers=layers)
         self.conv1 = conv3x3(in_channels, out_channels, padding=spec.padding, bias=not bn, name=f"{name}.conv1")
-        self.bn1 = BatchNorm(out_channels, eps=spec.bn_eps, momentum=keras_momentum, name=f"{name}.bn1") if bn else None
+        self.bn1 = batch_norm_layer(out_channels, **norm, name=f"{name}.bn1") if bn else None
         two = spec.convs_per_block == 2
         self.conv2 = conv3x3(out_channels, out_channels, padding=spec.padding, bias=not bn,
                              name=f"{name}.conv2") if two else None
-        self.bn2 = BatchNorm(out_channels, eps=spec.bn_eps, momentum=keras_momentum,
-                             name=f"{name}.bn2") if bn and two else None
+        self.bn2 = batch_norm_layer(out_channels, **norm, name=f"{name}.bn2") if bn and two else None
         self.built = True
 
     def call(self, x, training=False):
@@ -50,9 +51,9 @@ class UpBlock(ConvBlock):
     ``"transpose"`` and ``"bilinear"`` halve the channels while up-sampling; ``"resize"`` keeps them.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec, name: str):
+    def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec, layers: str, name: str):
         up_channels = in_channels if spec.upsample == "resize" else out_channels
-        super().__init__(out_channels + up_channels, out_channels, spec=spec, name=name)
+        super().__init__(out_channels + up_channels, out_channels, spec=spec, layers=layers, name=name)
         self.upsample = spec.upsample
         bias = not spec.batch_norm  # up -> concat -> conv1 -> BN: BN cancels a per-channel bias here
         if spec.upsample == "transpose":
@@ -78,23 +79,25 @@ class UpBlock(ConvBlock):
 
 @keras.saving.register_keras_serializable(package="segparity")  # a .keras file names it "segparity>UNet"
 class UNet(keras.Model):
-    """U-Net; arguments as ``segparity.networks.unet.UNetSpec``."""
+    """U-Net; arguments as ``segparity.networks.unet.UNetSpec``, and ``layers`` (``segparity.networks.layer_flavours``)."""
 
     def __init__(self, in_channels: int, num_classes: int, base_channels: int = 64, depth: int = 4,
                  padding: str = "same", upsample: str = "transpose", batch_norm: bool = True,
                  bn_eps: float = 1e-5, bn_momentum: float = 0.1, convs_per_block: int = 2,
-                 embedding_dim: int = 0, **kwargs):
+                 embedding_dim: int = 0, layers: str = "parity", **kwargs):
         super().__init__(**kwargs)
         self.spec = UNetSpec(in_channels, num_classes, base_channels, depth, padding, upsample, batch_norm,
                              bn_eps, bn_momentum, convs_per_block, embedding_dim)
+        self.layer_flavour = check_layers(layers)
         ch = self.spec.stage_channels()
         self.encoder = [
-            ConvBlock(in_channels if i == 0 else ch[i - 1], ch[i], spec=self.spec, name=f"encoder.{i}")
+            ConvBlock(in_channels if i == 0 else ch[i - 1], ch[i], spec=self.spec, layers=layers, name=f"encoder.{i}")
             for i in range(depth)
         ]
-        self.bottleneck = ConvBlock(ch[depth - 1], ch[depth], spec=self.spec, name="bottleneck")
+        self.bottleneck = ConvBlock(ch[depth - 1], ch[depth], spec=self.spec, layers=layers, name="bottleneck")
         self.decoder = [
-            UpBlock(ch[depth - j], ch[depth - j - 1], spec=self.spec, name=f"decoder.{j}") for j in range(depth)
+            UpBlock(ch[depth - j], ch[depth - j - 1], spec=self.spec, layers=layers, name=f"decoder.{j}")
+            for j in range(depth)
         ]
         self.head = keras.layers.Conv2D(self.spec.out_channels(), kernel_size=1, name="head")
         self.head.build((None, None, None, ch[0]))
@@ -113,4 +116,5 @@ class UNet(keras.Model):
         return split_outputs(self.head(x), self.spec)
 
     def get_config(self):
-        return {"name": self.name, **self.spec.options()}
+        return {"name": self.name, **self.spec.options(), "layers": self.layer_flavour}
+

@@ -47,8 +47,15 @@ def start(device: str, cpu_replicas: int = 1) -> tuple[Process, torch.device]:
 
 def synchronize_batchnorm(model: nn.Module) -> int:
     """Make every segparity ``BatchNorm`` of ``model`` use the batch statistics of all processes together in
-    training mode (``BatchNorm(synchronized=True)``); returns how many there are."""
+    training mode (``BatchNorm(synchronized=True)``); returns how many there are. A ``layers="stock"`` model
+    (``nn.BatchNorm2d``, which torch synchronises on GPUs only) is refused with the reason."""
+    stock = [module for module in model.modules() if type(module) is nn.BatchNorm2d]
+    if stock:
+        raise ValueError(f"synchronize_batchnorm: {len(stock)} BatchNorm layers are torch.nn.BatchNorm2d (a model built "
+                         "with layers='stock'); synchronised statistics need segparity's BatchNorm: build it with "
+                         "layers='parity'")
     layers = [module for module in model.modules() if isinstance(module, BatchNorm)]
+
     for layer in layers:
         layer.synchronized = True
     return len(layers)

@@ -12,6 +12,8 @@ from torch import nn
 
 from segmentation_torch.layers import ConvBNReLU, conv2d, crop, max_pool_2x2, split_outputs
 from segparity.networks.fcn import PAPER_FIRST_PADDING, FCNSpec, bilinear_kernel, crop_offsets
+from segparity.networks.layer_flavours import check_layers
+
 from segparity.networks.segnet import VGG16_ENCODER
 from segparity.validation import check_image_batch
 
@@ -33,26 +35,27 @@ def fuse(upsampled: torch.Tensor, score: torch.Tensor, offsets: tuple[int, int])
 
 
 class FCN(nn.Module):
-    """FCN; arguments as ``segparity.networks.fcn.FCNSpec``."""
+    """FCN; arguments as ``segparity.networks.fcn.FCNSpec``, and ``layers`` (``segparity.networks.layer_flavours``)."""
 
     def __init__(self, in_channels: int, num_classes: int, variant: str = "8s", encoder: tuple = VGG16_ENCODER,
                  fc_channels: int = 4096, fc_kernel_size: int = 7, padding: str = "same", batch_norm: bool = False,
                  bn_eps: float = 1e-5, bn_momentum: float = 0.1,
-                 embedding_dim: int = 0):
+                 embedding_dim: int = 0, layers: str = "parity"):
         super().__init__()
         self.spec = FCNSpec(in_channels, num_classes, variant, encoder, fc_channels, fc_kernel_size, padding,
                             batch_norm, bn_eps, bn_momentum, embedding_dim)
+        self.layer_flavour = check_layers(layers)
         spec, paper = self.spec, padding == "paper"
-        bn = dict(batch_norm=batch_norm, bn_eps=bn_eps, bn_momentum=bn_momentum)
+        bn = dict(batch_norm=batch_norm, bn_eps=bn_eps, bn_momentum=bn_momentum, layers=layers)
         self.encoder = nn.ModuleList()
         cin = in_channels
         for i, stage in enumerate(spec.encoder):
-            layers = nn.ModuleList()
+            stack = nn.ModuleList()
             for j, cout in enumerate(stage):
                 first = paper and (i, j) == (0, 0)
-                layers.append(ConvBNReLU(cin, cout, 3, padding=PAPER_FIRST_PADDING if first else 1, **bn))
+                stack.append(ConvBNReLU(cin, cout, 3, padding=PAPER_FIRST_PADDING if first else 1, **bn))
                 cin = cout
-            self.encoder.append(layers)
+            self.encoder.append(stack)
         self.fc6 = ConvBNReLU(cin, fc_channels, fc_kernel_size, padding=0 if paper else (fc_kernel_size - 1) // 2, **bn)
         self.fc7 = ConvBNReLU(fc_channels, fc_channels, 1, **bn)
         outputs = self.spec.out_channels()  # logits, then the embedding channels (if any)

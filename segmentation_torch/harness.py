@@ -68,13 +68,14 @@ def _network_loss(loss_fn, outputs, target: torch.Tensor) -> torch.Tensor:
 
 
 def compute_trace(spec, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
-                  settings: TraceSettings, device: str = "cpu", dtype: str = "float32") -> dict:
+                  settings: TraceSettings, device: str = "cpu", dtype: str = "float32", layers: str = "parity") -> dict:
     """Every quantity of ``segparity.comparison.trace`` for ``spec`` with ``weights`` on ``images (N, C, H, W)``.
 
-    ``dtype="float64"`` runs everything in double precision (results are returned as float64).
+    ``dtype="float64"`` runs everything in double precision (results are returned as float64). ``layers``: the
+    model's flavour (``segparity.networks.layer_flavours``).
     """
     dev, dt = resolve_device(device), getattr(torch, dtype)
-    model = build_model(spec.name, **spec.options()).to(dev)
+    model = build_model(spec.name, **spec.options(), layers=layers).to(dev)
     x = torch.from_numpy(np.ascontiguousarray(images)).to(dev, dt)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(dev)
     losses = {name: loss_reference.build(torch_losses, class_name, kwargs).to(dev)

@@ -10,6 +10,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from segparity.networks.layer_flavours import check_layers
+
 
 class BatchNorm(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` with epsilon and momentum required, never defaulted.
@@ -83,6 +85,18 @@ class _SumOverProcesses(torch.autograd.Function):
         return total
 
 
+def batch_norm_layer(num_features: int, *, eps: float, momentum: float, layers: str,
+                     unbiased_running_var: bool = True) -> nn.BatchNorm2d:
+    """The BatchNorm of flavour ``layers`` (``segparity.networks.layer_flavours``), ``momentum`` in torch's convention.
+
+    ``"parity"``: segparity's ``BatchNorm`` (``unbiased_running_var`` as given). ``"stock"``: ``nn.BatchNorm2d``
+    itself, whose running variance is always updated unbiased (torch's own convention, whatever
+    ``unbiased_running_var`` says). The same ``state_dict`` either way."""
+    if check_layers(layers) == "stock":
+        return nn.BatchNorm2d(num_features, eps=eps, momentum=momentum)
+    return BatchNorm(num_features, eps=eps, momentum=momentum, unbiased_running_var=unbiased_running_var)
+
+
 def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
            dilation: int = 1, bias: bool = True) -> nn.Conv2d:
     """``nn.Conv2d``: ``padding`` zeros on every side, whatever the stride (the Keras twin matches this).
@@ -111,17 +125,17 @@ class ConvBNReLU(nn.Module):
     """``conv`` -> [``bn``] -> [ReLU]. The conv has a bias only without BN (BN would cancel it).
 
     ``padding`` defaults to ``dilation * (kernel_size - 1) // 2`` on every side (size kept at stride 1).
-    ``bn_momentum`` is torch's convention.
+    ``bn_momentum`` is torch's convention; ``layers`` the BatchNorm's flavour (``batch_norm_layer``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
                  padding: int | None = None, dilation: int = 1, batch_norm: bool, bn_eps: float,
-                 bn_momentum: float, relu: bool = True):
+                 bn_momentum: float, relu: bool = True, layers: str = "parity"):
         super().__init__()
         padding = dilation * (kernel_size - 1) // 2 if padding is None else padding
         self.conv = conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
                            bias=not batch_norm)
-        self.bn = BatchNorm(out_channels, eps=bn_eps, momentum=bn_momentum) if batch_norm else None
+        self.bn = batch_norm_layer(out_channels, eps=bn_eps, momentum=bn_momentum, layers=layers) if batch_norm else None
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

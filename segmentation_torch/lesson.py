@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segmentation_torch.layers import BatchNorm, conv2d, upsample_bilinear_2x
+from segmentation_torch.layers import batch_norm_layer, conv2d, upsample_bilinear_2x
+from segparity.networks.layer_flavours import check_layers
 from segparity.networks.lesson import BOTTLENECK, DECODER, ENCODER, LessonSegNetSpec, LessonUNetSpec
 from segparity.validation import check_image_batch
 
@@ -31,20 +32,22 @@ class UpsampleBilinear2x(nn.Module):
 
 class _Lesson(nn.Module):
     """The layers both networks share, named as the exercise names them; ``block`` and ``activate`` apply them in the
-    exercise's order."""
+    exercise's order. BatchNorm of flavour ``layers`` (stock: ``nn.BatchNorm2d``, the running variance unbiased)."""
 
-    def _build(self, spec) -> None:
+    def _build(self, spec, layers: str) -> None:
         self.spec = spec
+        self.layer_flavour = check_layers(layers)
         eps, momentum, unbiased = spec.batch_norm()
+        bn = dict(eps=eps, momentum=momentum, layers=layers, unbiased_running_var=unbiased)
         cin = spec.in_channels
         for i, cout in enumerate(ENCODER):
             setattr(self, f"enc_conv{i}", conv2d(cin, cout, 3, padding=1))
-            setattr(self, f"bn{i}", BatchNorm(cout, eps=eps, momentum=momentum, unbiased_running_var=unbiased))
+            setattr(self, f"bn{i}", batch_norm_layer(cout, **bn))
             cin = cout
         self.bottleneck_conv = conv2d(cin, BOTTLENECK, 3, padding=1)
         for i, (cin, cout) in enumerate(zip(spec.decoder_inputs(), DECODER)):
             setattr(self, f"dec_conv{i}", conv2d(cin, cout, 3, padding=1))
-            setattr(self, f"dec_bn{i}", BatchNorm(cout, eps=eps, momentum=momentum, unbiased_running_var=unbiased))
+            setattr(self, f"dec_bn{i}", batch_norm_layer(cout, **bn))
         self.dec_conv3 = conv2d(spec.decoder_inputs()[-1], spec.num_classes, 1)
         for i in range(4):  # the layers without weights, under the exercise's names
             setattr(self, spec.layer_name("act", i), nn.ReLU())
@@ -75,12 +78,12 @@ class _Lesson(nn.Module):
 
 
 class LessonSegNet(_Lesson):
-    """The lesson's "SegNet"; arguments as ``segparity.networks.lesson.LessonSegNetSpec``."""
+    """The lesson's "SegNet"; arguments as ``segparity.networks.lesson.LessonSegNetSpec``, and ``layers``."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, exercise: str = "pytorch",
-                 output_sigmoid: bool = False):
+                 output_sigmoid: bool = False, layers: str = "parity"):
         super().__init__()
-        self._build(LessonSegNetSpec(in_channels, num_classes, exercise, output_sigmoid))
+        self._build(LessonSegNetSpec(in_channels, num_classes, exercise, output_sigmoid), layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check(x)
@@ -95,12 +98,12 @@ class LessonSegNet(_Lesson):
 
 
 class LessonUNet(_Lesson):
-    """The lesson's U-Net; arguments as ``segparity.networks.lesson.LessonUNetSpec``."""
+    """The lesson's U-Net; arguments as ``segparity.networks.lesson.LessonUNetSpec``, and ``layers``."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, exercise: str = "pytorch",
-                 output_sigmoid: bool = False, recompute_skips: bool = False):
+                 output_sigmoid: bool = False, recompute_skips: bool = False, layers: str = "parity"):
         super().__init__()
-        self._build(LessonUNetSpec(in_channels, num_classes, exercise, output_sigmoid, recompute_skips))
+        self._build(LessonUNetSpec(in_channels, num_classes, exercise, output_sigmoid, recompute_skips), layers)
 
     def concatenate(self, i: int, pair: list) -> torch.Tensor:
         """``[up-sampled, skip]`` along channels (the TF exercise's ``cat{i}`` layers hold nothing: no module here)."""

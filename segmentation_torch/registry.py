@@ -14,6 +14,7 @@ from segmentation_torch.models import torchvision_segmentation
 from segmentation_torch.unet import UNet
 from segmentation_torch.weights import load_encoder_weights
 from segparity.networks import specs
+from segparity.networks.layer_flavours import check_layers
 
 # segparity's own networks, then torchvision's segmentation models (torchvision's builder names and arguments)
 BUILDERS = {"deeplabv3plus": DeepLabV3Plus, "fcn": FCN, "segnet": SegNet, "unet": UNet,
@@ -27,7 +28,8 @@ def list_models() -> list[str]:
 
 
 def build_model(name: str, *, in_channels: int | None = None, num_classes: int | None = None,
-                preset: str | None = None, encoder_weights: str | os.PathLike | None = None, **options) -> nn.Module:
+                preset: str | None = None, encoder_weights: str | os.PathLike | None = None,
+                layers: str = "parity", **options) -> nn.Module:
     """Build a network by name; options are those of its spec in ``segparity.networks`` (checked first).
 
     ``preset`` names a set of options in ``segparity.networks.specs.PRESETS`` (``"paper"``, ``"lesson-segparity"``, ``"lesson-pytorch"``); explicit
@@ -36,13 +38,16 @@ def build_model(name: str, *, in_channels: int | None = None, num_classes: int |
     and return a dict, ``"out"`` (and ``"aux"``) at the input size. ``encoder_weights``: a torchvision classification
     checkpoint (``resnet50-*.pth``, ``mobilenet_v3_large-*.pth``) for their backbone, the classifier head left out
     (``segparity.weights.encoders``; nothing is downloaded).
+    ``layers``: ``"parity"`` (segparity's exact BatchNorm) or ``"stock"`` (the framework's own: ``nn.BatchNorm2d``,
+    ``keras.layers.BatchNormalization``), the same weights under the same names (``segparity.networks.layer_flavours``).
 
     Returns an ``nn.Module`` mapping ``(N, in_channels, H, W)`` to ``(N, num_classes, H', W')`` logits.
     With ``embedding_dim=K > 0`` (instance segmentation) it returns ``(logits, embedding)``, the embedding
     ``(N, embedding_dim, H', W')``: the head's last K channels (``split_outputs`` in ``layers``).
     """
     spec = specs.make_spec(name, in_channels=in_channels, num_classes=num_classes, preset=preset, **options)
-    model = BUILDERS[spec.name](**specs.builder_arguments(spec))  # a preset may name another network
+    check_layers(layers)
+    model = BUILDERS[spec.name](**specs.builder_arguments(spec), layers=layers)  # a preset may name another network
     if encoder_weights is not None:
         load_encoder_weights(model, encoder_weights)
     return model

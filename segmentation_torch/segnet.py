@@ -12,40 +12,44 @@ from torch import nn
 
 from segmentation_torch.layers import (ConvBNReLU, conv2d, max_pool_2x2, max_pool_with_indices, max_unpool,
                                        resize_bilinear, split_outputs)
+from segparity.networks.layer_flavours import check_layers
 from segparity.networks.segnet import SEGNET_DECODER, VGG16_ENCODER, SegNetSpec
+
 from segparity.validation import check_image_batch
 
 
-def conv_stack(in_channels: int, channels: tuple, *, spec: SegNetSpec) -> nn.ModuleList:
-    """3x3 conv-BN-ReLU layers with the output ``channels``, one after the other."""
-    layers = nn.ModuleList()
+def conv_stack(in_channels: int, channels: tuple, *, spec: SegNetSpec, layers: str) -> nn.ModuleList:
+    """3x3 conv-BN-ReLU layers with the output ``channels``, one after the other; BN of flavour ``layers``."""
+    stack = nn.ModuleList()
     for cout in channels:
-        layers.append(ConvBNReLU(in_channels, cout, 3, batch_norm=spec.batch_norm, bn_eps=spec.bn_eps,
-                                 bn_momentum=spec.bn_momentum))
+        stack.append(ConvBNReLU(in_channels, cout, 3, batch_norm=spec.batch_norm, bn_eps=spec.bn_eps,
+                                bn_momentum=spec.bn_momentum, layers=layers))
         in_channels = cout
-    return layers
+    return stack
 
 
 class SegNet(nn.Module):
-    """SegNet; arguments as ``segparity.networks.segnet.SegNetSpec`` (defaults: the paper's VGG-16 network)."""
+    """SegNet; arguments as ``segparity.networks.segnet.SegNetSpec`` (defaults: the paper's VGG-16 network), and
+    ``layers`` (``segparity.networks.layer_flavours``)."""
 
     def __init__(self, in_channels: int, num_classes: int, encoder: tuple = VGG16_ENCODER, bottleneck: tuple = (),
                  decoder: tuple = SEGNET_DECODER, upsample: str = "unpool", head_kernel_size: int = 3,
                  batch_norm: bool = True, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
-                 embedding_dim: int = 0):
+                 embedding_dim: int = 0, layers: str = "parity"):
         super().__init__()
         self.spec = SegNetSpec(in_channels, num_classes, encoder, bottleneck, decoder, upsample, head_kernel_size,
                                batch_norm, bn_eps, bn_momentum, embedding_dim)
+        self.layer_flavour = check_layers(layers)
         spec = self.spec
         self.encoder = nn.ModuleList()
         cin = in_channels
         for stage in spec.encoder:
-            self.encoder.append(conv_stack(cin, stage, spec=spec))
+            self.encoder.append(conv_stack(cin, stage, spec=spec, layers=layers))
             cin = stage[-1]
-        self.bottleneck = conv_stack(cin, spec.bottleneck, spec=spec)
+        self.bottleneck = conv_stack(cin, spec.bottleneck, spec=spec, layers=layers)
         self.decoder = nn.ModuleList()
         for k, stage in enumerate(spec.decoder):
-            self.decoder.append(conv_stack(spec.decoder_input_channels(k), stage, spec=spec))
+            self.decoder.append(conv_stack(spec.decoder_input_channels(k), stage, spec=spec, layers=layers))
         k = head_kernel_size
         self.head = conv2d(spec.decoder[-1][-1], spec.out_channels(), k, padding=(k - 1) // 2)
 

@@ -10,22 +10,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segmentation_torch.layers import BatchNorm, center_crop, conv3x3, split_outputs, upsample_bilinear_2x
+from segmentation_torch.layers import batch_norm_layer, center_crop, conv3x3, split_outputs, upsample_bilinear_2x
+from segparity.networks.layer_flavours import check_layers
 from segparity.networks.unet import UNetSpec
+
 from segparity.validation import check_image_batch
 
 
 class ConvBlock(nn.Module):
-    """conv3x3 -> [BN] -> ReLU, then (``convs_per_block=2``) conv3x3 -> [BN] -> ReLU again."""
+    """conv3x3 -> [BN] -> ReLU, then (``convs_per_block=2``) conv3x3 -> [BN] -> ReLU again; BN of flavour ``layers``."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec):
+    def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec, layers: str):
         super().__init__()
         bn = spec.batch_norm
+        norm = dict(eps=spec.bn_eps, momentum=spec.bn_momentum, layers=layers)
         self.conv1 = conv3x3(in_channels, out_channels, padding=spec.padding, bias=not bn)
-        self.bn1 = BatchNorm(out_channels, eps=spec.bn_eps, momentum=spec.bn_momentum) if bn else None
+        self.bn1 = batch_norm_layer(out_channels, **norm) if bn else None
         two = spec.convs_per_block == 2
         self.conv2 = conv3x3(out_channels, out_channels, padding=spec.padding, bias=not bn) if two else None
-        self.bn2 = BatchNorm(out_channels, eps=spec.bn_eps, momentum=spec.bn_momentum) if bn and two else None
+        self.bn2 = batch_norm_layer(out_channels, **norm) if bn and two else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
@@ -46,9 +49,9 @@ class UpBlock(ConvBlock):
     ``"transpose"`` and ``"bilinear"`` halve the channels while up-sampling; ``"resize"`` keeps them.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec):
+    def __init__(self, in_channels: int, out_channels: int, *, spec: UNetSpec, layers: str):
         up_channels = in_channels if spec.upsample == "resize" else out_channels
-        super().__init__(out_channels + up_channels, out_channels, spec=spec)
+        super().__init__(out_channels + up_channels, out_channels, spec=spec, layers=layers)
         self.upsample = spec.upsample
         bias = not spec.batch_norm  # up -> concat -> conv1 -> BN: BN cancels a per-channel bias here
         if spec.upsample == "transpose":
@@ -70,22 +73,23 @@ class UpBlock(ConvBlock):
 
 
 class UNet(nn.Module):
-    """U-Net; arguments as ``segparity.networks.unet.UNetSpec``."""
+    """U-Net; arguments as ``segparity.networks.unet.UNetSpec``, and ``layers`` (``segparity.networks.layer_flavours``)."""
 
     def __init__(self, in_channels: int, num_classes: int, base_channels: int = 64, depth: int = 4,
                  padding: str = "same", upsample: str = "transpose", batch_norm: bool = True,
                  bn_eps: float = 1e-5, bn_momentum: float = 0.1, convs_per_block: int = 2,
-                 embedding_dim: int = 0):
+                 embedding_dim: int = 0, layers: str = "parity"):
         super().__init__()
         self.spec = UNetSpec(in_channels, num_classes, base_channels, depth, padding, upsample, batch_norm,
                              bn_eps, bn_momentum, convs_per_block, embedding_dim)
+        self.layer_flavour = check_layers(layers)
         ch = self.spec.stage_channels()
         self.encoder = nn.ModuleList(
-            ConvBlock(in_channels if i == 0 else ch[i - 1], ch[i], spec=self.spec) for i in range(depth)
+            ConvBlock(in_channels if i == 0 else ch[i - 1], ch[i], spec=self.spec, layers=layers) for i in range(depth)
         )
-        self.bottleneck = ConvBlock(ch[depth - 1], ch[depth], spec=self.spec)
+        self.bottleneck = ConvBlock(ch[depth - 1], ch[depth], spec=self.spec, layers=layers)
         self.decoder = nn.ModuleList(
-            UpBlock(ch[depth - j], ch[depth - j - 1], spec=self.spec) for j in range(depth)
+            UpBlock(ch[depth - j], ch[depth - j - 1], spec=self.spec, layers=layers) for j in range(depth)
         )
         self.head = nn.Conv2d(ch[0], self.spec.out_channels(), kernel_size=1)
 

@@ -80,7 +80,7 @@ def _report(args: argparse.Namespace) -> int:
           "quantity, measured against a torch float64 run of the same case (docs/pitfalls.md, float32_floor).")
     print(f"A batch whose only failures are gradients, with a ReLU/max-pool input within {suite.KINK_MARGIN:g} float32 "
           f"errors of its kink, is set aside and the next one used (at most {suite.MAX_KINK_REDRAWS}; docs/pitfalls.md).")
-    rows = []
+    rows, stock = [], []
     for case in tqdm(cases, desc="parity", unit="config", file=sys.stderr, disable=None):
         counts = suite.parameter_counts(case)
         same = "equal" if counts["torch"] == counts["tf"] else "DIFFERENT"
@@ -90,6 +90,8 @@ def _report(args: argparse.Namespace) -> int:
         tqdm.write(f"{case.arch} [{case.label()}]: parameters torch {counts['torch']:,} / tf {counts['tf']:,} "
                    f"({same}); data seed {result.inputs.data_seed}{note}")
         rows += result.rows
+        if not any(r.arch == case.arch for r in stock):  # each architecture's first configuration
+            stock += suite.stock_rows(case, result, device=args.device)
         if counts["torch"] != counts["tf"]:
             rows.append(suite.Row(case.arch, case.label(), "parameter_count", abs(counts["torch"] - counts["tf"]),
                                   1.0, 0.0, 0.0, False))
@@ -101,8 +103,13 @@ def _report(args: argparse.Namespace) -> int:
           f"{time.perf_counter() - start:.1f} s)")
     for r in failed:
         print(f"FAIL {r.arch} [{r.config}] {r.quantity}: {r.detail}")
+    print('\nStock layers (build_model(..., layers="stock"): torch.nn.BatchNorm2d, keras.layers.BatchNormalization) '
+          "against torch's parity flavour, on each architecture's first configuration: the same weights, batch, "
+          "tolerance and floors. Informational, not held to the bar (benchmarks/README.md); the exit status ignores it.")
+    print(format_table(stock, verdicts=("within", "over")))
     if args.json:
-        write_json(rows, args.json, env)
+        write_json(rows, args.json, env, stock_rows=stock)
+
         print(f"rows written to {args.json}")
     return 1 if failed else 0
 

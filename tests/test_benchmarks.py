@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import cases, report
+from benchmarks import cases, page, report, scaling
 from benchmarks.__main__ import cpu_has_native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +30,8 @@ def test_quick_benchmark_writes_rows_table_and_chart(tmp_path):
     assert all(r["median_s"] > 0 and r["flops"] == 2 * 1024 ** 3 for r in gemm)
     timed = [r for r in rows if r["task"] != "gemm"]
     assert {r["task"] for r in timed} == {"forward", "train_step"}
+    assert {(r["framework"], r["layers"]) for r in timed} == {(fw, layers) for fw in ("torch", "tf")
+                                                                for layers in ("parity", "stock")}
     for r in timed:
         assert r["median_s"] > 0 and r["iqr_s"] >= 0 and r["repeats"] >= 3 and r["peak_rss_mib"] > 100
         assert r["flops"] == cases.QUICK[0].flops(r["task"])  # counted from the spec, the same for both
@@ -38,7 +40,8 @@ def test_quick_benchmark_writes_rows_table_and_chart(tmp_path):
     profiled = [r for r in timed if "profiler_flops" in r]
     assert len(profiled) == 2 and all(r["profiler_flops"] == r["flops"] for r in profiled)
     assert "equal torch.utils.flop_counter's count on all 2 case/task pairs" in done.stdout
-    assert "| case | task | precision | torch best | tf best | slower | ratio |" in done.stdout
+    assert ("| case | task | precision | torch best | tf best | slower | ratio | torch parity | torch stock | "
+            "tf parity | tf stock |") in done.stdout
     assert (tmp_path / "b.png").stat().st_size > 1000
 
 
@@ -55,9 +58,9 @@ def test_cuda_without_a_gpu_is_one_clear_error(tmp_path):
 
 
 def test_best_modes_and_ratio_never_mix_precisions():
-    def row(fw, mode, ms, precision="fp32"):
+    def row(fw, mode, ms, precision="fp32", layers="parity"):
         return dict(framework=fw, mode=mode, task="forward", label="u", precision=precision, median_s=ms / 1e3,
-                    iqr_s=0.0, error=None, flops=2e9, peak_rss_mib=1.0)
+                    iqr_s=0.0, error=None, flops=2e9, peak_rss_mib=1.0, layers=layers)
     gemm = [dict(row(fw, "gemm", 10, p), task="gemm", label="gemm", flops=2e10) for fw in ("torch", "tf")
             for p in ("fp32", "bf16")]
     rows = report.with_rates(gemm + [row("torch", "eager", 10), row("torch", "channels_last", 8),
@@ -71,6 +74,70 @@ def test_best_modes_and_ratio_never_mix_precisions():
     tf_function = rows[6]
     assert tf_function["gflops"] == pytest.approx(2e9 / 0.012 / 1e9)
     assert tf_function["fraction_of_gemm_peak"] == pytest.approx(tf_function["gflops"] / 2000)
+    assert fp32["tf parity"]["mode"] == "function" and fp32["tf stock"] is None
+
+
+def test_the_best_of_both_flavours_is_each_framework_s_best():
+    def row(fw, layers, ms):
+        return dict(framework=fw, mode="m", task="train_step", label="u", precision="fp32", median_s=ms / 1e3,
+                    iqr_s=0.0, error=None, flops=2e9, peak_rss_mib=1.0, layers=layers)
+    (best,) = report.best_modes([row("torch", "parity", 10), row("torch", "stock", 10.5), row("tf", "parity", 14),
+                                 row("tf", "stock", 11)])
+    assert best["torch"]["layers"] == "parity" and best["tf"]["layers"] == "stock"
+    assert best["slower"] == "tf" and best["ratio"] == pytest.approx(1.1)
+    assert best["tf parity"]["median_s"] == pytest.approx(0.014)
+    assert "| u | train_step | fp32 | m parity 10.0 ms | m stock 11.0 ms | tf | 1.10x |" in "\n".join(report.best_table(
+        report.with_rates([row("torch", "parity", 10), row("tf", "stock", 11)])))
+
+
+def _scaling_row(fw, batch, size, seconds, threads=2, peak=1000.0, baseline=400.0):
+    sweep = dict(networks={"unet": {}}, sizes=(32, 64, 128), batches=(1, 2, 4), batch_size=32)
+    return dict(framework=fw, mode="m", case=dict(arch="unet", batch=batch, size=size), label=f"unet {batch}x3x{size}x{size}",
+                pixels=batch * size * size, median_s=seconds, iqr_s=0.0, error=None, flops=1e9, peak_rss_mib=peak,
+                baseline_rss_mib=baseline, threads_requested=threads, sweep=sweep)
+
+
+def test_scaling_fits_the_exponent_of_each_sweep():
+    """Time exactly 1e-6 * pixels**1.5 on the size sweep and linear on the batch sweep; memory added linear."""
+    rows = [_scaling_row("torch", 1, size, 1e-6 * (size * size) ** 1.5, peak=400.0 + size * size / 1024)
+            for size in (32, 64, 128)]
+    rows += [_scaling_row("torch", batch, 32, 1e-6 * (32 * 32) ** 1.5 * batch, peak=400.0 + batch)
+             for batch in (2, 4)]
+    rows += [_scaling_row("torch", 1, size, 2e-6 * (size * size) ** 1.5, threads=1) for size in (32, 64, 128)]
+    fits = {e["sweep"]: e for e in scaling.exponents(rows, 2)}
+    assert fits["size"]["time_exponent"] == pytest.approx(1.5) and fits["size"]["points"] == 3
+    assert fits["batch"]["time_exponent"] == pytest.approx(1.0) and fits["batch"]["points"] == 3
+    assert fits["size"]["memory_exponent"] == pytest.approx(1.0)
+    assert [s["speedup"] for s in scaling.speedups(rows, 2)] == pytest.approx([2.0, 2.0, 2.0])
+    text = scaling.markdown(rows, 2)
+    assert "| unet | torch | size | 3 | 1.50 | 1.00 |" in text and "| unet | torch | 128 |" in text
+    assert scaling.fit_exponent([1.0], [2.0]) is None
+
+
+def test_results_page_from_the_two_runs(tmp_path):
+    gemm = [dict(framework=fw, mode="gemm", task="gemm", label="gemm", precision="fp32", median_s=0.1, iqr_s=0.0,
+                 error=None, flops=2e10, peak_rss_mib=1.0, threads="2 threads") for fw in ("torch", "tf")]
+    unet = cases.FULL[0].label()
+    timed = [dict(framework=fw, mode="m", task="train_step", label=unet, precision="fp32", median_s=seconds, iqr_s=0.0,
+                  error=None, flops=int(1.7e10), peak_rss_mib=1.0, layers=layers, threads="2 threads")
+             for fw, layers, seconds in (("torch", "parity", 0.1), ("tf", "parity", 0.13), ("tf", "stock", 0.12))]
+    full = dict(header="segparity benchmarks, 2026-12-06: Some CPU", versions={"torch": "x"}, cpu="Some CPU",
+                rows=gemm + timed)
+    scaled = dict(header="scaling", threads=2, rows=[_scaling_row("tf", 1, s, s / 1e4) for s in (32, 64)])
+    (tmp_path / "full.json").write_text(json.dumps(full))
+    (tmp_path / "scaling.json").write_text(json.dumps(scaled))
+    (tmp_path / "profile.md").write_text("profile")
+    out = tmp_path / "2026-12-06-some-cpu-2core.md"
+    assert page.main(["--full", str(tmp_path / "full.json"), "--scaling", str(tmp_path / "scaling.json"),
+                      "--profile", str(tmp_path / "profile.md"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert f"- U-Net ({unet}) training step at >= 80% of the framework's own fp32 GEMM peak" in text
+    assert "torch m parity 85% (met); tf m stock 71% (NOT met)" in text
+    assert f"{unet} train_step fp32: tf 1.20x" in text and "[profile.md](profile.md)" in text
+    assert "![training step time and memory against pixels per batch](2026-12-06-some-cpu-2core-scaling.png)" in text
+    assert (tmp_path / "2026-12-06-some-cpu-2core.png").stat().st_size > 1000
+    assert (tmp_path / "2026-12-06-some-cpu-2core-scaling.png").stat().st_size > 1000
+    assert page.machine_name("Intel(R) Xeon(R) Platinum 8480C", 2) == "intel-xeon-2core"
 
 
 def test_flop_check_names_a_disagreement():
@@ -87,3 +154,21 @@ def test_suite_times_sums_each_file():
               "0.50s setup    tests/test_cli.py::test_report\n1.00s call     tests/test_cli.py::test_report\n"
               "(3 durations < 0.005s hidden.  Use -vv to show these durations.)\n")
     assert per_file(output) == {"tests/test_train_learns.py": 12.34, "tests/test_cli.py": 1.5}
+
+
+@pytest.mark.slow
+def test_quick_scaling_run_writes_rows_exponents_and_plots(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--scaling", "--json", str(tmp_path / "s.json"),
+                           "--png", str(tmp_path / "s.png"), "--threads", "2"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads((tmp_path / "s.json").read_text())
+    rows = document["rows"]
+    points = len(cases.QUICK_SCALING.cases())  # 2 sizes + 1 more batch
+    sizes = len(cases.QUICK_SCALING.sizes)
+    assert len(rows) == 2 * (points + sizes) and document["threads"] == 2  # both sweeps at 2 threads, sizes at 1
+    assert all(r["error"] is None and r["median_s"] > 0 and scaling.added_mib(r) is not None for r in rows)
+    assert {r["threads_requested"] for r in rows} == {1, 2}
+    assert "| network | framework | sweep | points | time exponent | memory exponent |" in done.stdout
+    assert "2 threads against 1 (the size sweep, batch 1):" in done.stdout
+    assert (tmp_path / "s.png").stat().st_size > 1000

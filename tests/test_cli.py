@@ -30,7 +30,7 @@ def _run_report(path, arches) -> tuple:
     with contextlib.redirect_stdout(out):
         status = cli.main(["report", "--arch", *arches, "--json", str(path)])
     document = json.loads(path.read_text())
-    assert list(document) == ["environment", "rows"]
+    assert list(document) == ["environment", "rows", "stock_rows"]
     return status, document["rows"], out.getvalue(), document["environment"]
 
 
@@ -50,7 +50,7 @@ def quick_report(tmp_path_factory):
         status = cli.main(["report", "--arch", "unet", "--model-option", "base_channels=8", "--model-option", "depth=3",
                            "--json", str(path)])
     document = json.loads(path.read_text())
-    assert list(document) == ["environment", "rows"]
+    assert list(document) == ["environment", "rows", "stock_rows"]
     return status, document["rows"], out.getvalue(), document["environment"]
 
 
@@ -65,6 +65,24 @@ def test_report_passes_and_writes_documented_json(quick_report):
     assert all(row["passed"] for row in rows)
     assert QUANTITIES <= {row["quantity"] for row in rows}
     assert all(row["rtol"] == 1e-4 and 1e-5 <= row["atol"] <= 1e-5 + 2 * FLOOR_LIMIT for row in rows)
+
+
+def test_report_measures_the_stock_flavour_against_the_parity_flavour(tmp_path):
+    """``layers="stock"`` rows: torch's ``nn.BatchNorm2d`` is segparity's torch BatchNorm exactly (0 on every row);
+    ``keras.layers.BatchNormalization`` updates the moving variance with the biased batch variance, a factor (n-1)/n
+    off torch's: over the tolerance, by construction, however the data fall. The verdict ignores these rows."""
+    path = tmp_path / "report.json"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = cli.main(["report", "--arch", "unet", "--model-option", "base_channels=4", "--model-option", "depth=2",
+                           "--json", str(path)])
+    stock = json.loads(path.read_text())["stock_rows"]
+    assert status == 0 and 'Stock layers (build_model(..., layers="stock")' in out.getvalue()
+    torch_rows = [r for r in stock if r["config"].endswith(" torch stock")]
+    keras_rows = {r["quantity"]: r for r in stock if r["config"].endswith(" tf stock")}
+    assert QUANTITIES <= {r["quantity"] for r in torch_rows} and all(r["max_abs"] == 0.0 for r in torch_rows)
+    assert QUANTITIES <= set(keras_rows) and not keras_rows["bn_running"]["passed"]
+    assert keras_rows["logits_eval"]["passed"] and keras_rows["logits_train"]["passed"]
 
 
 @pytest.mark.slow

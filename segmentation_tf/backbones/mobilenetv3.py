@@ -19,7 +19,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from segmentation_tf.layers import BatchNorm, conv2d, depthwise_conv2d
+from segmentation_tf.layers import batch_norm_layer, conv2d, depthwise_conv2d
+from segparity.networks.layer_flavours import check_layers
 from segparity.networks.mobilenetv3 import (BN_EPS, BN_MOMENTUM, CLASSIFIER_CHANNELS, LAST_CONV_CHANNELS,
                                             InvertedResidualPlan, mobilenet_v3_large_plan)
 
@@ -58,9 +59,9 @@ class _Sequence(keras.layers.Layer):
 
 
 def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, dilation: int = 1,
-                groups: int = 1, activation: str | None, name: str) -> _Sequence:
-    """torchvision's ``Conv2dNormActivation``: conv (no bias, padding (k-1)/2 x dilation), BN, activation;
-    ``groups == in_channels == out_channels`` makes the conv a depthwise one."""
+                groups: int = 1, activation: str | None, layers: str, name: str) -> _Sequence:
+    """torchvision's ``Conv2dNormActivation``: conv (no bias, padding (k-1)/2 x dilation), BN (of flavour
+    ``layers``), activation; ``groups == in_channels == out_channels`` makes the conv a depthwise one."""
     padding = (kernel_size - 1) // 2 * dilation
     if groups == 1:
         conv = conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
@@ -70,7 +71,7 @@ def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int, *, stride
                                 name=f"{name}.0")
     else:
         raise ValueError(f"{name}: groups={groups} is neither 1 nor depthwise ({in_channels} -> {out_channels})")
-    bn = BatchNorm(out_channels, eps=BN_EPS, momentum=1.0 - BN_MOMENTUM, name=f"{name}.1")
+    bn = batch_norm_layer(out_channels, eps=BN_EPS, momentum=1.0 - BN_MOMENTUM, layers=layers, name=f"{name}.1")
     return _Sequence([conv, bn], activation, name=name)
 
 
@@ -89,24 +90,24 @@ class SqueezeExcitation(keras.layers.Layer):
 
 class InvertedResidual(keras.layers.Layer):
     """Expand (1x1, where the width changes), depthwise k x k, squeeze-excite (where used), project (1x1,
-    no activation); the input added back when the stride is 1 and the width kept."""
+    no activation); the input added back when the stride is 1 and the width kept. BN of flavour ``layers``."""
 
-    def __init__(self, plan: InvertedResidualPlan, **kwargs):
+    def __init__(self, plan: InvertedResidualPlan, layers: str, **kwargs):
         kwargs.setdefault("name", plan.path)  # the block's torch path, after the model's prefix
         super().__init__(**kwargs)
         path = f"{self.name}.block"
-        layers = []
+        items = []
         if plan.expands:
-            layers.append(conv_bn_act(plan.in_channels, plan.expanded_channels, 1, activation=plan.activation,
-                                      name=f"{path}.{len(layers)}"))
-        layers.append(conv_bn_act(plan.expanded_channels, plan.expanded_channels, plan.kernel_size,
-                                  stride=plan.depthwise_stride, dilation=plan.dilation, groups=plan.expanded_channels,
-                                  activation=plan.activation, name=f"{path}.{len(layers)}"))
+            items.append(conv_bn_act(plan.in_channels, plan.expanded_channels, 1, activation=plan.activation,
+                                     layers=layers, name=f"{path}.{len(items)}"))
+        items.append(conv_bn_act(plan.expanded_channels, plan.expanded_channels, plan.kernel_size,
+                                 stride=plan.depthwise_stride, dilation=plan.dilation, groups=plan.expanded_channels,
+                                 activation=plan.activation, layers=layers, name=f"{path}.{len(items)}"))
         if plan.use_se:
-            layers.append(SqueezeExcitation(plan.expanded_channels, plan.squeeze_channels, name=f"{path}.{len(layers)}"))
-        layers.append(conv_bn_act(plan.expanded_channels, plan.out_channels, 1, activation=None,
-                                  name=f"{path}.{len(layers)}"))
-        self.block = _Sequence(layers, name=path)
+            items.append(SqueezeExcitation(plan.expanded_channels, plan.squeeze_channels, name=f"{path}.{len(items)}"))
+        items.append(conv_bn_act(plan.expanded_channels, plan.out_channels, 1, activation=None, layers=layers,
+                                 name=f"{path}.{len(items)}"))
+        self.block = _Sequence(items, name=path)
         self.residual = plan.residual
 
     def call(self, x, training=False):
@@ -114,22 +115,25 @@ class InvertedResidual(keras.layers.Layer):
         return out + x if self.residual else out
 
 
-def mobilenet_v3_large_features(dilated: bool, path: str) -> _Sequence:
-    """The ``features`` sequence (``features.0`` ... ``features.16``), its layers named under ``path``: "features"
-    in the classifier, "backbone" where torchvision's segmentation builders take ``.features`` as the backbone."""
+def mobilenet_v3_large_features(dilated: bool, path: str, layers: str = "parity") -> _Sequence:
+    """The ``features`` sequence (``features.0`` ... ``features.16``), BN of flavour ``layers``, its layers named
+    under ``path``: "features" in the classifier, "backbone" where torchvision's segmentation builders take
+    ``.features`` as the backbone."""
     plans = mobilenet_v3_large_plan(dilated)
-    return _Sequence([conv_bn_act(3, plans[0].in_channels, 3, stride=2, activation="HS", name=f"{path}.0"),
-                      *[InvertedResidual(plan, name=f"{path}.{plan.index}") for plan in plans],
-                      conv_bn_act(plans[-1].out_channels, LAST_CONV_CHANNELS, 1, activation="HS",
+    return _Sequence([conv_bn_act(3, plans[0].in_channels, 3, stride=2, activation="HS", layers=layers,
+                                  name=f"{path}.0"),
+                      *[InvertedResidual(plan, layers, name=f"{path}.{plan.index}") for plan in plans],
+                      conv_bn_act(plans[-1].out_channels, LAST_CONV_CHANNELS, 1, activation="HS", layers=layers,
                                   name=f"{path}.{len(plans) + 1}")], name=path)
 
 
 class MobileNetV3Large(keras.Model):
-    """torchvision's ``mobilenet_v3_large(num_classes=..., dilated=...)``, channels-last."""
+    """torchvision's ``mobilenet_v3_large(num_classes=..., dilated=...)``, channels-last; ``layers``:
+    ``segparity.networks.layer_flavours``."""
 
-    def __init__(self, dilated: bool = False, num_classes: int | None = 1000, **kwargs):
+    def __init__(self, dilated: bool = False, num_classes: int | None = 1000, layers: str = "parity", **kwargs):
         super().__init__(**kwargs)
-        self.features = mobilenet_v3_large_features(dilated, "features")
+        self.features = mobilenet_v3_large_features(dilated, "features", check_layers(layers))
         self.num_classes = num_classes
         self.classifier = None if num_classes is None else _Classifier(num_classes, name="classifier")
 

@@ -6,7 +6,7 @@ weights move by name. What differs from a plain Keras port, to compute what torc
 - convolutions pad like ``torch.nn.Conv2d`` (``segmentation_tf.layers.conv2d``): Keras ``"same"`` at
   stride 2 pads the odd pixel only at the bottom/right (pitfall ``tf_same_padding_stride2``);
 - the 3x3 stride-2 max-pool pads with -inf on every side, as ``torch.nn.MaxPool2d(3, 2, padding=1)``;
-- BatchNorm is ``segmentation_tf.layers.BatchNorm`` with torchvision's eps 1e-5 and Keras momentum
+- BatchNorm (``layers="parity"``) is ``segmentation_tf.layers.BatchNorm`` with torchvision's eps 1e-5 and Keras momentum
   0.9 (torch's 0.1), the running variance updated unbiased as torch does;
 - the unpadded 1x1 stride-2 ``downsample`` conv is a strided slice and a stride-1 conv (``conv2d``: a
   TensorFlow bug avoided, pitfall ``tf_onednn_strided_pointwise_weight_grad``).
@@ -20,14 +20,15 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from segmentation_tf.layers import BatchNorm, conv2d
+from segmentation_tf.layers import batch_norm_layer, conv2d
+from segparity.networks.layer_flavours import check_layers
 from segparity.networks.resnet import BlockPlan, resnet_block_type, resnet_plan
 
 BN_EPS, BN_MOMENTUM = 1e-5, 0.9  # torchvision's eps; Keras momentum = 1 - torch's 0.1
 
 
-def _bn(channels: int, name: str) -> BatchNorm:
-    return BatchNorm(channels, eps=BN_EPS, momentum=BN_MOMENTUM, name=name)
+def _bn(channels: int, layers: str, name: str) -> keras.layers.Layer:
+    return batch_norm_layer(channels, eps=BN_EPS, momentum=BN_MOMENTUM, layers=layers, name=name)
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, name: str, stride: int = 1,
@@ -38,11 +39,12 @@ def _conv(in_channels: int, out_channels: int, kernel_size: int, name: str, stri
                   bias=False, name=name)
 
 
-def _downsample(plan: BlockPlan, block: str) -> list | None:
+def _downsample(plan: BlockPlan, layers: str, block: str) -> list | None:
     if not plan.downsample:
         return None
     path = f"{block}.downsample"
-    return [_conv(plan.in_channels, plan.out_channels, 1, f"{path}.0", plan.stride), _bn(plan.out_channels, f"{path}.1")]
+    return [_conv(plan.in_channels, plan.out_channels, 1, f"{path}.0", plan.stride),
+            _bn(plan.out_channels, layers, f"{path}.1")]
 
 
 def _shortcut(downsample: list | None, x, training):
@@ -50,17 +52,17 @@ def _shortcut(downsample: list | None, x, training):
 
 
 class BasicBlock(keras.layers.Layer):
-    """Two 3x3 conv-BN, ReLU after the sum with the shortcut."""
+    """Two 3x3 conv-BN, ReLU after the sum with the shortcut; BN of flavour ``layers``."""
 
-    def __init__(self, plan: BlockPlan, **kwargs):
+    def __init__(self, plan: BlockPlan, layers: str, **kwargs):
         kwargs.setdefault("name", plan.path)  # the block's torch path, after the model's prefix
         super().__init__(**kwargs)
         path = self.name
         self.conv1 = _conv(plan.in_channels, plan.width, 3, f"{path}.conv1", plan.stride, plan.dilation)
-        self.bn1 = _bn(plan.width, f"{path}.bn1")
+        self.bn1 = _bn(plan.width, layers, f"{path}.bn1")
         self.conv2 = _conv(plan.width, plan.width, 3, f"{path}.conv2", dilation=plan.dilation)
-        self.bn2 = _bn(plan.width, f"{path}.bn2")
-        self.downsample = _downsample(plan, path)
+        self.bn2 = _bn(plan.width, layers, f"{path}.bn2")
+        self.downsample = _downsample(plan, layers, path)
 
     def call(self, x, training=False):
         identity = _shortcut(self.downsample, x, training)
@@ -69,19 +71,20 @@ class BasicBlock(keras.layers.Layer):
 
 
 class Bottleneck(keras.layers.Layer):
-    """1x1 conv-BN-ReLU, 3x3 conv-BN-ReLU (the stride and dilation), 1x1 conv-BN, ReLU after the sum."""
+    """1x1 conv-BN-ReLU, 3x3 conv-BN-ReLU (the stride and dilation), 1x1 conv-BN, ReLU after the sum; BN of
+    flavour ``layers``."""
 
-    def __init__(self, plan: BlockPlan, **kwargs):
+    def __init__(self, plan: BlockPlan, layers: str, **kwargs):
         kwargs.setdefault("name", plan.path)  # the block's torch path, after the model's prefix
         super().__init__(**kwargs)
         path = self.name
         self.conv1 = _conv(plan.in_channels, plan.width, 1, f"{path}.conv1")
-        self.bn1 = _bn(plan.width, f"{path}.bn1")
+        self.bn1 = _bn(plan.width, layers, f"{path}.bn1")
         self.conv2 = _conv(plan.width, plan.width, 3, f"{path}.conv2", plan.stride, plan.dilation)
-        self.bn2 = _bn(plan.width, f"{path}.bn2")
+        self.bn2 = _bn(plan.width, layers, f"{path}.bn2")
         self.conv3 = _conv(plan.width, plan.out_channels, 1, f"{path}.conv3")
-        self.bn3 = _bn(plan.out_channels, f"{path}.bn3")
-        self.downsample = _downsample(plan, path)
+        self.bn3 = _bn(plan.out_channels, layers, f"{path}.bn3")
+        self.downsample = _downsample(plan, layers, path)
 
     def call(self, x, training=False):
         identity = _shortcut(self.downsample, x, training)
@@ -98,19 +101,21 @@ def _max_pool_3x3_stride2(x):
 
 class ResNet(keras.Model):
     """torchvision's ``resnet<depth>(num_classes=..., replace_stride_with_dilation=...)``, channels-last. Not
-    torchvision's arguments: ``dilation_rule`` (``segparity.networks.resnet.resnet_plan``) and ``in_channels``
-    (``conv1``'s input)."""
+    torchvision's arguments: ``dilation_rule`` (``segparity.networks.resnet.resnet_plan``), ``in_channels``
+    (``conv1``'s input) and ``layers`` (``segparity.networks.layer_flavours``)."""
 
     def __init__(self, depth: int = 50, replace_stride_with_dilation: tuple = (False, False, False),
-                 num_classes: int | None = 1000, dilation_rule: str = "torchvision", in_channels: int = 3, **kwargs):
+                 num_classes: int | None = 1000, dilation_rule: str = "torchvision", in_channels: int = 3,
+                 layers: str = "parity", **kwargs):
         prefix = f"{kwargs['name']}." if kwargs.get("name") else ""  # inside a model: its torch path, e.g. "backbone"
         super().__init__(**kwargs)
+        check_layers(layers)
         plans = resnet_plan(depth, replace_stride_with_dilation, dilation_rule)
         block = BasicBlock if resnet_block_type(depth) == "basic" else Bottleneck
         self.conv1 = conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False, name=f"{prefix}conv1")
-        self.bn1 = _bn(64, f"{prefix}bn1")
+        self.bn1 = _bn(64, layers, f"{prefix}bn1")
         self.layer1, self.layer2, self.layer3, self.layer4 = (
-            [block(p, name=prefix + p.path) for p in plans if p.stage == stage] for stage in range(1, 5))
+            [block(p, layers, name=prefix + p.path) for p in plans if p.stage == stage] for stage in range(1, 5))
         self.num_classes = num_classes
         self.fc = None
         if num_classes is not None:

@@ -18,14 +18,15 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from segmentation_tf.layers import BatchNorm, conv2d
+from segmentation_tf.layers import batch_norm_layer, conv2d
+from segparity.networks.layer_flavours import check_layers
 from segparity.networks.vgg import HIDDEN, POOLED, adaptive_bins, vgg16_layers
 
 
 class _Features(keras.layers.Layer):
     """torchvision's ``features``: its convs and BatchNorms under ``<name>.<index>``, indexed like ``nn.Sequential``."""
 
-    def __init__(self, batch_norm: bool, **kwargs):
+    def __init__(self, batch_norm: bool, layers: str, **kwargs):
         super().__init__(**kwargs)
         self.plan = vgg16_layers(batch_norm)
         self.layers_by_index = {}
@@ -34,8 +35,8 @@ class _Features(keras.layers.Layer):
             if kind == "conv":
                 self.layers_by_index[index] = conv2d(in_channels, channels, 3, padding=1, name=f"{self.name}.{index}")
                 if batch_norm:
-                    self.layers_by_index[index + 1] = BatchNorm(channels, eps=1e-5, momentum=0.9,
-                                                                name=f"{self.name}.{index + 1}")
+                    self.layers_by_index[index + 1] = batch_norm_layer(channels, eps=1e-5, momentum=0.9, layers=layers,
+                                                                       name=f"{self.name}.{index + 1}")
                 in_channels = channels
         self.batch_norm = batch_norm
 
@@ -54,10 +55,10 @@ class _Features(keras.layers.Layer):
         return x
 
 
-def vgg16_features(batch_norm: bool, **kwargs) -> _Features:
-    """torchvision's ``features`` (``name`` defaults to "features")."""
+def vgg16_features(batch_norm: bool, layers: str = "parity", **kwargs) -> _Features:
+    """torchvision's ``features``, BN of flavour ``layers`` (``name`` defaults to "features")."""
     kwargs.setdefault("name", "features")
-    return _Features(batch_norm, **kwargs)
+    return _Features(batch_norm, layers, **kwargs)
 
 
 def _adaptive_avg_pool(x, bins: int = POOLED):
@@ -69,11 +70,12 @@ def _adaptive_avg_pool(x, bins: int = POOLED):
 
 
 class VGG16(keras.Model):
-    """torchvision's ``vgg16(num_classes=...)`` (``batch_norm=False``) or ``vgg16_bn`` (``batch_norm=True``)."""
+    """torchvision's ``vgg16(num_classes=...)`` (``batch_norm=False``) or ``vgg16_bn`` (``batch_norm=True``);
+    ``layers``: ``segparity.networks.layer_flavours``."""
 
-    def __init__(self, batch_norm: bool = False, num_classes: int | None = 1000, **kwargs):
+    def __init__(self, batch_norm: bool = False, num_classes: int | None = 1000, layers: str = "parity", **kwargs):
         super().__init__(**kwargs)
-        self.features = vgg16_features(batch_norm)
+        self.features = vgg16_features(batch_norm, check_layers(layers))
         self.num_classes = num_classes
         self.classifier = None
         if num_classes is not None:

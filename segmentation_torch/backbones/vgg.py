@@ -12,11 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from segmentation_torch.layers import batch_norm_layer
+from segparity.networks.layer_flavours import check_layers
 from segparity.networks.vgg import HIDDEN, POOLED, vgg16_layers
 
 
-def vgg16_features(batch_norm: bool) -> nn.Sequential:
-    """torchvision's ``features``: 3x3 conv (padding 1, bias), [BN], ReLU; 2x2 max-pools."""
+def vgg16_features(batch_norm: bool, layers: str = "parity") -> nn.Sequential:
+    """torchvision's ``features``: 3x3 conv (padding 1, bias), [BN of flavour ``layers``], ReLU; 2x2 max-pools."""
     modules, in_channels = [], 3
     for kind, _, channels in vgg16_layers(batch_norm):
         if kind == "pool":
@@ -24,18 +26,19 @@ def vgg16_features(batch_norm: bool) -> nn.Sequential:
             continue
         modules.append(nn.Conv2d(in_channels, channels, 3, padding=1))
         if batch_norm:
-            modules.append(nn.BatchNorm2d(channels))
+            modules.append(batch_norm_layer(channels, eps=1e-5, momentum=0.1, layers=layers))
         modules.append(nn.ReLU(inplace=True))
         in_channels = channels
     return nn.Sequential(*modules)
 
 
 class VGG16(nn.Module):
-    """torchvision's ``vgg16(num_classes=...)`` (``batch_norm=False``) or ``vgg16_bn`` (``batch_norm=True``)."""
+    """torchvision's ``vgg16(num_classes=...)`` (``batch_norm=False``) or ``vgg16_bn`` (``batch_norm=True``);
+    ``layers``: ``segparity.networks.layer_flavours``."""
 
-    def __init__(self, batch_norm: bool = False, num_classes: int | None = 1000):
+    def __init__(self, batch_norm: bool = False, num_classes: int | None = 1000, layers: str = "parity"):
         super().__init__()
-        self.features = vgg16_features(batch_norm)
+        self.features = vgg16_features(batch_norm, check_layers(layers))
         self.num_classes = num_classes
         if num_classes is not None:
             self.avgpool = nn.AdaptiveAvgPool2d((POOLED, POOLED))

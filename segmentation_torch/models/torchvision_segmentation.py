@@ -18,6 +18,8 @@ from torch.nn import functional as F
 
 from segmentation_torch.backbones.mobilenetv3 import mobilenet_v3_large_features
 from segmentation_torch.backbones.resnet import ResNet
+from segmentation_torch.layers import batch_norm_layer
+from segparity.networks.layer_flavours import check_layers
 from segparity.networks.mobilenetv3 import segmentation_layers
 from segparity.networks.specs import make_spec
 from segparity.networks.torchvision_segmentation import ASPP_RATES, LRASPP_CHANNELS, RESNET_DILATION
@@ -26,24 +28,27 @@ from segparity.validation import check_image_batch
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # the heads' nn.BatchNorm2d defaults (MobileNetV3's own BN differs)
 
 
-def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1) -> list[nn.Module]:
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1,
+                  layers: str = "parity") -> list[nn.Module]:
     return [nn.Conv2d(in_channels, out_channels, kernel_size, padding=(kernel_size // 2) * dilation, dilation=dilation,
-                      bias=False), nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM), nn.ReLU()]
+                      bias=False), batch_norm_layer(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM, layers=layers),
+            nn.ReLU()]
 
 
 class FCNHead(nn.Sequential):
     """torchvision's ``FCNHead``: 3x3 conv-BN-ReLU to in/4 channels, (dropout), 1x1 conv to the classes."""
 
-    def __init__(self, in_channels: int, channels: int):
+    def __init__(self, in_channels: int, channels: int, layers: str = "parity"):
         inter = in_channels // 4
-        super().__init__(*_conv_bn_relu(in_channels, inter, 3), nn.Identity(), nn.Conv2d(inter, channels, 1))
+        super().__init__(*_conv_bn_relu(in_channels, inter, 3, layers=layers), nn.Identity(),
+                         nn.Conv2d(inter, channels, 1))
 
 
 class ASPPPooling(nn.Sequential):
     """Image pooling: global mean, 1x1 conv-BN-ReLU, resized back (bilinear from 1x1: a broadcast)."""
 
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(nn.AdaptiveAvgPool2d(1), *_conv_bn_relu(in_channels, out_channels, 1))
+    def __init__(self, in_channels: int, out_channels: int, layers: str = "parity"):
+        super().__init__(nn.AdaptiveAvgPool2d(1), *_conv_bn_relu(in_channels, out_channels, 1, layers=layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
@@ -55,13 +60,15 @@ class ASPPPooling(nn.Sequential):
 class ASPP(nn.Module):
     """torchvision's ``ASPP``: a 1x1 branch, three 3x3 atrous branches, image pooling, concatenated and projected."""
 
-    def __init__(self, in_channels: int, atrous_rates: tuple, out_channels: int = 256):
+    def __init__(self, in_channels: int, atrous_rates: tuple, out_channels: int = 256, layers: str = "parity"):
         super().__init__()
-        branches = [nn.Sequential(*_conv_bn_relu(in_channels, out_channels, 1))]
-        branches += [nn.Sequential(*_conv_bn_relu(in_channels, out_channels, 3, rate)) for rate in atrous_rates]
-        branches.append(ASPPPooling(in_channels, out_channels))
+        branches = [nn.Sequential(*_conv_bn_relu(in_channels, out_channels, 1, layers=layers))]
+        branches += [nn.Sequential(*_conv_bn_relu(in_channels, out_channels, 3, rate, layers))
+                     for rate in atrous_rates]
+        branches.append(ASPPPooling(in_channels, out_channels, layers))
         self.convs = nn.ModuleList(branches)
-        self.project = nn.Sequential(*_conv_bn_relu(len(branches) * out_channels, out_channels, 1), nn.Identity())
+        self.project = nn.Sequential(*_conv_bn_relu(len(branches) * out_channels, out_channels, 1, layers=layers),
+                                     nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.project(torch.cat([conv(x) for conv in self.convs], dim=1))
@@ -70,17 +77,19 @@ class ASPP(nn.Module):
 class DeepLabHead(nn.Sequential):
     """torchvision's ``DeepLabHead``: ASPP (rates 12, 24, 36), 3x3 conv-BN-ReLU, 1x1 conv to the classes."""
 
-    def __init__(self, in_channels: int, num_classes: int, atrous_rates: tuple = ASPP_RATES):
-        super().__init__(ASPP(in_channels, atrous_rates), *_conv_bn_relu(256, 256, 3), nn.Conv2d(256, num_classes, 1))
+    def __init__(self, in_channels: int, num_classes: int, atrous_rates: tuple = ASPP_RATES, layers: str = "parity"):
+        super().__init__(ASPP(in_channels, atrous_rates, layers=layers), *_conv_bn_relu(256, 256, 3, layers=layers),
+                         nn.Conv2d(256, num_classes, 1))
 
 
 class LRASPPHead(nn.Module):
     """torchvision's ``LRASPPHead``: ``cbr`` (1x1 conv-BN-ReLU) of the high features times ``scale`` (global mean,
     1x1 conv, sigmoid), resized to the low features, classified and added to the low features' classification."""
 
-    def __init__(self, low_channels: int, high_channels: int, num_classes: int, inter_channels: int = LRASPP_CHANNELS):
+    def __init__(self, low_channels: int, high_channels: int, num_classes: int, inter_channels: int = LRASPP_CHANNELS,
+                 layers: str = "parity"):
         super().__init__()
-        self.cbr = nn.Sequential(*_conv_bn_relu(high_channels, inter_channels, 1))
+        self.cbr = nn.Sequential(*_conv_bn_relu(high_channels, inter_channels, 1, layers=layers))
         self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(high_channels, inter_channels, 1, bias=False),
                                    nn.Sigmoid())
         self.low_classifier = nn.Conv2d(low_channels, num_classes, 1)
@@ -96,24 +105,26 @@ class LRASPPHead(nn.Module):
 class TorchvisionSegmentation(nn.Module):
     """torchvision's segmentation model ``arch`` (a name of ``segparity.networks.torchvision_segmentation``):
     ``backbone`` (torchvision's paths), ``classifier`` and, with ``aux_loss``, ``aux_classifier``; the backbone's
-    features go to them and both results are resized to the input."""
+    features go to them and both results are resized to the input. ``layers``: ``segparity.networks.layer_flavours``
+    (segparity's ``BatchNorm`` or ``nn.BatchNorm2d``: the same ``state_dict``)."""
 
-    def __init__(self, arch: str, num_classes: int = 21, aux_loss: bool = False):
+    def __init__(self, arch: str, num_classes: int = 21, aux_loss: bool = False, layers: str = "parity"):
         super().__init__()
         self.spec = spec = make_spec(arch, num_classes=num_classes, aux_loss=aux_loss)
+        self.layer_flavour = check_layers(layers)
         if spec.backbone.startswith("resnet"):
-            self.backbone = ResNet(int(spec.backbone[len("resnet"):]), RESNET_DILATION, num_classes=None)
+            self.backbone = ResNet(int(spec.backbone[len("resnet"):]), RESNET_DILATION, num_classes=None, layers=layers)
             self.out_layer, self.aux_layer, high, low = "layer4", "layer3", 2048, 1024
         else:
-            self.backbone = mobilenet_v3_large_features(True, "backbone")
+            self.backbone = mobilenet_v3_large_features(True, "backbone", layers)
             self.out_layer, self.aux_layer, high, low = segmentation_layers()
         if spec.head == "fcn":
-            self.classifier = FCNHead(high, num_classes)
+            self.classifier = FCNHead(high, num_classes, layers)
         elif spec.head == "deeplabv3":
-            self.classifier = DeepLabHead(high, num_classes, ASPP_RATES)
+            self.classifier = DeepLabHead(high, num_classes, ASPP_RATES, layers)
         else:
-            self.classifier = LRASPPHead(low, high, num_classes, LRASPP_CHANNELS)
-        self.aux_classifier = FCNHead(low, num_classes) if aux_loss else None
+            self.classifier = LRASPPHead(low, high, num_classes, LRASPP_CHANNELS, layers)
+        self.aux_classifier = FCNHead(low, num_classes, layers) if aux_loss else None
 
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if isinstance(self.backbone, ResNet):
@@ -141,33 +152,39 @@ class TorchvisionSegmentation(nn.Module):
 
 
 
-def fcn_resnet50(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
+def fcn_resnet50(num_classes: int = 21, aux_loss: bool = False,
+                 layers: str = "parity") -> TorchvisionSegmentation:
     """torchvision's ``fcn_resnet50``: ResNet-50 at output stride 8, ``FCNHead``."""
-    return TorchvisionSegmentation("fcn_resnet50", num_classes, aux_loss)
+    return TorchvisionSegmentation("fcn_resnet50", num_classes, aux_loss, layers)
 
 
-def fcn_resnet101(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
+def fcn_resnet101(num_classes: int = 21, aux_loss: bool = False,
+                  layers: str = "parity") -> TorchvisionSegmentation:
     """torchvision's ``fcn_resnet101``: ResNet-101 at output stride 8, ``FCNHead``."""
-    return TorchvisionSegmentation("fcn_resnet101", num_classes, aux_loss)
+    return TorchvisionSegmentation("fcn_resnet101", num_classes, aux_loss, layers)
 
 
-def deeplabv3_resnet50(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
+def deeplabv3_resnet50(num_classes: int = 21, aux_loss: bool = False,
+                       layers: str = "parity") -> TorchvisionSegmentation:
     """torchvision's ``deeplabv3_resnet50``: ResNet-50 at output stride 8, ``DeepLabHead``."""
-    return TorchvisionSegmentation("deeplabv3_resnet50", num_classes, aux_loss)
+    return TorchvisionSegmentation("deeplabv3_resnet50", num_classes, aux_loss, layers)
 
 
-def deeplabv3_resnet101(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
+def deeplabv3_resnet101(num_classes: int = 21, aux_loss: bool = False,
+                        layers: str = "parity") -> TorchvisionSegmentation:
     """torchvision's ``deeplabv3_resnet101``: ResNet-101 at output stride 8, ``DeepLabHead``."""
-    return TorchvisionSegmentation("deeplabv3_resnet101", num_classes, aux_loss)
+    return TorchvisionSegmentation("deeplabv3_resnet101", num_classes, aux_loss, layers)
 
 
-def deeplabv3_mobilenet_v3_large(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
+def deeplabv3_mobilenet_v3_large(num_classes: int = 21, aux_loss: bool = False,
+                                 layers: str = "parity") -> TorchvisionSegmentation:
     """torchvision's ``deeplabv3_mobilenet_v3_large``: the dilated MobileNetV3-Large features, ``DeepLabHead``
     on ``backbone.16`` (960 channels), the auxiliary ``FCNHead`` on ``backbone.4`` (40 channels)."""
-    return TorchvisionSegmentation("deeplabv3_mobilenet_v3_large", num_classes, aux_loss)
+    return TorchvisionSegmentation("deeplabv3_mobilenet_v3_large", num_classes, aux_loss, layers)
 
 
-def lraspp_mobilenet_v3_large(num_classes: int = 21, aux_loss: bool = False) -> TorchvisionSegmentation:
+def lraspp_mobilenet_v3_large(num_classes: int = 21, aux_loss: bool = False,
+                              layers: str = "parity") -> TorchvisionSegmentation:
     """torchvision's ``lraspp_mobilenet_v3_large``: the dilated MobileNetV3-Large features, ``LRASPPHead`` on
     ``backbone.4`` (low, 40 channels) and ``backbone.16`` (high, 960). No auxiliary head, as torchvision."""
-    return TorchvisionSegmentation("lraspp_mobilenet_v3_large", num_classes, aux_loss)
+    return TorchvisionSegmentation("lraspp_mobilenet_v3_large", num_classes, aux_loss, layers)

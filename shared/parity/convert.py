@@ -76,7 +76,10 @@ def keras_archive_spec(path: str | os.PathLike):
     arguments = config.get("config")
     if not isinstance(arguments, dict):
         raise CheckpointError(f"{path}: config.json has no constructor arguments (\"config\") for {class_name}")
-    options = {k: v for k, v in arguments.items() if k not in ("name", "trainable", "dtype")}
+    # "layers" is the model's layer flavour (segparity.networks.layer_flavours), not part of the spec: both flavours
+    # hold the same weights
+    options = {k: v for k, v in arguments.items() if k not in ("name", "trainable", "dtype", "layers")}
+
     arch = KERAS_CLASSES[class_name] or options.pop("arch", None)
     try:
         return make_spec(str(arch), **options)

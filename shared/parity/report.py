@@ -11,11 +11,12 @@ from segparity.atomic import atomic_write
 COLUMNS = ("arch", "config", "quantity", "max_abs", "max_rel", "rtol", "atol", "passed")
 
 
-def format_table(rows) -> str:
-    """A fixed-width text table (Markdown-compatible) of report rows."""
+def format_table(rows, verdicts: tuple[str, str] = ("pass", "FAIL")) -> str:
+    """A fixed-width text table (Markdown-compatible) of report rows; ``verdicts``: the words for within and over
+    the tolerance."""
     cells = [COLUMNS] + [
         (r.arch, r.config, r.quantity, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}", f"{r.rtol:g}", f"{r.atol:g}",
-         "pass" if r.passed else "FAIL")
+         verdicts[0] if r.passed else verdicts[1])
         for r in rows
     ]
     widths = [max(len(str(row[i])) for row in cells) for i in range(len(COLUMNS))]
@@ -50,8 +51,11 @@ def format_environment(environment: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json(rows, path: str | os.PathLike, environment: dict) -> Path:
-    """Write ``{"environment": environment, "rows": [row.to_json(), ...]}`` to ``path`` atomically
-    (temporary file, then rename)."""
-    text = json.dumps({"environment": environment, "rows": [r.to_json() for r in rows]}, indent=1) + "\n"
+def write_json(rows, path: str | os.PathLike, environment: dict, stock_rows=()) -> Path:
+    """Write ``{"environment": environment, "rows": [row.to_json(), ...], "stock_rows": [...]}`` to ``path`` atomically
+    (temporary file, then rename). ``stock_rows``: the informational rows of the ``layers="stock"`` flavour
+    (``segparity.parity.suite.stock_rows``), not part of the verdict."""
+    text = json.dumps({"environment": environment, "rows": [r.to_json() for r in rows],
+                       "stock_rows": [r.to_json() for r in stock_rows]}, indent=1) + "\n"
+
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))

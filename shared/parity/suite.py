@@ -254,6 +254,7 @@ class CaseResult:
     traces: dict  # framework -> trace
     redrawn: list  # (data seed, kink margin) of batches set aside as kink flips
     floors: dict  # quantity -> torch's float32 floor on the batch used (``segparity.comparison.trace.float32_floors``)
+    weights: dict | None = None  # the canonical tensors both frameworks ran with
 
 
 def kink_flip_suspected(rows: list, spec, weights: dict, images) -> float | None:
@@ -316,7 +317,30 @@ def run_case(case: Case, settings: TraceSettings | None = None, device: str = "c
         if margin is None:
             break
         redrawn.append((inputs.data_seed, margin))
-    return CaseResult(rows, per_tensor, inputs, traces, redrawn, floors)
+    return CaseResult(rows, per_tensor, inputs, traces, redrawn, floors, weights)
+
+
+LOSS_ONLY = (*LOSS_ROWS, *LOSS_GRADIENTS)  # rows of the losses alone, on inputs both frameworks share
+
+
+def stock_rows(case: Case, result: CaseResult, device: str = "cpu", rtol: float = RTOL, atol: float = ATOL) -> list[Row]:
+    """How far each framework's ``layers="stock"`` flavour (``segparity.networks.layer_flavours``: ``nn.BatchNorm2d``,
+    ``keras.layers.BatchNormalization``) is from torch's parity flavour, on ``result``'s weights and batch, every
+    quantity compared as ``run_case`` compares it (the same tolerance and float32 floors). Informational rows: the
+    stock flavour is what an idiomatic user writes, not held to the bar; ``config`` names the framework."""
+    settings = default_settings(case)
+    spec, inputs = case.spec(), result.inputs
+    images = inputs.images.astype(case.dtype)
+    losses = report_inputs(result.traces["torch"]["logits_train"], case.num_classes, settings.ignore_index)
+    rows = []
+    for framework in FRAMEWORKS:
+        trace = harness(framework).compute_trace(spec, result.weights, images, inputs.labels, settings, device,
+                                                 dtype=case.dtype, layers="stock")
+        trace.update(harness(framework).loss_trace(losses, inputs.labels, dtype=case.dtype))
+        compared = compare_traces(trace, result.traces["torch"], rtol=rtol, atol=atol, floors=result.floors)
+        rows += [Row(case.arch, f"{case.label()} {framework} stock", c.quantity, c.max_abs, c.max_rel, c.rtol, c.atol,
+                     c.passed, c.detail) for c in summarise(compared) if c.quantity not in LOSS_ONLY]
+    return rows
 
 
 def parameter_counts(case: Case) -> dict[str, int]:

@@ -1,0 +1,177 @@
+"""The results page: ``python -m benchmarks.page --full FULL.json --scaling SCALING.json [--profile PATH ...]
+--out benchmarks/results/<date>-<machine>.md``.
+
+Reads the JSON of a full run (``python -m benchmarks --json``) and of a scaling run (``python -m benchmarks
+--scaling --json``), draws their charts next to the page (``<page>.png``, ``<page>-scaling.png``) and writes one
+Markdown page: the machine (CPU model, cores, threads, versions), the targets of issue 27 as measured, each
+framework's best mode and layer flavour per case, what segparity's exact layers cost, the real-size networks (FLOPs
+from the spec and from ``torch.utils.flop_counter``, peak memory), how cost grows, the per-op profiles given with
+``--profile``, and every measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from benchmarks import cases, report, scaling
+from segparity.atomic import atomic_write
+
+GAP = 1.15  # a best-mode ratio above this gets a per-op profile and a README sentence
+TARGET = 0.80  # U-Net training step: fraction of the framework's own fp32 GEMM peak
+
+
+def machine_name(cpu: str, cores: int) -> str:
+    """``amd-epyc-2core`` from the CPU model and core count: the results file's name."""
+    words = re.sub(r"\(R\)|\(TM\)|CPU|Processor|@.*$|\d+-Core", " ", cpu).split()[:2]
+    return "-".join(w.lower() for w in words if re.fullmatch(r"[A-Za-z0-9]+", w)) + f"-{cores}core"
+
+
+def _ms(row: dict | None) -> str:
+    return "—" if row is None else f"{row['median_s'] * 1e3:.1f}"
+
+
+def _rate(row: dict) -> str:
+    return "—" if not row.get("gflops") else f"{row['gflops']:.1f}"
+
+
+def _pct(row: dict | None) -> str:
+    return "—" if row is None or not row.get("fraction_of_gemm_peak") else f"{row['fraction_of_gemm_peak']:.0%}"
+
+
+def real_size_labels() -> set[str]:
+    return {case.label() for case in cases.REAL_SIZE}
+
+
+def targets(rows: list[dict], profiles: list[str]) -> list[str]:
+    """The issue's targets as this run measured them, one bullet each."""
+    unet = cases.FULL[0].label()
+    best = {(s["label"], s["task"], s["precision"]): s for s in report.best_modes(rows)}
+    lines = []
+    step = best.get((unet, "train_step", "fp32"))
+    if step:
+        verdicts = []
+        for fw in ("torch", "tf"):
+            row = step[fw]
+            met = (row.get("fraction_of_gemm_peak") or 0) >= TARGET
+            verdicts.append(f"{fw} {row['mode']} {row.get('layers', 'parity')} {_pct(row)} ({'met' if met else 'NOT met'})")
+        lines.append(f"- U-Net ({unet}) training step at >= {TARGET:.0%} of the framework's own fp32 GEMM peak, best "
+                     f"mode and flavour: " + "; ".join(verdicts) + ".")
+    gaps = [s for s in best.values() if s["ratio"] > GAP]
+    if gaps:
+        listed = "; ".join(f"{s['label']} {s['task']} {s['precision']}: {s['slower']} {s['ratio']:.2f}x" for s in gaps)
+        lines.append(f"- Cases where one framework is more than {GAP}x slower in its best mode and flavour: {listed}.")
+    else:
+        lines.append(f"- No case has one framework more than {GAP}x slower in its best mode and flavour.")
+    if profiles:
+        lines.append("- Per-op profiles: " + ", ".join(f"[{Path(p).name}]({Path(p).name})" for p in profiles) + ".")
+    return lines
+
+
+def flavour_costs(rows: list[dict]) -> list[str]:
+    """What the parity flavour costs: per case, task and precision, each framework's best parity time over its best
+    stock time (the stock flavour timed in fewer modes: the ratio compares the same modes)."""
+    lines = ["| case | task | precision | torch parity ms | torch stock ms | torch parity/stock | tf parity ms | "
+             "tf stock ms | tf parity/stock |", "|---|---|---|---|---|---|---|---|---|"]
+    for s in report.best_modes(rows):
+        cells = []
+        for fw in ("torch", "tf"):
+            stock = s[f"{fw} stock"]
+            same_modes = [r for r in rows if (r["label"], r["task"], r["precision"], r["framework"])
+                          == (s["label"], s["task"], s["precision"], fw) and r.get("layers", "parity") == "parity"
+                          and stock is not None and r["mode"] in _stock_modes(rows, s, fw) and r["error"] is None]
+            parity = min(same_modes, key=lambda r: r["median_s"]) if same_modes else None
+            ratio = f"{parity['median_s'] / stock['median_s']:.2f}x" if parity and stock else "—"
+            cells += [_ms(parity), _ms(stock), ratio]
+        lines.append(f"| {s['label']} | {s['task']} | {s['precision']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _stock_modes(rows: list[dict], s: dict, fw: str) -> set[str]:
+    return {r["mode"] for r in rows if (r["label"], r["task"], r["precision"], r["framework"])
+            == (s["label"], s["task"], s["precision"], fw) and r.get("layers") == "stock"}
+
+
+def real_size_table(rows: list[dict]) -> list[str]:
+    labels = real_size_labels()
+    lines = ["| case | task | framework | layers | mode | median ms | GFLOP/s | of GEMM peak | GFLOP per call (spec) | "
+             "torch flop_counter | peak RSS MiB | added by the step MiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    counted = {(r["label"], r["task"]): r["profiler_flops"] for r in rows if r.get("profiler_flops") is not None}
+    for r in rows:
+        if r.get("label") not in labels:
+            continue
+        ok = r["error"] is None
+        check = counted.get((r["label"], r["task"]))
+        agree = "—" if check is None else ("equal" if check == r["flops"] else f"{check / 1e9:.3f} (DIFFERENT)")
+        added = scaling.added_mib(r)
+        lines.append(f"| {r['label']} | {r['task']} | {r['framework']} | {r.get('layers', 'parity')} | {r['mode']} | "
+                     f"{_ms(r) if ok else '—'} | {_rate(r)} | {_pct(r)} | "
+                     f"{r['flops'] / 1e9:.3f} | {agree} | {r['peak_rss_mib']:.0f} | "
+                     f"{'—' if added is None else f'{added:.0f}'} | " + (r["error"] or "") + " |")
+    return lines
+
+
+def page(full: dict, scaled: dict | None, profiles: list[str], chart: str, scaling_chart: str | None) -> str:
+    rows = report.with_rates(full["rows"])
+    versions = ", ".join(f"{k} {v}" for k, v in full["versions"].items())
+    threads = "; ".join(dict.fromkeys(r["threads"] for r in rows if r.get("threads")))
+    peaks = report.gemm_peaks(rows)
+    own = [r for r in rows if r.get("label") not in real_size_labels()]
+    lines = [f"# segparity benchmarks: {full['header'].split(':')[0].removeprefix('segparity benchmarks, ')}, "
+             f"{full['cpu']}", "",
+             f"- **Machine**: {full['cpu']}; {threads}.",
+             f"- **Versions**: {versions}.",
+             "- **GEMM peak** (2048x2048 fp32/bf16, same run): "
+             + ", ".join(f"{fw} {p} {gf:.1f} GFLOP/s" for (fw, p), gf in peaks.items()) + ".",
+             f"- **FLOPs**: {report.flop_check(rows)}",
+             "- **Reproduce**: `python -m benchmarks --json full.json`, `python -m benchmarks --scaling --json "
+             "scaling.json`, then `python -m benchmarks.page --full full.json --scaling scaling.json --out PAGE.md` "
+             "(benchmarks/README.md).", "", "## Targets", "", *targets(rows, profiles), "",
+             "## Best mode and layer flavour per case", "",
+             "`parity`: segparity's exact layers (the default); `stock`: `build_model(..., layers=\"stock\")`, each "
+             "framework's own BatchNorm. Percentages: of the same framework's GEMM peak in the same precision.", "",
+             *report.best_table(own), "", "## What exact layers cost", "",
+             "Each framework's best parity time over its best stock time, in the modes both flavours ran:", "",
+             *flavour_costs(rows), "", "## Real-size networks (fp32)", "", *real_size_table(rows), ""]
+    if scaled:
+        lines += ["## How cost grows", "", scaled["header"], ""]
+        if scaling_chart:
+            lines += [f"![training step time and memory against pixels per batch]({scaling_chart})", ""]
+        lines += [scaling.markdown(scaled["rows"], scaled["threads"]).strip(), ""]
+    lines += ["## Chart", "", f"![median time per case, task and mode]({chart})", "", "## Every measurement", "",
+              *report.measurement_table(rows), "", "## Run header", "", full["header"], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.page", description=__doc__.splitlines()[0])
+    parser.add_argument("--full", required=True, metavar="JSON", help="python -m benchmarks --json's file")
+    parser.add_argument("--scaling", metavar="JSON", help="python -m benchmarks --scaling --json's file")
+    parser.add_argument("--profile", action="append", default=[], metavar="MD",
+                        help="a per-op profile (python -m benchmarks.profile_ops --markdown) beside the page, to link")
+    parser.add_argument("--out", required=True, metavar="PAGE.md")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    for name in [args.full, args.scaling, *args.profile]:
+        if name and not Path(name).is_file():
+            parser.error(f"no such file: {name}")
+    full = json.loads(Path(args.full).read_text())
+    scaled = json.loads(Path(args.scaling).read_text()) if args.scaling else None
+    chart = out.with_suffix(".png")
+    report.bar_chart(report.with_rates(full["rows"]), chart, "torch (blue) vs tf (orange), median time")
+    scaling_chart = None
+    if scaled:
+        scaling_chart = out.with_name(out.stem + "-scaling.png")
+        scaling.plot(scaled["rows"], scaled["threads"], scaling_chart)
+    text = page(full, scaled, [str(Path(p).relative_to(out.parent)) if Path(p).parent == out.parent else p
+                               for p in args.profile], chart.name, scaling_chart.name if scaling_chart else None)
+    atomic_write(out, lambda tmp: Path(tmp).write_text(text))
+    print(f"wrote {out}, {chart}" + (f", {scaling_chart}" if scaling_chart else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
