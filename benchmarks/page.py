@@ -99,7 +99,9 @@ def real_size_table(rows: list[dict]) -> list[str]:
     labels = real_size_labels()
     lines = ["| case | task | framework | layers | mode | median ms | GFLOP/s | of GEMM peak | GFLOP per call (spec) | "
              "torch flop_counter | peak RSS MiB | added by the step MiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    counted = {(r["label"], r["task"]): r["profiler_flops"] for r in rows if r.get("profiler_flops") is not None}
+    counted = {(r["label"], r["task"]): r.get("profiler_flops_grouped", r["profiler_flops"]) for r in rows
+               if r.get("profiler_flops") is not None}
+
     for r in rows:
         if r.get("label") not in labels:
             continue

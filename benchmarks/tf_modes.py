@@ -79,7 +79,7 @@ def _setup(case: Case, precision: str):
     keras.config.set_dtype_policy(POLICIES[precision])  # layers compute in bf16/fp16, variables stay fp32
     model = build_model(case.arch, layers=case.layers, **case.options)
     if model.spec.name in TORCHVISION_SPECS:
-        model = _Out(model)
+        model = _Out(model, name="out")
         model.spec = model.network.spec
     channels, classes = model.spec.in_channels, model.spec.num_classes
     rng = np.random.default_rng(0)

@@ -45,7 +45,9 @@ def run(request: dict) -> dict:
     else:
         row["flops"] = Case(**request["case"]).flops(task)
         if request.get("count_flops"):  # the check: torch's profiler on the built model
-            row["profiler_flops"] = modes.profiler_flops(Case(**request["case"]), task)
+            counts = modes.profiler_flops(Case(**request["case"]), task)
+            row["profiler_flops"], row["profiler_flops_grouped"] = counts["torch"], counts["grouped"]
+
     return row
 
 
