@@ -129,10 +129,29 @@ def worker_batches(all_requests: list[dict], shared_process: bool) -> list[list[
     return [[dict(r, shared_process=True) for r in all_requests if r["framework"] == fw] for fw in frameworks]
 
 
-def run_scaling(args: argparse.Namespace, header: str, versions: dict, frameworks: tuple[str, ...], start: float) -> int:
+def only_cases(todo: list[dict], wanted: list[str], parser: argparse.ArgumentParser) -> list[dict]:
+    """The GEMMs and the requests whose label or architecture is in ``wanted`` (``--case``); a usage error naming
+    the known labels when one matches nothing."""
+    def matches(request: dict, name: str) -> bool:
+        return request["label"] == name or request["case"]["arch"] == name
+
+    timed = [r for r in todo if r["task"] != "gemm"]
+    for name in wanted:
+        if not any(matches(r, name) for r in timed):
+            known = ", ".join(dict.fromkeys(r["label"] for r in timed))
+            parser.error(f"--case {name!r}: no such case or architecture; known: {known}")
+    return [r for r in todo if r["task"] == "gemm" or any(matches(r, name) for name in wanted)]
+
+
+def run_scaling(args: argparse.Namespace, parser: argparse.ArgumentParser, header: str, versions: dict,
+                frameworks: tuple[str, ...], start: float) -> int:
     """``--scaling``: every point of ``cases.SCALING`` (``--quick``: ``cases.QUICK_SCALING``) in its own process."""
     sweep = cases.QUICK_SCALING if args.quick else cases.SCALING
     todo = scaling.requests(sweep, args.device, args.threads, frameworks)
+    if args.case:
+        todo = only_cases(todo, args.case, parser)
+        header += f" Only the case(s) {', '.join(args.case)}."
+
     header += (f" Scaling: the training step, fp32, parity layers, each point in its own process "
                f"({cases.SCALING_WARMUP} warm-up call, median of {cases.SCALING_REPEATS}); memory is the peak RSS the "
                f"step added to its process.")
@@ -168,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--markdown", metavar="PATH")
     parser.add_argument("--png", metavar="PATH")
+    parser.add_argument("--case", action="append", metavar="LABEL",
+                        help="time only the cases with this label ('unet 1x1x572x572') or architecture ('unet'), "
+                             "repeatable; the GEMMs too")
     parser.add_argument("--scaling", action="store_true",
                         help="time the training step over input sizes and batch sizes instead (benchmarks.scaling; with "
                              "--quick a tiny U-Net); --png draws the two log-log plots")
@@ -182,9 +204,13 @@ def main(argv: list[str] | None = None) -> int:
               + ". Median of repeated runs after warm-up.")
     frameworks = ("torch", "tf") if args.framework == "both" else (args.framework,)
     if args.scaling:
-        return run_scaling(args, header, versions, frameworks, start)
+        return run_scaling(args, parser, header, versions, frameworks, start)
 
     todo = requests(args.quick, args.device, args.threads, frameworks)
+    if args.case:
+        todo = only_cases(todo, args.case, parser)
+        header += f" Only the case(s) {', '.join(args.case)}."
+
     if args.device == "cpu" and not cpu_has_native_bf16():
         header += " No bf16 rows: this CPU has no native bf16 instructions."
     header += (" --quick: each framework's measurements share one process, so peak RSS is cumulative." if args.quick

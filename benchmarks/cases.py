@@ -51,27 +51,37 @@ REAL_SIZE = (
 REAL_SIZE_MODES = {"torch": ("channels_last",), "tf": ("function",)}
 REAL_SIZE_WARMUP, REAL_SIZE_REPEATS = 2, 5
 
-# ``--scaling``: the training step over input sizes (batch 1) and batch sizes (at one image size), fp32, parity
+# ``--scaling``: the training step over input sizes (batch 1, or 2) and batch sizes (at one image size), fp32, parity
 # layers, each framework's best mode, the run's threads and (the size sweep) 1 thread.
 @dataclass(frozen=True)
 class Sweep:
     networks: dict[str, dict[str, Any]]  # arch -> build_model options
-    sizes: tuple[int, ...]  # the size sweep, batch 1
-    batches: tuple[int, ...]  # the batch sweep, at batch_size x batch_size
+    sizes: tuple[int, ...]  # the size sweep, at the network's size_batch
+    batches: tuple[int, ...]  # the batch sweep, at batch_size x batch_size (batches below size_batch left out)
     batch_size: int
+    size_batch: dict[str, int] = field(default_factory=dict)  # arch -> the size sweep's batch (default 1)
+
+    def batch_of_size_sweep(self, arch: str) -> int:
+        return self.size_batch.get(arch, 1)
 
     def cases(self) -> list[Case]:
-        """Each point once: every size at batch 1, every batch at ``batch_size`` (``1 x batch_size`` is in both)."""
+        """Each point once: every size at the network's size-sweep batch, every batch at ``batch_size`` (the
+        size-sweep batch at ``batch_size`` is in both)."""
         out = []
         for arch, options in self.networks.items():
-            out += [Case(arch, options, batch=1, size=size) for size in self.sizes]
-            out += [Case(arch, options, batch=batch, size=self.batch_size) for batch in self.batches if batch > 1]
+            first = self.batch_of_size_sweep(arch)
+            out += [Case(arch, options, batch=first, size=size) for size in self.sizes]
+            out += [Case(arch, options, batch=batch, size=self.batch_size) for batch in self.batches if batch > first]
         return out
 
 
+# torchvision's DeepLabV3 cannot train on one image: the ASPP's image-pooling branch normalises a 1x1 map, one value
+# per channel, which torch's BatchNorm refuses in training mode (and segparity's Keras BatchNorm with it), so its
+# size sweep runs at batch 2 and its batch sweep starts there.
 SCALING = Sweep(networks={"unet": dict(in_channels=3, num_classes=2, base_channels=64, depth=4),
                           "deeplabv3_resnet50": dict(num_classes=21)},
-                sizes=(64, 128, 256, 512), batches=(1, 2, 4, 8, 16), batch_size=128)  # 16 x 128^2 = 512^2 pixels
+                sizes=(64, 128, 256, 512), batches=(1, 2, 4, 8, 16), batch_size=128,  # 16 x 128^2 = 512^2 pixels
+                size_batch={"deeplabv3_resnet50": 2})
 QUICK_SCALING = Sweep(networks={"unet": dict(in_channels=3, num_classes=2, base_channels=8, depth=3)},
                       sizes=(32, 64), batches=(1, 2), batch_size=32)
 SCALING_MODES = {"torch": "channels_last", "tf": "function"}

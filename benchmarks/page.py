@@ -2,7 +2,10 @@
 --out benchmarks/results/<date>-<machine>.md``.
 
 Reads the JSON of a full run (``python -m benchmarks --json``) and of a scaling run (``python -m benchmarks
---scaling --json``), draws their charts next to the page (``<page>.png``, ``<page>-scaling.png``) and writes one
+--scaling --json``), each possibly followed by ``--case`` re-runs whose rows replace the first's, writes the merged
+rows beside the page (``<page>.json``, ``<page>-scaling.json``), draws their charts there (``<page>.png``,
+``<page>-scaling.png``) and writes one
+
 Markdown page: the machine (CPU model, cores, threads, versions), the targets of issue 27 as measured, each
 framework's best mode and layer flavour per case, what segparity's exact layers cost, the real-size networks (FLOPs
 from the spec and from ``torch.utils.flop_counter``, peak memory), how cost grows, the per-op profiles given with
@@ -98,7 +101,8 @@ def _stock_modes(rows: list[dict], s: dict, fw: str) -> set[str]:
 def real_size_table(rows: list[dict]) -> list[str]:
     labels = real_size_labels()
     lines = ["| case | task | framework | layers | mode | median ms | GFLOP/s | of GEMM peak | GFLOP per call (spec) | "
-             "torch flop_counter | peak RSS MiB | added by the step MiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "torch flop_counter | peak RSS MiB | added by the step MiB | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     counted = {(r["label"], r["task"]): r.get("profiler_flops_grouped", r["profiler_flops"]) for r in rows
                if r.get("profiler_flops") is not None}
 
@@ -140,28 +144,69 @@ def page(full: dict, scaled: dict | None, profiles: list[str], chart: str, scali
              *flavour_costs(rows), "", "## Real-size networks (fp32)", "", *real_size_table(rows), ""]
     if scaled:
         lines += ["## How cost grows", "", scaled["header"], ""]
+        lines += [f"Re-run, its points replacing the run's: {header}\n" for header in scaled.get("reruns", [])]
+
         if scaling_chart:
             lines += [f"![training step time and memory against pixels per batch]({scaling_chart})", ""]
         lines += [scaling.markdown(scaled["rows"], scaled["threads"]).strip(), ""]
     lines += ["## Chart", "", f"![median time per case, task and mode]({chart})", "", "## Every measurement", "",
               *report.measurement_table(rows), "", "## Run header", "", full["header"], ""]
+    for header in full.get("reruns", []):
+        lines += ["Re-run, its rows replacing the run's (fractions of the first run's GEMM peaks):", "", header, ""]
+
     return "\n".join(lines)
 
 
+def _key(row: dict) -> tuple:
+    return (row["label"], row["task"], row["framework"], row.get("layers", "parity"), row["mode"], row["precision"],
+            row.get("threads_requested"))
+
+
+def _in_sweep(row: dict, run: dict) -> bool:
+    """Whether ``row``'s point is one of the sweep ``run`` was made with (a re-run may have changed the sweep)."""
+    sweep = next((r["sweep"] for r in run["rows"] if "sweep" in r), None)
+    if sweep is None:
+        return True
+    sweep = dict(sweep, networks={arch: {} for arch in sweep["networks"]})  # options do not change the labels' set
+    points = {(c.arch, c.batch, c.size) for c in cases.Sweep(**sweep).cases()}
+    return (row["case"]["arch"], row["case"]["batch"], row["case"]["size"]) in points
+
+
+def merged(runs: list[dict]) -> dict:
+
+    """The first run, its non-GEMM rows replaced by later runs' rows of the same key (``--case`` re-runs); the GEMM
+    peaks stay the first run's, and each later run's header is kept under ``reruns``."""
+    first = dict(runs[0])
+    rows = {_key(r): r for r in first["rows"]}
+    for run in runs[1:]:
+        rows.update({_key(r): r for r in run["rows"] if r["task"] != "gemm"})
+    first["rows"] = list(rows.values())
+    if "sweep" in (first["rows"][0] if first["rows"] else {}):  # a scaling run: points of a re-run's sweep may be new
+        first["rows"] = [r for r in first["rows"] if _in_sweep(r, runs[-1])]
+
+    first["reruns"] = [run["header"] for run in runs[1:]]
+    return first
+
+
 def main(argv: list[str] | None = None) -> int:
+
     parser = argparse.ArgumentParser(prog="python -m benchmarks.page", description=__doc__.splitlines()[0])
-    parser.add_argument("--full", required=True, metavar="JSON", help="python -m benchmarks --json's file")
-    parser.add_argument("--scaling", metavar="JSON", help="python -m benchmarks --scaling --json's file")
+    parser.add_argument("--full", required=True, action="append", metavar="JSON",
+                        help="python -m benchmarks --json's file; given again (a --case re-run), its rows replace the "
+                             "first file's rows of the same case, task, framework, flavour, mode and precision")
+    parser.add_argument("--scaling", action="append", default=[], metavar="JSON",
+                        help="python -m benchmarks --scaling --json's file; given again (a --case re-run), its points "
+                             "replace the first file's")
     parser.add_argument("--profile", action="append", default=[], metavar="MD",
                         help="a per-op profile (python -m benchmarks.profile_ops --markdown) beside the page, to link")
     parser.add_argument("--out", required=True, metavar="PAGE.md")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    for name in [args.full, args.scaling, *args.profile]:
-        if name and not Path(name).is_file():
+    for name in [*args.full, *args.scaling, *args.profile]:
+        if not Path(name).is_file():
             parser.error(f"no such file: {name}")
-    full = json.loads(Path(args.full).read_text())
-    scaled = json.loads(Path(args.scaling).read_text()) if args.scaling else None
+    full = merged([json.loads(Path(name).read_text()) for name in args.full])
+    scaled = merged([json.loads(Path(name).read_text()) for name in args.scaling]) if args.scaling else None
     chart = out.with_suffix(".png")
     report.bar_chart(report.with_rates(full["rows"]), chart, "torch (blue) vs tf (orange), median time")
     scaling_chart = None
@@ -171,8 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     text = page(full, scaled, [str(Path(p).relative_to(out.parent)) if Path(p).parent == out.parent else p
                                for p in args.profile], chart.name, scaling_chart.name if scaling_chart else None)
     atomic_write(out, lambda tmp: Path(tmp).write_text(text))
-    print(f"wrote {out}, {chart}" + (f", {scaling_chart}" if scaling_chart else ""))
+    written = [out, chart]
+    for suffix, document in (("", full), ("-scaling", scaled)):  # the merged rows the page was made from
+        if document is not None:
+            path = out.with_name(f"{out.stem}{suffix}.json")
+            payload = json.dumps(document, indent=1)
+            written.append(atomic_write(path, lambda tmp, payload=payload: Path(tmp).write_text(payload)))
+    if scaling_chart:
+        written.append(scaling_chart)
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
 
 
 if __name__ == "__main__":

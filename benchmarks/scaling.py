@@ -2,7 +2,8 @@
 
 The U-Net (64 channels, depth 4, ``"same"`` padding) and torchvision's ``deeplabv3_resnet50`` (``cases.SCALING``),
 fp32, segparity's parity layers, each framework's best mode (``cases.SCALING_MODES``), each point in its own worker
-process: input sizes 64..512 at batch 1 (the size sweep) and batches 1..16 at 128x128 (the batch sweep), at the run's
+process: input sizes 64..512 at batch 1 (the size sweep; DeepLabV3 at batch 2, ``cases.SCALING``) and batches 1..16 at
+128x128 (the batch sweep), at the run's
 ``--threads``; the size sweep again at 1 thread. For each network, framework and sweep, the exponent ``b`` of
 ``time = a * pixels**b`` is the least-squares slope in log-log (1: linear in the pixels per batch); memory is the
 peak RSS the step added to the process (peak minus the RSS before anything was built).
@@ -27,7 +28,7 @@ def requests(sweep: cases.Sweep, device: str, threads: int, frameworks: tuple[st
     out = []
     for thread_count in dict.fromkeys((threads, 1)):
         for case in sweep.cases():
-            if thread_count != threads and case.batch != 1:
+            if thread_count != threads and case.batch != sweep.batch_of_size_sweep(case.arch):
                 continue  # 1 thread: the size sweep only
             for fw in frameworks:
                 out.append(dict(base, framework=fw, threads=thread_count, threads_requested=thread_count,
@@ -36,10 +37,15 @@ def requests(sweep: cases.Sweep, device: str, threads: int, frameworks: tuple[st
     return out
 
 
+def in_size_sweep(row: dict) -> bool:
+    """Whether a point is at its network's size-sweep batch (1, or ``Sweep.size_batch``)."""
+    return row["case"]["batch"] == row["sweep"].get("size_batch", {}).get(row["case"]["arch"], 1)
+
+
 def sweeps(row: dict) -> list[str]:
-    """The sweeps a point belongs to: "size" (batch 1), "batch" (the batch sweep's image size), or both."""
-    case = row["case"]
-    return (["size"] if case["batch"] == 1 else []) + (["batch"] if case["size"] == row["sweep"]["batch_size"] else [])
+    """The sweeps a point belongs to: "size" (the size-sweep batch), "batch" (the batch sweep's image size), or both."""
+    batch_sweep = row["case"]["size"] == row["sweep"]["batch_size"]
+    return (["size"] if in_size_sweep(row) else []) + (["batch"] if batch_sweep else [])
 
 
 def added_mib(row: dict) -> float | None:
@@ -83,11 +89,11 @@ def exponents(rows: list[dict], threads: int) -> list[dict]:
 def speedups(rows: list[dict], threads: int) -> list[dict]:
     """The size sweep at ``threads`` against 1 thread: time at 1 thread / time at ``threads``, per point."""
     single = {(r["case"]["arch"], r["framework"], r["case"]["size"]): r for r in rows
-              if r["threads_requested"] == 1 and r["case"]["batch"] == 1 and r["error"] is None}
+              if r["threads_requested"] == 1 and in_size_sweep(r) and r["error"] is None}
     out = []
     for r in rows:
         key = (r["case"]["arch"], r["framework"], r["case"]["size"])
-        if r["threads_requested"] == threads != 1 and r["case"]["batch"] == 1 and r["error"] is None and key in single:
+        if r["threads_requested"] == threads != 1 and in_size_sweep(r) and r["error"] is None and key in single:
             out.append(dict(arch=key[0], framework=key[1], size=key[2], one_thread_s=single[key]["median_s"],
                             threads_s=r["median_s"], speedup=single[key]["median_s"] / r["median_s"]))
     return sorted(out, key=lambda s: (s["arch"], s["framework"], s["size"]))
@@ -117,7 +123,7 @@ def markdown(rows: list[dict], threads: int) -> str:
                      f"{_exponent(e['memory_exponent'])} |")
     table = speedups(rows, threads)
     if table:
-        lines += ["", f"{threads} threads against 1 (the size sweep, batch 1):", "",
+        lines += ["", f"{threads} threads against 1 (the size sweep):", "",
                   "| network | framework | size | 1 thread ms | " + f"{threads} threads ms | speed-up |",
                   "|---|---|---|---|---|---|"]
         for s in table:

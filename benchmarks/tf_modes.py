@@ -84,7 +84,8 @@ def _setup(case: Case, precision: str):
     channels, classes = model.spec.in_channels, model.spec.num_classes
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((case.batch, case.size, case.size, channels), dtype=np.float32))
-    labels = rng.integers(0, max(classes, 2), (case.batch, case.size, case.size))
+    out = model.spec.output_size(case.size)  # the labels of what the network outputs (paper U-Net: 572 -> 388)
+    labels = rng.integers(0, max(classes, 2), (case.batch, out, out))
     if classes == 1:
         loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
         y = tf.constant(labels[..., None].astype(np.float32))

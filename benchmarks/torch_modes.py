@@ -107,7 +107,8 @@ def _setup(case: Case, device: str):
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.random((case.batch, channels, case.size, case.size), dtype=np.float32)).to(device)
     classes = max(model.spec.num_classes, 2)
-    y = torch.from_numpy(rng.integers(0, classes, (case.batch, case.size, case.size))).to(device)
+    out = model.spec.output_size(case.size)  # the labels of what the network outputs (paper U-Net: 572 -> 388)
+    y = torch.from_numpy(rng.integers(0, classes, (case.batch, out, out))).to(device)
     loss_fn = (torch.nn.BCEWithLogitsLoss() if model.spec.num_classes == 1 else torch.nn.CrossEntropyLoss())
     if model.spec.num_classes == 1:
         y = y[:, None].float()

@@ -91,8 +91,9 @@ def test_the_best_of_both_flavours_is_each_framework_s_best():
 
 
 def _scaling_row(fw, batch, size, seconds, threads=2, peak=1000.0, baseline=400.0):
-    sweep = dict(networks={"unet": {}}, sizes=(32, 64, 128), batches=(1, 2, 4), batch_size=32)
-    return dict(framework=fw, mode="m", case=dict(arch="unet", batch=batch, size=size), label=f"unet {batch}x3x{size}x{size}",
+    sweep = dict(networks={"unet": {}}, sizes=(32, 64, 128), batches=(1, 2, 4), batch_size=32, size_batch={})
+    return dict(framework=fw, mode="m", task="train_step", precision="fp32", case=dict(arch="unet", batch=batch, size=size),
+                label=f"unet {batch}x3x{size}x{size}",
                 pixels=batch * size * size, median_s=seconds, iqr_s=0.0, error=None, flops=1e9, peak_rss_mib=peak,
                 baseline_rss_mib=baseline, threads_requested=threads, sweep=sweep)
 
@@ -197,5 +198,16 @@ def test_quick_scaling_run_writes_rows_exponents_and_plots(tmp_path):
     assert all(r["error"] is None and r["median_s"] > 0 and scaling.added_mib(r) is not None for r in rows)
     assert {r["threads_requested"] for r in rows} == {1, 2}
     assert "| network | framework | sweep | points | time exponent | memory exponent |" in done.stdout
-    assert "2 threads against 1 (the size sweep, batch 1):" in done.stdout
+    assert "2 threads against 1 (the size sweep):" in done.stdout
     assert (tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_a_case_rerun_replaces_only_its_own_rows():
+    def row(label, task, ms, mode="m"):
+        return dict(label=label, task=task, framework="torch", layers="parity", mode=mode, precision="fp32",
+                    median_s=ms)
+    first = dict(header="first", rows=[row("gemm", "gemm", 1.0, "gemm"), row("a", "forward", 2.0), row("b", "train_step", None)])
+    rerun = dict(header="rerun", rows=[row("gemm", "gemm", 9.0, "gemm"), row("b", "train_step", 3.0)])
+    out = page.merged([first, rerun])
+    assert [(r["label"], r["median_s"]) for r in out["rows"]] == [("gemm", 1.0), ("a", 2.0), ("b", 3.0)]
+    assert out["reruns"] == ["rerun"] and out["header"] == "first"
