@@ -134,8 +134,9 @@ def page(full: dict, scaled: dict | None, profiles: list[str], chart: str, scali
              + ", ".join(f"{fw} {p} {gf:.1f} GFLOP/s" for (fw, p), gf in peaks.items()) + ".",
              f"- **FLOPs**: {report.flop_check(rows)}",
              "- **Reproduce**: `python -m benchmarks --json full.json`, `python -m benchmarks --scaling --json "
-             "scaling.json`, then `python -m benchmarks.page --full full.json --scaling scaling.json --out PAGE.md` "
-             "(benchmarks/README.md).", "", "## Targets", "", *targets(rows, profiles), "",
+             "scaling.json` (a case again: `--case LABEL --json rerun.json`), then `python -m benchmarks.page --full "
+             "full.json [--full rerun.json] --scaling scaling.json --out PAGE.md` (benchmarks/README.md); the merged "
+             "rows are beside this page (`.json`, `-scaling.json`), re-runs listed at the end.", "", "## Targets", "", *targets(rows, profiles), "",
              "## Best mode and layer flavour per case", "",
              "`parity`: segparity's exact layers (the default); `stock`: `build_model(..., layers=\"stock\")`, each "
              "framework's own BatchNorm. Percentages: of the same framework's GEMM peak in the same precision.", "",
