@@ -151,30 +151,6 @@ def test_flop_check_names_a_disagreement():
         report.flop_check(grouped) and "m train_step (3.0x the spec's)" in report.flop_check(grouped)
 
 
-def test_torch_s_flop_counter_with_grouped_weight_gradients_divided():
-    """A depthwise 3x3 conv on 16 channels of 8x8, batch 1: each of forward, input gradient and weight gradient is
-    16 * 64 * 9 multiply-adds = 18,432 FLOPs. torch 2.13 counts the weight gradient 16 times; the grouped count
-    does not; an ungrouped conv is counted the same by both."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from benchmarks.torch_modes import _grouped_conv_backward_flop
-
-    counts = {}
-    for groups in (1, 16):
-        conv = torch.nn.Conv2d(16, 16, 3, padding=1, groups=groups, bias=False)
-        x = torch.randn(1, 16, 8, 8, requires_grad=True)
-        for name, mapping in (("torch", None),
-                              ("grouped", {torch.ops.aten.convolution_backward: _grouped_conv_backward_flop})):
-            with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
-                conv(x).sum().backward()
-            counts[groups, name] = counter.get_total_flops()
-    assert counts[1, "torch"] == counts[1, "grouped"] == 3 * 16 * 18_432
-    assert counts[16, "grouped"] == 3 * 18_432
-    assert counts[16, "torch"] == 2 * 18_432 + 16 * 18_432
-
-
-
 def test_suite_times_sums_each_file():
     from benchmarks.suite_times import per_file
 

@@ -21,27 +21,30 @@ from segmentation_torch.layers import batch_norm_layer as torch_batch_norm_layer
 from segmentation_torch.weights import load_weights as torch_load, save_weights as torch_save
 from segmentation_torch.weights import from_canonical as torch_from, to_canonical as torch_canonical
 
-# Every network of build_model, small; torchvision's ResNet models are built in the slow run (a ResNet-50/101 in
-# Keras takes seconds to build), their ResNet code is covered here by DeepLabV3+ on a ResNet-18 backbone.
+# Every network of build_model, small; the ResNet and second MobileNet models are built in the slow run (.ci/run's
+# slow step: a ResNet-50/101 in Keras takes seconds to build).
 SMALL = {
     "unet": dict(in_channels=3, num_classes=2, base_channels=4, depth=2),
     "segnet": dict(in_channels=3, num_classes=2, encoder=((4,), (4, 4)), decoder=((4, 4), (4,)), upsample="unpool"),
     "fcn": dict(in_channels=3, num_classes=3, batch_norm=True, encoder=((4,), (4,), (4,), (4,), (4,)), fc_channels=8),
     "deeplabv3plus": dict(in_channels=3, num_classes=3, stem_channels=4, stage_channels=(4, 4, 8, 8), aspp_channels=8,
                           low_level_channels=4, decoder_channels=8),
-    "deeplabv3plus-resnet18": dict(in_channels=3, num_classes=3, backbone="resnet18", aspp_channels=8,
-                                   low_level_channels=4, decoder_channels=8),
     "lesson_segnet": dict(preset="lesson-tf"),
     "lesson_unet": dict(preset="lesson-pytorch"),
     "lraspp_mobilenet_v3_large": dict(num_classes=2),
-    "deeplabv3_mobilenet_v3_large": dict(num_classes=2, aux_loss=True),
 }
-HEAVY = ("fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101")
+HEAVY = {
+    "deeplabv3plus-resnet18": dict(in_channels=3, num_classes=3, backbone="resnet18", aspp_channels=8,
+                                   low_level_channels=4, decoder_channels=8),
+    "deeplabv3_mobilenet_v3_large": dict(num_classes=2, aux_loss=True),
+    **{name: dict(num_classes=2, aux_loss=True)
+       for name in ("fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101")},
+}
 
 
 def build(framework: str, key: str, layers: str):
     name = key.split("-")[0]
-    options = SMALL.get(key, dict(num_classes=2, aux_loss=True))
+    options = {**SMALL, **HEAVY}[key]
     return (kt if framework == "torch" else ktf).build_model(name, layers=layers, **options)
 
 
@@ -80,13 +83,13 @@ def test_both_flavours_have_each_framework_s_batchnorm_and_one_weights_layout(ke
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", HEAVY)
-def test_both_flavours_of_torchvision_s_resnet_models(key):
+@pytest.mark.parametrize("key", list(HEAVY))
+def test_both_flavours_of_the_resnet_and_second_mobilenet_models(key):
     check_flavours(key)
 
 
 def test_every_network_is_covered():
-    assert sorted({key.split("-")[0] for key in SMALL} | set(HEAVY)) == kt.list_models() == ktf.list_models()
+    assert sorted({key.split("-")[0] for key in {**SMALL, **HEAVY}}) == kt.list_models() == ktf.list_models()
 
 
 def test_a_stock_checkpoint_loads_into_the_parity_flavour_of_the_other_framework(tmp_path):
