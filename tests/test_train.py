@@ -44,7 +44,10 @@ def test_run_folder_holds_metrics_checkpoints_and_plots(tmp_path, framework):
 # Keras's SGD resume is left out to keep the suite under 5 minutes (each Keras run here is ~3 s of
 # tracing): its momentum buffer goes through the same canonical optimiser state that
 # test_optimizer_state_moves_between_frameworks[sgd] loads into Keras and steps from.
-@pytest.mark.parametrize("framework, optimizer", [("torch", "adam"), ("torch", "sgd"), ("tf", "adam")])
+# The Adam cases run in .ci/run's slow step (the README command's 300 s budget; Keras Adam's, about 14 s, was the
+# slowest default test); in the default run Keras resumes Adam in test_a_run_resumes_in_the_other_framework.
+@pytest.mark.parametrize("framework, optimizer", [pytest.param("torch", "adam", marks=pytest.mark.slow), ("torch", "sgd"),
+                                                  pytest.param("tf", "adam", marks=pytest.mark.slow)])
 def test_resume_continues_exactly(tmp_path, framework, optimizer):
     # Adam with Keras 2's legacy decay: the resumed schedule must start at the stored step, or the weights differ
     kwargs = dict(optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0, lr=0.01, weight_decay=1e-4,

@@ -200,6 +200,7 @@ def test_pitfall_relu_kink_flip(monkeypatch):
     assert redrawn.inputs.data_seed > case.seed and all(row.passed for row in redrawn.rows)
 
 
+@pytest.mark.slow  # about 12 s; .ci/run's slow step runs it (the README command's 300 s budget)
 def test_kink_redraw_cannot_hide_a_port_error(monkeypatch):
     """A planted gradient error fails on every batch: the suite gives up after MAX_KINK_REDRAWS."""
     from segmentation_tf import harness
