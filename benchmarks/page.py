@@ -153,7 +153,8 @@ def page(full: dict, scaled: dict | None, profiles: list[str], chart: str, scali
     lines += ["## Chart", "", f"![median time per case, task and mode]({chart})", "", "## Every measurement", "",
               *report.measurement_table(rows), "", "## Run header", "", full["header"], ""]
     for header in full.get("reruns", []):
-        lines += ["Re-run, its rows replacing the run's (fractions of the first run's GEMM peaks):", "", header, ""]
+        lines += ["Re-run, its rows replacing the run's (fractions of the GEMM peaks measured in the re-run):", "",
+                  header, ""]
 
     return "\n".join(lines)
 
@@ -175,12 +176,15 @@ def _in_sweep(row: dict, run: dict) -> bool:
 
 def merged(runs: list[dict]) -> dict:
 
-    """The first run, its non-GEMM rows replaced by later runs' rows of the same key (``--case`` re-runs); the GEMM
-    peaks stay the first run's, and each later run's header is kept under ``reruns``."""
+    """The first run, its non-GEMM rows replaced by later runs' rows of the same key (``--case`` re-runs); each
+    replacing row carries its own run's GEMM peak (``gemm_peak_gflops``: a fraction of peak is always of the GEMM
+    measured in the same run), the first run's GEMM rows stay, and each later run's header is kept under ``reruns``."""
     first = dict(runs[0])
     rows = {_key(r): r for r in first["rows"]}
     for run in runs[1:]:
-        rows.update({_key(r): r for r in run["rows"] if r["task"] != "gemm"})
+        peaks = report.gemm_peaks(run["rows"])
+        rows.update({_key(r): dict(r, gemm_peak_gflops=peaks.get((r["framework"], r["precision"])))
+                     for r in run["rows"] if r["task"] != "gemm"})
     first["rows"] = list(rows.values())
     if "sweep" in (first["rows"][0] if first["rows"] else {}):  # a scaling run: points of a re-run's sweep may be new
         first["rows"] = [r for r in first["rows"] if _in_sweep(r, runs[-1])]

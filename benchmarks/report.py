@@ -18,14 +18,15 @@ def gemm_peaks(rows: list[dict]) -> dict[tuple[str, str], float]:
 
 def with_rates(rows: list[dict]) -> list[dict]:
     """Rows with ``gflops`` (from the spec's FLOP count) and ``fraction_of_gemm_peak`` (of the same
-    framework's GEMM in the same precision) filled in."""
+    framework's GEMM in the same precision and run: a row's own ``gemm_peak_gflops`` where a re-run merged by
+    ``benchmarks.page`` set it) filled in."""
     peaks = gemm_peaks(rows)
     out = []
     for r in rows:
         r = dict(r)
         ok = r["error"] is None and r.get("flops")
         r["gflops"] = r["flops"] / r["median_s"] / 1e9 if ok else None
-        peak = peaks.get((r["framework"], r["precision"]))
+        peak = r.get("gemm_peak_gflops") or peaks.get((r["framework"], r["precision"]))
         r["fraction_of_gemm_peak"] = r["gflops"] / peak if ok and peak else None
         out.append(r)
     return out

@@ -184,6 +184,10 @@ def test_a_case_rerun_replaces_only_its_own_rows():
                     median_s=ms)
     first = dict(header="first", rows=[row("gemm", "gemm", 1.0, "gemm"), row("a", "forward", 2.0), row("b", "train_step", None)])
     rerun = dict(header="rerun", rows=[row("gemm", "gemm", 9.0, "gemm"), row("b", "train_step", 3.0)])
+    for r in (*first["rows"], *rerun["rows"]):
+        r["error"], r["flops"] = None, int(4e9)
     out = page.merged([first, rerun])
     assert [(r["label"], r["median_s"]) for r in out["rows"]] == [("gemm", 1.0), ("a", 2.0), ("b", 3.0)]
     assert out["reruns"] == ["rerun"] and out["header"] == "first"
+    rates = {r["label"]: r["fraction_of_gemm_peak"] for r in report.with_rates(out["rows"]) if r["task"] != "gemm"}
+    assert rates == pytest.approx({"a": 0.5, "b": 9.0 / 3.0})  # each row against its own run's GEMM (4 and 4/9 GFLOP/s)
