@@ -178,7 +178,8 @@ def merged(runs: list[dict]) -> dict:
 
     """The first run, its non-GEMM rows replaced by later runs' rows of the same key (``--case`` re-runs); each
     replacing row carries its own run's GEMM peak (``gemm_peak_gflops``: a fraction of peak is always of the GEMM
-    measured in the same run), the first run's GEMM rows stay, and each later run's header is kept under ``reruns``."""
+    measured in the same run), the first run's GEMM rows stay, and each later run's header is kept under ``reruns``
+    (after the first's own, where it is itself a merged page's JSON)."""
     first = dict(runs[0])
     rows = {_key(r): r for r in first["rows"]}
     for run in runs[1:]:
@@ -189,7 +190,7 @@ def merged(runs: list[dict]) -> dict:
     if "sweep" in (first["rows"][0] if first["rows"] else {}):  # a scaling run: points of a re-run's sweep may be new
         first["rows"] = [r for r in first["rows"] if _in_sweep(r, runs[-1])]
 
-    first["reruns"] = [run["header"] for run in runs[1:]]
+    first["reruns"] = first.get("reruns", []) + [run["header"] for run in runs[1:]]  # a merged page merged again
     return first
 
 

@@ -20,8 +20,8 @@ class BatchNorm(keras.layers.Layer):
     purpose in one place: ``moving_variance`` is updated with the *unbiased* batch variance
     (times n / (n - 1), n = N*H*W), as torch does; normalisation uses the biased variance in both.
     Batch mean and variance are accumulated in float64 (float32 for 16-bit inputs), as torch's CPU kernel does, and
-    for float32 inputs the training-mode gradient is torch's CPU backward formula (``_batch_norm_train``), not
-    autodiff through the moments (the synchronized path and other dtypes keep autodiff).
+    the training-mode gradient is torch's CPU backward formula (``_batch_norm_train``), not autodiff through the
+    moments (the synchronized path keeps autodiff, whose all-reduce carries the gradient across replicas).
     ``unbiased_running_var=False`` updates it with the biased variance, as ``keras.layers.BatchNormalization``
     does (the lesson's TensorFlow exercise, ``segparity.networks.lesson``).
     ``synchronized=True``: in training mode under a ``tf.distribute`` strategy with several replicas
@@ -61,15 +61,16 @@ class BatchNorm(keras.layers.Layer):
             if self.synchronized and replicas is not None and replicas.num_replicas_in_sync > 1:
                 mean, variance, n = _synchronized_moments(ops.cast(x, wider), replicas)
                 mean, variance, n = ops.cast(mean, x.dtype), ops.cast(variance, x.dtype), ops.cast(n, x.dtype)
-            elif dtype == "float32":  # the parity dtype: torch's backward formula as the gradient (faster)
-                mean, variance = _float32_moments_summed_in_float64(x)
+                self._update_moving(mean, variance, n)
+            else:  # torch's backward formula as the gradient (faster than autodiff through the moments)
+                if dtype == "float32":
+                    mean, variance = _float32_moments_summed_in_float64(x)
+                else:
+                    mean, variance = ops.moments(ops.cast(x, wider), axes=[0, 1, 2])
+                    mean, variance = ops.cast(mean, x.dtype), ops.cast(variance, x.dtype)
                 self._update_moving(mean, variance, n)
                 return _batch_norm_train(x, tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta),
                                          tf.stop_gradient(mean), tf.stop_gradient(variance), self.eps)
-            else:
-                mean, variance = ops.moments(ops.cast(x, wider), axes=[0, 1, 2])
-                mean, variance = ops.cast(mean, x.dtype), ops.cast(variance, x.dtype)
-            self._update_moving(mean, variance, n)
         else:
             mean, variance = self.moving_mean, self.moving_variance
         # torch's CPU kernel folds everything per channel first, then makes one pass over x:
@@ -115,20 +116,25 @@ def _batch_norm_train(x, gamma, beta, mean, variance, eps):
         d_beta = sum(dy), d_gamma = sum(dy * xc) * invstd
         dx = (dy - sum(dy) / n - xc * sum(dy * xc) * invstd^2 / n) * invstd * gamma
 
-    The same gradient as autodiff's, in float32 sums (torch's kernel sums in float32 too), in about 7 passes over
-    the tensor instead of autodiff's ~15 (some in float64): the parity U-Net's training step in Keras loses ~1/3
-    of its BatchNorm time (benchmarks/README.md)."""
+    The same gradient as autodiff's, computed in float32 for float32 and 16-bit inputs (torch's kernel sums in float32
+    too; 16-bit values are cast up first and the results back), in about 7 passes over the tensor instead of
+    autodiff's ~15: Keras's parity U-Net step spends less than half the time it did in BatchNorm
+    (benchmarks/README.md)."""
     invstd = tf.math.rsqrt(variance + eps)
     scale = invstd * gamma
     y = x * scale + (beta - mean * scale)
 
     def grad(dy):
-        xc = x - mean
-        n = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
-        grad_beta = tf.reduce_sum(dy, axis=[0, 1, 2])
-        dot = tf.reduce_sum(xc * dy, axis=[0, 1, 2])
-        dx = (dy - grad_beta / n - xc * (dot * invstd * invstd / n)) * scale
-        return dx, dot * invstd, grad_beta, None, None, None
+        wide = tf.float32 if x.dtype in (tf.float16, tf.bfloat16) else x.dtype
+        x_, dy_, mean_ = tf.cast(x, wide), tf.cast(dy, wide), tf.cast(mean, wide)
+        invstd_ = tf.math.rsqrt(tf.cast(variance, wide) + eps)
+        xc = x_ - mean_
+        n = tf.cast(tf.size(x) // tf.shape(x)[-1], wide)
+        grad_beta = tf.reduce_sum(dy_, axis=[0, 1, 2])
+        dot = tf.reduce_sum(xc * dy_, axis=[0, 1, 2])
+        dx = (dy_ - grad_beta / n - xc * (dot * invstd_ * invstd_ / n)) * (invstd_ * tf.cast(gamma, wide))
+        return (tf.cast(dx, x.dtype), tf.cast(dot * invstd_, gamma.dtype), tf.cast(grad_beta, beta.dtype),
+                None, None, None)
 
     return y, grad
 

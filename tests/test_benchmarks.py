@@ -191,3 +191,5 @@ def test_a_case_rerun_replaces_only_its_own_rows():
     assert out["reruns"] == ["rerun"] and out["header"] == "first"
     rates = {r["label"]: r["fraction_of_gemm_peak"] for r in report.with_rates(out["rows"]) if r["task"] != "gemm"}
     assert rates == pytest.approx({"a": 0.5, "b": 9.0 / 3.0})  # each row against its own run's GEMM (4 and 4/9 GFLOP/s)
+    again = page.merged([out, dict(rerun, header="rerun 2")])  # the merged page's JSON merged with a later re-run
+    assert again["reruns"] == ["rerun", "rerun 2"]
