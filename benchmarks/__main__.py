@@ -1,5 +1,5 @@
 """``python -m benchmarks [--quick] [--json PATH] [--markdown PATH] [--png PATH] [--device cpu|cuda]
-[--framework both|torch|tf] [--threads N]``
+[--framework both|torch|tf] [--threads N] [--case LABEL ...] [--precision fp32|bf16|fp16 ...] [--task TASK ...]``
 
 Times every case of ``benchmarks.cases`` in both frameworks, every mode and precision, each measurement in
 its own subprocess (``--quick``: one per framework), then prints the Markdown summary (best mode per
@@ -174,6 +174,12 @@ def run_scaling(args: argparse.Namespace, parser: argparse.ArgumentParser, heade
     return 1 if any(r["error"] for r in rows) else 0
 
 
+def only_precisions_and_tasks(todo: list[dict], precisions: list[str] | None, tasks: list[str] | None) -> list[dict]:
+    """The requests in one of ``precisions`` (GEMMs included) and, GEMMs apart, of one of ``tasks``; None keeps all."""
+    return [r for r in todo if (not precisions or r["precision"] in precisions)
+            and (r["task"] == "gemm" or not tasks or r["task"] in tasks)]
+
+
 def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
@@ -190,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", action="append", metavar="LABEL",
                         help="time only the cases with this label ('unet 1x1x572x572') or architecture ('unet'), "
                              "repeatable; the GEMMs too")
+    parser.add_argument("--precision", action="append", choices=("fp32", "bf16", "fp16"),
+                        help="time only this precision (repeatable; its GEMMs too), e.g. to re-run failed rows")
+    parser.add_argument("--task", action="append", choices=cases.TASKS, help="time only this task (repeatable)")
     parser.add_argument("--scaling", action="store_true",
                         help="time the training step over input sizes and batch sizes instead (benchmarks.scaling; with "
                              "--quick a tiny U-Net); --png draws the two log-log plots")
@@ -210,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.case:
         todo = only_cases(todo, args.case, parser)
         header += f" Only the case(s) {', '.join(args.case)}."
+    if args.precision or args.task:
+        todo = only_precisions_and_tasks(todo, args.precision, args.task)
+        header += "".join(f" Only the {name}(s) {', '.join(chosen)}." for name, chosen
+                          in (("precision", args.precision), ("task", args.task)) if chosen)
 
     if args.device == "cpu" and not cpu_has_native_bf16():
         header += " No bf16 rows: this CPU has no native bf16 instructions."

@@ -69,8 +69,8 @@ class BatchNorm(keras.layers.Layer):
                     mean, variance = ops.moments(ops.cast(x, wider), axes=[0, 1, 2])
                     mean, variance = ops.cast(mean, x.dtype), ops.cast(variance, x.dtype)
                 self._update_moving(mean, variance, n)
-                return _batch_norm_train(x, tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta),
-                                         tf.stop_gradient(mean), tf.stop_gradient(variance), self.eps)
+                gamma, beta = (tf.cast(tf.convert_to_tensor(v), x.dtype) for v in (self.gamma, self.beta))  # autocast
+                return _batch_norm_train(x, gamma, beta, tf.stop_gradient(mean), tf.stop_gradient(variance), self.eps)
         else:
             mean, variance = self.moving_mean, self.moving_variance
         # torch's CPU kernel folds everything per channel first, then makes one pass over x:
@@ -120,14 +120,14 @@ def _batch_norm_train(x, gamma, beta, mean, variance, eps):
     too; 16-bit values are cast up first and the results back), in about 7 passes over the tensor instead of
     autodiff's ~15: Keras's parity U-Net step spends less than half the time it did in BatchNorm
     (benchmarks/README.md)."""
-    invstd = tf.math.rsqrt(variance + eps)
+    invstd = tf.math.rsqrt(variance + tf.cast(eps, variance.dtype))  # a graph passes eps as a float32 tensor
     scale = invstd * gamma
     y = x * scale + (beta - mean * scale)
 
     def grad(dy):
         wide = tf.float32 if x.dtype in (tf.float16, tf.bfloat16) else x.dtype
         x_, dy_, mean_ = tf.cast(x, wide), tf.cast(dy, wide), tf.cast(mean, wide)
-        invstd_ = tf.math.rsqrt(tf.cast(variance, wide) + eps)
+        invstd_ = tf.math.rsqrt(tf.cast(variance, wide) + tf.cast(eps, wide))
         xc = x_ - mean_
         n = tf.cast(tf.size(x) // tf.shape(x)[-1], wide)
         grad_beta = tf.reduce_sum(dy_, axis=[0, 1, 2])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import cases, page, report, scaling
-from benchmarks.__main__ import cpu_has_native_bf16
+from benchmarks.__main__ import cpu_has_native_bf16, only_precisions_and_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,3 +193,10 @@ def test_a_case_rerun_replaces_only_its_own_rows():
     assert rates == pytest.approx({"a": 0.5, "b": 9.0 / 3.0})  # each row against its own run's GEMM (4 and 4/9 GFLOP/s)
     again = page.merged([out, dict(rerun, header="rerun 2")])  # the merged page's JSON merged with a later re-run
     assert again["reruns"] == ["rerun", "rerun 2"]
+
+
+def test_precision_and_task_filters_keep_their_gemms():
+    todo = [dict(task=task, precision=p) for p in ("fp32", "bf16") for task in ("gemm", "forward", "train_step")]
+    kept = only_precisions_and_tasks(todo, ["bf16"], ["train_step"])
+    assert kept == [dict(task="gemm", precision="bf16"), dict(task="train_step", precision="bf16")]
+    assert only_precisions_and_tasks(todo, None, None) == todo

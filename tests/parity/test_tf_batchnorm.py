@@ -123,11 +123,16 @@ def test_bfloat16_gradient_is_torchs_float32_one_rounded():
     upstream_bf16 = tf.cast(tf.constant(upstream), tf.bfloat16)
     layer = KerasBatchNorm(channels, eps=1e-5, momentum=0.9, dtype="mixed_bfloat16")  # variables stay float32
     layer.gamma.assign(gamma)
-    with tf.GradientTape() as tape:
-        tape.watch(x_bf16)
-        y = layer(x_bf16, training=True)
-        loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.cast(upstream_bf16, tf.float32))
-    dx, dgamma = tape.gradient(loss, [x_bf16, layer.gamma])
+
+    @tf.function  # as a training step runs it (a graph reads the float32 variables without Keras's autocast)
+    def gradients():
+        with tf.GradientTape() as tape:
+            tape.watch(x_bf16)
+            y = layer(x_bf16, training=True)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.cast(upstream_bf16, tf.float32))
+        return tape.gradient(loss, [x_bf16, layer.gamma])
+
+    dx, dgamma = gradients()
     assert dx.dtype == tf.bfloat16 and dgamma.dtype == tf.float32
 
     rounded = tf.cast(x_bf16, tf.float32).numpy()
