@@ -63,13 +63,14 @@ class BatchNorm(keras.layers.Layer):
                 mean, variance, n = ops.cast(mean, x.dtype), ops.cast(variance, x.dtype), ops.cast(n, x.dtype)
                 self._update_moving(mean, variance, n)
             else:  # torch's backward formula as the gradient (faster than autodiff through the moments)
-                if dtype == "float32":
-                    mean, variance = _float32_moments_summed_in_float64(x)
-                else:
-                    mean, variance = ops.moments(ops.cast(x, wider), axes=[0, 1, 2])
-                    mean, variance = ops.cast(mean, x.dtype), ops.cast(variance, x.dtype)
+                # float32 row sums added in float64 were 2.5x faster here but not torch's statistics to the last bit,
+                # and a 13-BatchNorm VGG16-BN drifted past the tolerance in train mode (pitfall
+                # "bn_batch_statistics_accumulation"): the sums stay in float64.
+                mean, variance = ops.moments(ops.cast(x, wider), axes=[0, 1, 2])
+                mean, variance = ops.cast(mean, x.dtype), ops.cast(variance, x.dtype)
                 self._update_moving(mean, variance, n)
-                gamma, beta = (tf.cast(tf.convert_to_tensor(v), x.dtype) for v in (self.gamma, self.beta))  # autocast
+                # in x's dtype: a graph reads the float32 variables without Keras's mixed-precision autocast
+                gamma, beta = (tf.cast(tf.convert_to_tensor(v), x.dtype) for v in (self.gamma, self.beta))
                 return _batch_norm_train(x, gamma, beta, tf.stop_gradient(mean), tf.stop_gradient(variance), self.eps)
         else:
             mean, variance = self.moving_mean, self.moving_variance
@@ -90,23 +91,6 @@ class BatchNorm(keras.layers.Layer):
                 "unbiased_running_var": self.unbiased_running_var, "synchronized": self.synchronized}
 
 
-def _float32_moments_summed_in_float64(x):
-    """Per-channel mean and biased variance of a float32 ``x (N, H, W, C)``, as float32, summed as accurately as
-    torch's CPU kernel sums them in float64: each image row (the W values of one n, h, c) is summed in float32, and
-    those row sums in float64. A row holds at most a few hundred values, so its float32 sum is exact to ~1e-7 of the
-    row; the many rows are what float32 sums get wrong (pitfall "bn_batch_statistics_accumulation"). The variance is
-    taken about the float32-rounded mean and corrected by the rounding. About 2.5x faster than summing a float64 copy
-    of ``x``, which it matches to well below float32 rounding of the results."""
-    shape = tf.shape(x)
-    n = tf.cast(shape[0] * shape[1] * shape[2], tf.float64)
-    mean = tf.reduce_sum(tf.cast(tf.reduce_sum(x, axis=2), tf.float64), axis=[0, 1]) / n
-    mean32 = tf.cast(mean, tf.float32)
-    squares = tf.reduce_sum(tf.math.squared_difference(x, mean32), axis=2)
-    offset = mean - tf.cast(mean32, tf.float64)
-    variance = tf.reduce_sum(tf.cast(squares, tf.float64), axis=[0, 1]) / n - offset * offset
-    return mean32, tf.cast(variance, tf.float32)
-
-
 @tf.custom_gradient
 def _batch_norm_train(x, gamma, beta, mean, variance, eps):
     """Train-mode BatchNorm of ``x (N, H, W, C)`` with its batch ``mean`` and biased ``variance`` (per channel, held
@@ -118,8 +102,7 @@ def _batch_norm_train(x, gamma, beta, mean, variance, eps):
 
     The same gradient as autodiff's, computed in float32 for float32 and 16-bit inputs (torch's kernel sums in float32
     too; 16-bit values are cast up first and the results back), in about 7 passes over the tensor instead of
-    autodiff's ~15: Keras's parity U-Net step spends less than half the time it did in BatchNorm
-    (benchmarks/README.md)."""
+    autodiff's ~15: Keras's parity U-Net step spends ~160 ms in BatchNorm ops instead of ~220 (README, Benchmarks)."""
     invstd = tf.math.rsqrt(variance + tf.cast(eps, variance.dtype))  # a graph passes eps as a float32 tensor
     scale = invstd * gamma
     y = x * scale + (beta - mean * scale)
