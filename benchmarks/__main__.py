@@ -220,7 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         todo = only_cases(todo, args.case, parser)
         header += f" Only the case(s) {', '.join(args.case)}."
     if args.precision or args.task:
+        available = sorted({r["precision"] for r in todo})
         todo = only_precisions_and_tasks(todo, args.precision, args.task)
+        if not any(r["task"] != "gemm" for r in todo):
+            parser.error(f"--precision {args.precision or 'any'} --task {args.task or 'any'}: nothing to time on "
+                         f"{args.device} (precisions here: {', '.join(available)})")
         header += "".join(f" Only the {name}(s) {', '.join(chosen)}." for name, chosen
                           in (("precision", args.precision), ("task", args.task)) if chosen)
 

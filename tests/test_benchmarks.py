@@ -200,3 +200,9 @@ def test_precision_and_task_filters_keep_their_gemms():
     kept = only_precisions_and_tasks(todo, ["bf16"], ["train_step"])
     assert kept == [dict(task="gemm", precision="bf16"), dict(task="train_step", precision="bf16")]
     assert only_precisions_and_tasks(todo, None, None) == todo
+
+
+def test_a_precision_this_device_does_not_time_is_a_clear_error():
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--precision", "fp16"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 2 and "--precision ['fp16']" in done.stderr and "nothing to time on cpu" in done.stderr
