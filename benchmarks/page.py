@@ -124,14 +124,16 @@ def page(full: dict, scaled: dict | None, profiles: list[str], chart: str, scali
     rows = report.with_rates(full["rows"])
     versions = ", ".join(f"{k} {v}" for k, v in full["versions"].items())
     threads = "; ".join(dict.fromkeys(r["threads"] for r in rows if r.get("threads")))
-    peaks = report.gemm_peaks(rows)
+    peaks, measured = report.gemm_peaks(rows), report.gemm_rates(rows)
     own = [r for r in rows if r.get("label") not in real_size_labels()]
     lines = [f"# segparity benchmarks: {full['header'].split(':')[0].removeprefix('segparity benchmarks, ')}, "
              f"{full['cpu']}", "",
              f"- **Machine**: {full['cpu']}; {threads}.",
              f"- **Versions**: {versions}.",
-             "- **GEMM peak** (2048x2048 fp32/bf16, same run): "
-             + ", ".join(f"{fw} {p} {gf:.1f} GFLOP/s" for (fw, p), gf in peaks.items()) + ".",
+             "- **GEMM peak** (2048x2048 fp32/bf16, same run; the fastest of its GEMMs, before and after the "
+             "networks where the run measured both): "
+             + ", ".join(f"{fw} {p} {gf:.1f} GFLOP/s ({' then '.join(f'{v:.1f}' for v in measured[fw, p])})"
+                         for (fw, p), gf in peaks.items()) + ".",
              f"- **FLOPs**: {report.flop_check(rows)}",
              "- **Reproduce**: `python -m benchmarks --json full.json`, `python -m benchmarks --scaling --json "
              "scaling.json` (a case again: `--case LABEL --json rerun.json`), then `python -m benchmarks.page --full "

@@ -26,7 +26,8 @@ def test_quick_benchmark_writes_rows_table_and_chart(tmp_path):
     expected_precisions = {"fp32", "bf16"} if cpu_has_native_bf16() else {"fp32"}
     assert {r["precision"] for r in rows} == expected_precisions
     gemm = [r for r in rows if r["task"] == "gemm"]
-    assert len(gemm) == 2 * len(expected_precisions)
+    assert len(gemm) == 2 * 2 * len(expected_precisions)  # each framework's, before and after the networks
+    assert sum(r["label"].endswith("after the networks") for r in gemm) == 2 * len(expected_precisions)
     assert all(r["median_s"] > 0 and r["flops"] == 2 * 1024 ** 3 for r in gemm)
     timed = [r for r in rows if r["task"] != "gemm"]
     assert {r["task"] for r in timed} == {"forward", "train_step"}
@@ -55,6 +56,16 @@ def test_cuda_without_a_gpu_is_one_clear_error(tmp_path):
     assert done.returncode == 1
     assert "benchmarks: torch fp32 GEMM failed: RuntimeError: --device cuda: torch 2.13.0" in done.stderr
     assert "sees no CUDA device" in done.stderr
+
+
+def test_the_gemm_peak_is_the_faster_of_the_run_s_gemms():
+    def gemm(fw, seconds, label):
+        return dict(framework=fw, precision="fp32", task="gemm", mode="gemm", label=label, flops=2e10,
+                    median_s=seconds, iqr_s=0.0, error=None)
+    rows = [gemm("torch", 0.2, "gemm"), gemm("tf", 0.1, "gemm"), gemm("torch", 0.1, "gemm, after the networks"),
+            gemm("tf", 0.2, "gemm, after the networks"), dict(gemm("tf", None, "gemm, after"), error="crashed")]
+    assert report.gemm_rates(rows) == {("torch", "fp32"): [100.0, 200.0], ("tf", "fp32"): [200.0, 100.0]}
+    assert report.gemm_peaks(rows) == {("torch", "fp32"): 200.0, ("tf", "fp32"): 200.0}
 
 
 def test_best_modes_and_ratio_never_mix_precisions():
