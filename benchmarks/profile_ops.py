@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import cases
+from segparity.parity.machine import cpu_model
 from segparity.atomic import atomic_write
 
 
@@ -122,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         profiles[framework] = json.loads(lines[0][len("PROFILE "):])
     title = (f"Op profile: {case.label()} {args.task}, {args.precision}, {case.layers} layers, torch channels_last vs "
-             f"tf function, "
-             f"{args.threads} threads, mean of {args.steps} steps")
+             f"tf function, {cpu_model()}, {args.threads} threads, mean of {args.steps} steps")
     text = markdown(profiles, title, args.top)
     print(text)
     if args.markdown:

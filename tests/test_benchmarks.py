@@ -217,3 +217,26 @@ def test_a_precision_this_device_does_not_time_is_a_clear_error():
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--precision", "fp16"], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
     assert done.returncode == 2 and "--precision ['fp16']" in done.stderr and "nothing to time on cpu" in done.stderr
+
+
+def test_floor_times_the_u_net_with_each_batch_norm_and_without_between_two_gemms():
+    from benchmarks import floor
+
+    case = next(c for c in cases.FULL if c.arch == "unet")
+    todo = floor.requests(case, threads=2, warmup=1, repeats=3)
+    for fw in ("torch", "tf"):
+        mine = [r for r in todo if r["framework"] == fw]
+        assert [r["task"] for r in mine] == ["gemm", "train_step", "train_step", "train_step", "gemm"]
+        steps = [cases.Case(**r["case"]) for r in mine[1:4]]
+        assert [(c.layers, c.options["batch_norm"]) for c in steps] == [("parity", True), ("stock", True),
+                                                                        ("stock", False)]
+        assert {c.flops("train_step") for c in steps} == {case.flops("train_step")}  # BN adds no counted FLOPs
+    rows = [dict(r, median_s=0.1 if r["task"] == "gemm" else 0.2, iqr_s=0.0, error=None,
+                 flops=2 * 2048 ** 3 if r["task"] == "gemm" else cases.Case(**r["case"]).flops("train_step"))
+            for r in todo]
+    rows[-1] = dict(rows[-1], median_s=0.05)  # the last GEMM (tf's, after) is the faster: the peak
+    text = floor.markdown(rows, "header")
+    assert "torch 171.8 / 171.8 GFLOP/s; tf 171.8 / 343.6 GFLOP/s" in text
+    rate = case.flops("train_step") / 0.2 / 1e9
+    assert f"| tf | function | no BatchNorm | 200.0 | 0.0 | {rate:.1f} | {rate / 343.6:.0%} |" in text
+    assert f"| torch | channels_last | parity BatchNorm | 200.0 | 0.0 | {rate:.1f} | {rate / 171.8:.0%} |" in text
